@@ -1,0 +1,64 @@
+"""stt-core: one speech-to-text interface over many engines, with fallback chains and plugins.
+
+    import stt_core
+    chain = stt_core.load_config().build_chain()        # stt.toml + environment
+    transcript = await chain.transcribe("meeting.wav")
+"""
+
+from ._audio import Audio, AudioSource, as_audio
+from ._breaker import BreakerPolicy, CircuitBreaker
+from ._chain import Chain, RetryPolicy
+from ._config import DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
+from ._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    InvalidAudioError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    STTError,
+)
+from ._provider import Provider, ProviderSettings
+from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
+from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
+from .hookspecs import hookimpl, hookspec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_CHAIN",
+    "AllProvidersFailed",
+    "Attempt",
+    "Audio",
+    "AudioSource",
+    "BreakerPolicy",
+    "Capabilities",
+    "Chain",
+    "CircuitBreaker",
+    "ConfigError",
+    "InvalidAudioError",
+    "LoadedConfig",
+    "PluginError",
+    "Provider",
+    "ProviderError",
+    "ProviderInfo",
+    "ProviderSettings",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "Registry",
+    "RetryPolicy",
+    "STTConfig",
+    "STTError",
+    "Segment",
+    "StreamEvent",
+    "Transcript",
+    "Word",
+    "__version__",
+    "as_audio",
+    "get_provider",
+    "hookimpl",
+    "hookspec",
+    "list_providers",
+    "load_config",
+    "registry",
+]

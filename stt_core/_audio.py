@@ -1,0 +1,246 @@
+"""Decoded audio: PCM samples with their sample rate, made from files, bytes or arrays.
+
+Decoding is soundfile's (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3), resampling is soxr's.
+Every way of making an ``Audio`` ends in one validation, so a bad input fails here with an
+``InvalidAudioError`` that names the problem, before any engine sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+import soxr
+
+from ._errors import InvalidAudioError
+
+SampleFormat = Literal["int16", "float32"]
+MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
+_INT16_SCALE = 32768.0
+
+
+class Audio:
+    """PCM samples shaped ``(frames, channels)``, int16 or float32, at ``sample_rate`` Hz."""
+
+    __slots__ = ("_sample_rate", "_samples")
+
+    def __init__(self, samples: npt.ArrayLike, sample_rate: int) -> None:
+        array = np.asarray(samples)
+        if array.ndim == 1:
+            array = array[:, np.newaxis]
+        if array.ndim != 2:
+            raise InvalidAudioError(f"audio array must be 1-D or 2-D, got {array.ndim}-D")
+        if array.dtype == np.int16:
+            pass
+        elif np.issubdtype(array.dtype, np.floating):
+            array = array.astype(np.float32, copy=False)
+            if not np.isfinite(array).all():
+                raise InvalidAudioError("audio contains NaN or infinite samples")
+        else:
+            raise InvalidAudioError(f"unsupported sample type {array.dtype} (use int16 or float)")
+        if not isinstance(sample_rate, int | np.integer) or not 0 < sample_rate <= MAX_SAMPLE_RATE:
+            raise InvalidAudioError(
+                f"sample rate {sample_rate!r} Hz is not valid (1 to {MAX_SAMPLE_RATE} Hz)"
+            )
+        if array.shape[1] == 0:
+            raise InvalidAudioError("audio has no channels")
+        self._samples = array
+        self._sample_rate = int(sample_rate)
+
+    # -- making -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Audio:
+        """Decode an audio file (WAV, FLAC, OGG, MP3 ...)."""
+        try:
+            size = os.path.getsize(path)
+        except OSError as e:
+            raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
+        if size == 0:
+            raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
+        with open(path, "rb") as f:
+            return cls._decode(f, what=os.fspath(path))
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        sample_rate: int | None = None,
+        channels: int = 1,
+        sample_format: SampleFormat = "int16",
+    ) -> Audio:
+        """Decode a file held in memory, or, when ``sample_rate`` is given, raw interleaved PCM."""
+        if not data:
+            raise InvalidAudioError("audio is empty (no bytes)")
+        if sample_rate is None:
+            return cls._decode(io.BytesIO(data), what="audio bytes")
+        if channels < 1:
+            raise InvalidAudioError(f"channel count must be at least 1, got {channels}")
+        dtype = np.dtype(np.int16 if sample_format == "int16" else np.float32)
+        frame_bytes = dtype.itemsize * channels
+        if len(data) % frame_bytes:
+            raise InvalidAudioError(
+                f"raw PCM is {len(data)} bytes, not a whole number of {sample_format} "
+                f"frames of {channels} channel(s)"
+            )
+        samples = np.frombuffer(data, dtype=dtype).reshape(-1, channels)
+        return cls(samples, sample_rate)._nonempty()
+
+    @classmethod
+    def from_numpy(cls, samples: npt.ArrayLike, sample_rate: int) -> Audio:
+        """Wrap an array: 1-D mono, or 2-D ``(frames, channels)``; int16 or float."""
+        return cls(samples, sample_rate)._nonempty()
+
+    @classmethod
+    def silence(cls, seconds: float, sample_rate: int = 16_000) -> Audio:
+        return cls(np.zeros(round(seconds * sample_rate), dtype=np.float32), sample_rate)
+
+    @classmethod
+    def concat(cls, pieces: Sequence[Audio]) -> Audio:
+        """Join pieces end to end; they are brought to the first piece's rate, channels, type."""
+        if not pieces:
+            raise InvalidAudioError("audio is empty (nothing to join)")
+        first = pieces[0]
+        same = [p.to(first.sample_rate, first.channels, first.sample_format) for p in pieces]
+        return cls(np.concatenate([p.samples for p in same]), first.sample_rate)
+
+    @classmethod
+    def _decode(cls, file: io.BufferedIOBase | io.BytesIO | io.BufferedReader, *, what: str) -> Audio:
+        try:
+            samples, rate = sf.read(file, dtype="float32", always_2d=True)
+        except Exception as e:  # libsndfile reports every bad input in its own way
+            raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
+        if samples.shape[0] == 0:
+            raise InvalidAudioError(f"{what} has no audio samples (only a header)")
+        return cls(samples, rate)
+
+    def _nonempty(self) -> Audio:
+        if self.num_frames == 0:
+            raise InvalidAudioError("audio is empty (no samples)")
+        return self
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def samples(self) -> npt.NDArray[np.float32] | npt.NDArray[np.int16]:
+        return self._samples
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def channels(self) -> int:
+        return int(self._samples.shape[1])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self._samples.shape[0])
+
+    @property
+    def sample_format(self) -> SampleFormat:
+        return "int16" if self._samples.dtype == np.int16 else "float32"
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self._sample_rate
+
+    def __repr__(self) -> str:
+        return (
+            f"Audio({self.duration:.3f}s, {self.sample_rate} Hz, {self.channels} ch, "
+            f"{self.sample_format})"
+        )
+
+    # -- converting -------------------------------------------------------------------------
+
+    def to(
+        self,
+        sample_rate: int | None = None,
+        channels: int | None = None,
+        sample_format: SampleFormat | None = None,
+    ) -> Audio:
+        """This audio resampled (soxr), down- or up-mixed, and in another sample type."""
+        rate = sample_rate or self.sample_rate
+        n_channels = channels or self.channels
+        fmt = sample_format or self.sample_format
+        if (rate, n_channels, fmt) == (self.sample_rate, self.channels, self.sample_format):
+            return self
+        data = self.float32()
+        if n_channels != self.channels:
+            if n_channels == 1:
+                data = data.mean(axis=1, keepdims=True, dtype=np.float32)
+            elif self.channels == 1:
+                data = np.repeat(data, n_channels, axis=1)
+            else:
+                raise InvalidAudioError(
+                    f"cannot mix {self.channels} channels into {n_channels}; mix to 1 first"
+                )
+        if rate != self.sample_rate:
+            if not 0 < rate <= MAX_SAMPLE_RATE:
+                raise InvalidAudioError(f"cannot resample to {rate} Hz")
+            data = soxr.resample(data, self.sample_rate, rate, quality="HQ").astype(
+                np.float32, copy=False
+            )
+            if data.ndim == 1:
+                data = data[:, np.newaxis]
+        if fmt == "int16":
+            return Audio(_float_to_int16(data), rate)
+        return Audio(data, rate)
+
+    def float32(self) -> npt.NDArray[np.float32]:
+        """Samples as float32 in [-1, 1], shaped ``(frames, channels)``."""
+        if self._samples.dtype == np.int16:
+            return (self._samples.astype(np.float32) / _INT16_SCALE).astype(np.float32)
+        return self._samples
+
+    def mono_float32(self, sample_rate: int | None = None) -> npt.NDArray[np.float32]:
+        """A 1-D float32 array of the mono mix, at ``sample_rate`` if given: what most models eat."""
+        return self.to(sample_rate, 1, "float32").samples[:, 0]  # type: ignore[return-value]
+
+    def pcm_bytes(self, sample_format: SampleFormat = "int16") -> bytes:
+        """Raw interleaved little-endian PCM."""
+        return self.to(sample_format=sample_format).samples.astype(
+            "<i2" if sample_format == "int16" else "<f4", copy=False
+        ).tobytes()
+
+    def encode(self, format: Literal["WAV", "FLAC"] = "WAV") -> bytes:
+        """The audio as a complete 16-bit file in memory."""
+        out = io.BytesIO()
+        sf.write(out, self.to(sample_format="int16").samples, self.sample_rate,
+                 format=format, subtype="PCM_16")
+        return out.getvalue()
+
+    def slice(self, start: float = 0.0, end: float | None = None) -> Audio:
+        """The part between ``start`` and ``end`` seconds (may be empty)."""
+        first = max(0, round(start * self.sample_rate))
+        last = self.num_frames if end is None else min(self.num_frames, round(end * self.sample_rate))
+        return Audio(self._samples[first:max(first, last)], self.sample_rate)
+
+
+def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    return np.clip(np.round(data * _INT16_SCALE), -32768, 32767).astype(np.int16)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+AudioSource = Audio | str | os.PathLike[str] | bytes
+
+
+def as_audio(source: AudioSource) -> Audio:
+    """An ``Audio`` from what callers hand us: an ``Audio``, a file path, or a file's bytes."""
+    if isinstance(source, Audio):
+        return source
+    if isinstance(source, bytes):
+        return Audio.from_bytes(source)
+    if isinstance(source, str | os.PathLike):
+        return Audio.from_file(source)
+    raise InvalidAudioError(f"cannot make audio from {type(source).__name__}")

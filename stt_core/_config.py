@@ -1,0 +1,264 @@
+"""Configuration: ``stt.toml`` (or the file named by ``STT_CONFIG``), overridden by the environment.
+
+    chain = ["funasr", "groq", "whisper"]     # STT_CHAIN=funasr,groq,whisper
+    attempt_timeout = 60                      # STT_ATTEMPT_TIMEOUT=60
+    [retry]                                   # STT_RETRY__ATTEMPTS=3
+    attempts = 3
+    [breaker]                                 # STT_BREAKER__COOLDOWN=30
+    failures = 3
+    [groq]                                    # STT_GROQ__API_KEY=...  (or GROQ_API_KEY)
+    api_key = "..."
+
+Every other table is a provider's settings, validated by that provider's own model when the
+chain is built. The seed's environment names are kept as aliases (``_ALIASES``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ._breaker import BreakerPolicy
+from ._chain import Chain, RetryPolicy
+from ._errors import ConfigError, ProviderUnavailable
+from ._provider import Provider
+from ._registry import Registry, registry
+from ._types import Attempt, Transcript
+
+DEFAULT_CHAIN = ("funasr", "groq", "whisper")
+CONFIG_ENV = "STT_CONFIG"
+DEFAULT_CONFIG_FILE = "stt.toml"
+_SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def _vad_from_flag(value: str) -> str:
+    return "fsmn-vad" if value.strip().lower() in {"1", "true", "yes", "on"} else "none"
+
+
+# The seed's environment names -> (section, field, conversion).
+_ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
+    "FUNASR_MODEL_DIR": ("funasr", "model", str),
+    "FUNASR_LANGUAGE": ("funasr", "language", str),
+    "FUNASR_USE_ITN": ("funasr", "use_itn", str),
+    "FUNASR_MAX_SEGMENT_TIME": ("funasr", "max_single_segment_time", str),
+    "FUNASR_DEVICE": ("funasr", "device", str),
+    "FUNASR_USE_EXTERNAL_VAD": ("funasr", "vad", _vad_from_flag),
+    "GROQ_API_KEY": ("groq", "api_key", str),
+    "DEEPGRAM_API_KEY": ("deepgram", "api_key", str),
+}
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    attempts: int = Field(RetryPolicy.attempts, ge=1)
+    initial_backoff: float = Field(RetryPolicy.initial_backoff, ge=0)
+    max_backoff: float = Field(RetryPolicy.max_backoff, ge=0)
+    jitter: float = Field(RetryPolicy.jitter, ge=0)
+    max_retry_after: float = Field(RetryPolicy.max_retry_after, ge=0)
+
+
+class BreakerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failures: int = Field(BreakerPolicy.failures, ge=1)
+    cooldown: float = Field(BreakerPolicy.cooldown, ge=0)
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """``STT_KEY`` and ``STT_SECTION__FIELD`` variables, plus the seed's aliases."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, (section, key, convert) in _ALIASES.items():
+            if name in os.environ:
+                data.setdefault(section, {})[key] = convert(os.environ[name])
+        for name, value in os.environ.items():
+            if not name.startswith("STT_") or name in (CONFIG_ENV, "STT_CORE_LOAD_PLUGINS"):
+                continue
+            rest = name[len("STT_"):].lower()
+            if "__" in rest:
+                section, key = rest.split("__", 1)
+                data.setdefault(section, {})[key] = value
+            elif rest in STTConfig.model_fields:
+                data[rest] = value
+        return data
+
+
+class STTConfig(BaseSettings):
+    """The chain and its policies; provider tables are kept as extra fields."""
+
+    model_config = SettingsConfigDict(extra="allow")
+
+    chain: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    provider: str | None = None
+    """Seed alias ``STT_PROVIDER``: this engine goes first, the rest of the chain follows."""
+    attempt_timeout: float | None = Field(60.0, gt=0)
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents come in as init values; the environment overrides them.
+        return (_EnvSource(settings_cls), init_settings)
+
+    @field_validator("chain", mode="before")
+    @classmethod
+    def _split_chain(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in re.split(r",|->", value) if part.strip()]
+        return value
+
+    @property
+    def chain_order(self) -> list[str]:
+        if self.provider:
+            return [self.provider, *(name for name in self.chain if name != self.provider)]
+        return list(self.chain)
+
+    @property
+    def provider_sections(self) -> dict[str, dict[str, Any]]:
+        return dict(self.model_extra or {})
+
+
+class LoadedConfig:
+    """A validated configuration and where it came from."""
+
+    def __init__(self, config: STTConfig, path: Path | None, file_data: dict[str, Any]) -> None:
+        self.config = config
+        self.path = path
+        self._file_data = file_data
+
+    def source_of(self, section: str) -> str:
+        if self.path is not None and section in self._file_data:
+            return str(self.path)
+        return "the environment"
+
+    def provider_settings(self, name: str) -> dict[str, Any]:
+        return dict(self.config.provider_sections.get(name, {}))
+
+    def build_chain(
+        self,
+        *,
+        names: list[str] | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
+        plugins: Registry | None = None,
+    ) -> Chain:
+        """The chain this config declares; engines that are not installed are kept as
+        unavailable links so the chain reports them, but bad settings fail here, up front."""
+        plugins = plugins or registry()
+        for section in self.config.provider_sections:
+            if section in plugins:
+                self._settings_for(plugins, section)
+        members: list[Provider] = []
+        for name in names or self.config.chain_order:
+            if name in plugins:
+                cls = plugins.get(name).provider_class
+                members.append(cls(self._settings_for(plugins, name)))
+            else:
+                members.append(_NotInstalled(name, plugins.missing_reason(name)))
+        c = self.config
+        return Chain(
+            members,
+            retry=RetryPolicy(**c.retry.model_dump()),
+            breaker=BreakerPolicy(**c.breaker.model_dump()),
+            attempt_timeout=c.attempt_timeout,
+            on_attempt=on_attempt,
+        )
+
+    def _settings_for(self, plugins: Registry, name: str) -> Any:
+        cls = plugins.get(name).provider_class
+        return cls.build_settings(self.provider_settings(name), source=self.source_of(name))
+
+    def redacted(self, plugins: Registry | None = None) -> dict[str, Any]:
+        """The effective configuration with every secret replaced, for ``config show``."""
+        plugins = plugins or registry()
+        c = self.config
+        shown: dict[str, Any] = {
+            "config_file": str(self.path) if self.path else None,
+            "chain": c.chain_order,
+            "attempt_timeout": c.attempt_timeout,
+            "retry": c.retry.model_dump(),
+            "breaker": c.breaker.model_dump(),
+        }
+        for name in sorted(set(c.provider_sections) | {n for n in c.chain_order if n in plugins}):
+            if name in plugins:
+                shown[name] = self._settings_for(plugins, name).model_dump(mode="json")
+            else:
+                shown[name] = _redact(self.provider_settings(name))
+        return shown
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
+    """Read ``path``, or ``$STT_CONFIG``, or ``./stt.toml`` if it exists; then the environment."""
+    chosen = path or os.environ.get(CONFIG_ENV)
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        chosen = DEFAULT_CONFIG_FILE
+    file_data: dict[str, Any] = {}
+    file_path = Path(chosen) if chosen else None
+    if file_path is not None:
+        try:
+            file_data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {file_path}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"cannot read config file {file_path}: {e}") from None
+    try:
+        config = STTConfig(**file_data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, file_path)) from None
+    for key, value in config.provider_sections.items():
+        if not isinstance(value, dict):
+            where = file_path if key in file_data else "the environment"
+            raise ConfigError(f"unknown config key {key!r} in {where}")
+    return LoadedConfig(config, file_path, file_data)
+
+
+def _describe(e: ValidationError, path: Path | None) -> str:
+    problems = []
+    for err in e.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{key}: {message}")
+    where = f" in {path} or the environment" if path else " in the environment"
+    return f"bad config{where}: " + "; ".join(problems)
+
+
+def _redact(section: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: "**********" if _SECRET_KEY.search(key) or isinstance(value, SecretStr) else value
+        for key, value in section.items()
+    }
+
+
+class _NotInstalled(Provider):
+    """A chain link for a provider that is named in config but not installed."""
+
+    name = "not-installed"
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__()
+        self.name = name  # type: ignore[misc]  # shadows the class name on purpose
+        self._reason = reason
+
+    def why_unavailable(self) -> str:
+        return self._reason
+
+    async def _transcribe(
+        self, audio: Any, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        raise ProviderUnavailable(self._reason, provider=self.name)

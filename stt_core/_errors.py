@@ -1,0 +1,87 @@
+"""The one error tree of stt-core. Retryability is an attribute, not a class.
+
+    STTError
+    ├── ConfigError            bad or unknown config, missing key   (not retried, chain moves on)
+    ├── InvalidAudioError      the caller's audio is bad             (never retried, never falls over)
+    ├── ProviderUnavailable    cannot serve now: no model, no key, no memory, breaker open (moves on)
+    ├── ProviderError          the engine failed; .retryable, .provider, .status_code, .retry_after
+    │   └── ProviderTimeout
+    └── AllProvidersFailed     every engine in the chain failed; holds each cause in order
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._types import Attempt
+
+
+class STTError(Exception):
+    """Base of every error stt-core raises on purpose."""
+
+
+class ConfigError(STTError):
+    """Configuration is bad, unknown or incomplete."""
+
+
+class InvalidAudioError(STTError):
+    """The caller's audio cannot be transcribed by anyone: empty, unreadable, NaN, bad rate."""
+
+
+class ProviderUnavailable(STTError):
+    """A provider cannot serve now (no model, no key, not enough memory, breaker open)."""
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderError(STTError):
+    """The engine failed while serving a request."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retryable: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class ProviderTimeout(ProviderError):
+    """An attempt ran past its time limit. Retryable by default."""
+
+    def __init__(self, message: str, *, provider: str | None = None, retryable: bool = True) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+
+
+class AllProvidersFailed(STTError):
+    """Every provider in a chain failed or was skipped; ``errors`` holds each cause in order."""
+
+    def __init__(
+        self,
+        errors: Sequence[tuple[str, BaseException]],
+        *,
+        attempts: Sequence[Attempt] = (),
+    ) -> None:
+        self.errors = list(errors)
+        self.attempts = tuple(attempts)
+        if self.errors:
+            causes = "; ".join(f"{name}: {_one_line(err)}" for name, err in self.errors)
+        else:
+            causes = "the chain is empty"
+        super().__init__(f"no provider could transcribe the audio ({causes})")
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

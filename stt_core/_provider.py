@@ -1,0 +1,206 @@
+"""The provider base class every engine (and the chain) derives from.
+
+As in livekit-agents' STT base, the public methods own validation, timing and error mapping;
+a provider implements ``_transcribe`` (and ``_stream`` if its engine streams natively).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ._audio import Audio, AudioSource, as_audio
+from ._errors import (
+    ConfigError,
+    InvalidAudioError,
+    ProviderError,
+     ProviderTimeout,
+    ProviderUnavailable,
+    STTError,
+)
+from ._types import Capabilities, StreamEvent, Transcript
+
+
+class ProviderSettings(BaseModel):
+    """Base of every provider's settings: unknown keys are errors, secrets are ``SecretStr``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provider(abc.ABC):
+    """A speech-to-text engine behind the one stt-core interface.
+
+    Subclasses set ``name``, ``Settings`` and ``capabilities`` and implement ``_transcribe``.
+    Building a provider must be cheap: load models in ``warmup()`` or on first use.
+    """
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[ProviderSettings]] = ProviderSettings
+    capabilities: Capabilities = Capabilities()
+
+    def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
+        if settings is None:
+            settings = self.build_settings(fields)
+        elif fields:
+            raise TypeError("pass either a settings object or keyword settings, not both")
+        self.settings = settings
+        self._closed = False
+
+    @classmethod
+    def build_settings(cls, fields: dict[str, Any], *, source: str = "") -> ProviderSettings:
+        """Validate ``fields`` into ``cls.Settings``; a bad key or value is a ``ConfigError``."""
+        try:
+            return cls.Settings(**fields)
+        except ValidationError as e:
+            raise ConfigError(_describe_validation(cls.name, e, source)) from None
+
+    @classmethod
+    def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
+        """Why this provider cannot serve with ``settings`` (no key, no model), or ``None``.
+
+        Must be cheap: no model loading, no network. ``stt-core providers`` shows it.
+        """
+        return None
+
+    def why_unavailable(self) -> str | None:
+        """Why this instance cannot serve now, or ``None``; checked before every request."""
+        return type(self).unavailable_reason(self.settings)
+
+    @property
+    def model(self) -> str | None:
+        model = getattr(self.settings, "model", None)
+        return None if model is None else str(model)
+
+    # -- the public methods -----------------------------------------------------------------
+
+    async def transcribe(
+        self,
+        audio: AudioSource,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        word_timestamps: bool = False,
+    ) -> Transcript:
+        """Transcribe one utterance or file. Raises only errors of the ``STTError`` tree."""
+        audio = as_audio(audio)
+        if audio.num_frames == 0:
+            raise InvalidAudioError("audio is empty (no samples)")
+        self._check_ready()
+        started = time.perf_counter()
+        try:
+            result = await self._transcribe(
+                audio, language=language, prompt=prompt, word_timestamps=word_timestamps
+            )
+        except Exception as e:
+            raise self._map_unexpected(e) from e
+        return result.replace(
+            provider=result.provider or self.name,
+            model=result.model or self.model,
+            duration=audio.duration if result.duration is None else result.duration,
+            latency=time.perf_counter() - started,
+        )
+
+    async def stream(
+        self, audio: AsyncIterable[Audio], *, language: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Transcribe live audio: push chunks in, get interim and final events out."""
+        self._check_ready()
+        try:
+            async for event in self._stream(audio, language=language):
+                yield event
+        except Exception as e:
+            raise self._map_unexpected(e) from e
+
+    async def warmup(self) -> None:
+        """Load models ahead of the first request. Default: nothing to load."""
+
+    async def health(self) -> bool | None:
+        """A cheap check that the provider can serve: ``None`` if it has none.
+
+        The chain's breaker probes with this instead of a paid transcription where it exists.
+        """
+        return None
+
+    async def aclose(self) -> None:
+        """Release sockets, models and tasks. Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            await self._aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, settings={self.settings!r})"
+
+    # -- what a provider implements ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _transcribe(
+        self,
+        audio: Audio,
+        *,
+        language: str | None,
+        prompt: str | None,
+        word_timestamps: bool,
+    ) -> Transcript:
+        """Transcribe ``audio``; map the engine's own errors to the stt-core tree."""
+
+    async def _stream(
+        self, audio: AsyncIterable[Audio], *, language: str | None
+    ) -> AsyncIterator[StreamEvent]:
+        """Default for engines without native streaming: one final result at end of input."""
+        pieces = [chunk async for chunk in audio]
+        if not pieces:
+            return
+        joined = Audio.concat(pieces)
+        result = await self.transcribe(joined, language=language)
+        yield StreamEvent(
+            "final", result.text, start=0.0, end=joined.duration,
+            language=result.language, provider=result.provider,
+        )
+
+    async def _aclose(self) -> None:
+        """Release what the provider holds; called once."""
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _check_ready(self) -> None:
+        if self._closed:
+            raise ProviderUnavailable(f"{self.name} is closed", provider=self.name)
+        reason = self.why_unavailable()
+        if reason:
+            raise ProviderUnavailable(reason, provider=self.name)
+
+    def _map_unexpected(self, e: Exception) -> STTError:
+        """Keep the tree's errors as they are; anything else is this engine failing."""
+        if isinstance(e, STTError):
+            return e
+        detail = f"{type(e).__name__}: {e}".rstrip(": ")
+        if isinstance(e, TimeoutError):
+            return ProviderTimeout(f"{self.name} timed out ({detail})", provider=self.name)
+        retryable = isinstance(e, ConnectionError)
+        return ProviderError(f"{self.name} failed: {detail}", provider=self.name, retryable=retryable)
+
+
+def _describe_validation(provider: str, e: ValidationError, source: str) -> str:
+    problems = []
+    for err in e.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(settings)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{provider}.{key}: {message}")
+    where = f" in {source}" if source else ""
+    return f"bad settings for provider {provider!r}{where}: " + "; ".join(problems)

@@ -1,0 +1,165 @@
+"""Finding providers: entry points in the ``stt_core`` group, loaded one by one.
+
+pluggy's ``load_setuptools_entrypoints`` stops at the first plugin that fails to import, so we
+load entry points with our own loop: a broken plugin is recorded with its error and the rest
+still load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from ._errors import ConfigError
+from ._provider import Provider
+
+ENTRY_POINT_GROUP = "stt_core"
+LOAD_PLUGINS_ENV = "STT_CORE_LOAD_PLUGINS"
+# Providers this project ships as extras, so a missing one gets an install hint.
+_FIRST_PARTY = ("funasr", "groq", "deepgram", "whisper")
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    provider_class: type[Provider]
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginError:
+    """A plugin distribution whose entry point failed to load."""
+
+    distribution: str
+    entry_point: str
+    error: str
+
+
+class Registry:
+    """The providers known to this process and the plugins that failed to load."""
+
+    def __init__(self) -> None:
+        self.plugin_manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self._providers: dict[str, ProviderInfo] = {}
+        self.plugin_errors: list[PluginError] = []
+
+    def load_entry_points(self, only: set[str] | None = None) -> None:
+        """Load every plugin of the ``stt_core`` group (or those of the ``only`` distributions)."""
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist_name = ep.dist.name if ep.dist else ep.name
+            version = ep.dist.version if ep.dist else None
+            if only is not None and _normalize(dist_name) not in only:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as e:  # any import error of a third party's code
+                self.plugin_errors.append(PluginError(dist_name, ep.name, f"{type(e).__name__}: {e}"))
+                continue
+            self.register_plugin(plugin, name=ep.name, distribution=dist_name, version=version)
+
+    def register_plugin(
+        self,
+        plugin: object,
+        *,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Register a plugin object (a module with hookimpls) and the providers it registers."""
+        if self.plugin_manager.is_registered(plugin):
+            return
+        plugin_name = self.plugin_manager.register(plugin, name=name)
+        self.plugin_manager.check_pending()
+        caller = self.plugin_manager.hook.register_providers
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name == plugin_name:
+                impl.function(
+                    register=lambda cls: self.add(cls, distribution=distribution, version=version)
+                )
+
+    def add(
+        self, cls: type[Provider], *, distribution: str | None = None, version: str | None = None
+    ) -> None:
+        """Make ``cls`` available under ``cls.name``. Two owners of one name is an error."""
+        if not (isinstance(cls, type) and issubclass(cls, Provider)):
+            raise TypeError(f"register() takes a Provider subclass, got {cls!r}")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__qualname__} must set a class attribute 'name'")
+        existing = self._providers.get(name)
+        if existing is not None and existing.provider_class is not cls:
+            raise ConfigError(
+                f"provider name {name!r} is registered by two distributions: "
+                f"{existing.distribution or existing.provider_class.__module__} and "
+                f"{distribution or cls.__module__}; uninstall one, or choose with "
+                f"{LOAD_PLUGINS_ENV}"
+            )
+        self._providers[name] = ProviderInfo(name, cls, distribution, version)
+
+    def get(self, name: str) -> ProviderInfo:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ConfigError(self.missing_reason(name)) from None
+
+    def missing_reason(self, name: str) -> str:
+        installed = ", ".join(sorted(self._providers)) or "none"
+        hint = f"; install it with: pip install 'stt-core[{name}]'" if name in _FIRST_PARTY else ""
+        return f"provider {name!r} is not installed (installed: {installed}){hint}"
+
+    def create(self, name: str, settings: dict[str, Any] | None = None, *, source: str = "") -> Provider:
+        """Build provider ``name`` with validated settings (cheap: nothing is loaded yet)."""
+        cls = self.get(name).provider_class
+        return cls(cls.build_settings(settings or {}, source=source))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._providers
+
+    def __iter__(self) -> Iterator[ProviderInfo]:
+        return iter(sorted(self._providers.values(), key=lambda info: info.name))
+
+
+_default: Registry | None = None
+_default_lock = threading.Lock()
+
+
+def registry(*, reload: bool = False) -> Registry:
+    """The process-wide registry, loaded from entry points on first use."""
+    global _default
+    with _default_lock:
+        if _default is None or reload:
+            fresh = Registry()
+            fresh.load_entry_points(_plugins_to_load())
+            _default = fresh
+        return _default
+
+
+def get_provider(name: str, /, **settings: Any) -> Provider:
+    """An installed provider by name, built with ``settings``."""
+    return registry().create(name, settings)
+
+
+def list_providers() -> list[ProviderInfo]:
+    """Every installed provider, by name."""
+    return list(registry())
+
+
+def _plugins_to_load() -> set[str] | None:
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return {_normalize(part) for part in value.split(",") if part.strip()}
+
+
+def _normalize(dist_name: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist_name.strip()).lower()

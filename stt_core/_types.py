@@ -1,0 +1,131 @@
+"""Plain values that flow out of providers: transcripts, segments, words, stream events."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do; the chain routes requests by it.
+
+    ``languages`` is ``None`` when the engine takes any language.
+    """
+
+    streaming: bool = False
+    languages: frozenset[str] | None = None
+    word_timestamps: bool = False
+    offline: bool = False
+
+    def supports_language(self, language: str | None) -> bool:
+        if language is None or language == "auto" or self.languages is None:
+            return True
+        return language.lower() in self.languages
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    confidence: float | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float
+    end: float
+    confidence: float | None = None
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One thing the chain did for a request: a call to a provider, or a skip and why."""
+
+    provider: str
+    outcome: AttemptOutcome
+    latency: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    segments: tuple[Segment, ...] = ()
+    duration: float | None = None
+    provider: str = ""
+    model: str | None = None
+    latency: float = 0.0
+    attempts: tuple[Attempt, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        return tuple(word for segment in self.segments for word in segment.words)
+
+    def replace(self, **changes: Any) -> Transcript:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_srt(self) -> str:
+        """SubRip subtitles, one cue per segment (the whole text as one cue if there are none)."""
+        segments = self.segments or (Segment(self.text, 0.0, self.duration or 0.0),)
+        cues = [
+            f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n"
+            for i, s in enumerate(segments, start=1)
+        ]
+        return "\n".join(cues)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """A result from a live stream. Times are seconds from the start of the stream's audio.
+
+    ``end`` is ``None`` when the engine does not say where its result ends; the chain then
+    keeps (and on failover replays) all audio it has, rather than risk dropping some.
+    """
+
+    type: Literal["interim", "final"]
+    text: str
+    start: float | None = None
+    end: float | None = None
+    language: str | None = None
+    confidence: float | None = None
+    words: tuple[Word, ...] = ()
+    provider: str = ""
+
+    @property
+    def is_final(self) -> bool:
+        return self.type == "final"
+
+    def shifted(self, offset: float) -> StreamEvent:
+        """The same event with its times moved by ``offset`` seconds."""
+        if offset == 0:
+            return self
+
+        def move(t: float | None) -> float | None:
+            return None if t is None else t + offset
+
+        words = tuple(
+            Word(w.text, w.start + offset, w.end + offset, w.confidence) for w in self.words
+        )
+        return dataclasses.replace(
+            self, start=move(self.start), end=move(self.end), words=words
+        )
+
+
+def _srt_time(seconds: float) -> str:
+    millis = round(max(seconds, 0.0) * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02}:{minutes:02}:{secs:02},{millis:03}"

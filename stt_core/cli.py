@@ -1,0 +1,186 @@
+"""The ``stt-core`` command.
+
+Exit codes: 0 success, 2 bad input or config, 1 when every provider failed. Errors are one
+line on stderr; ``--debug`` shows the traceback and the chain's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ._audio import Audio
+from ._chain import Chain
+from ._config import LoadedConfig, load_config
+from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
+from ._registry import registry
+from ._types import Attempt, Transcript
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except STTError as e:
+        if args.debug:
+            err.print_exception()
+        err.print(f"error: {e}", markup=False)
+        return EXIT_BAD_INPUT if isinstance(e, ConfigError | InvalidAudioError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stt-core", description="Speech to text through an engine chain.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and the chain's log")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $STT_CONFIG or ./stt.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    providers = commands.add_parser("providers", help="installed providers and whether they can serve")
+    providers.set_defaults(run=cmd_providers)
+
+    transcribe = commands.add_parser("transcribe", help="transcribe audio files through the chain")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    transcribe.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
+    transcribe.add_argument("--format", choices=("text", "json", "srt"), default="text")
+    transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
+    transcribe.set_defaults(run=cmd_transcribe)
+
+    config = commands.add_parser("config", help="configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="the effective configuration, secrets redacted")
+    show.set_defaults(run=cmd_config_show)
+    return parser
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    plugins = registry()
+    try:
+        config: LoadedConfig | None = load_config(args.config)
+    except ConfigError as e:
+        err.print(f"warning: {e}; showing providers with default settings", markup=False)
+        config = None
+    table = Table(title="stt-core providers")
+    for column in ("name", "distribution", "version", "can serve", "capabilities"):
+        table.add_column(column)
+    for info in plugins:
+        cls = info.provider_class
+        try:
+            fields = config.provider_settings(info.name) if config else {}
+            reason = cls.unavailable_reason(cls.build_settings(fields))
+        except ConfigError as e:
+            reason = str(e)
+        caps = cls.capabilities
+        features = [
+            name
+            for name, present in (
+                ("streaming", caps.streaming),
+                ("word times", caps.word_timestamps),
+                ("offline", caps.offline),
+            )
+            if present
+        ]
+        languages = "any language" if caps.languages is None else ",".join(sorted(caps.languages))
+        table.add_row(
+            info.name,
+            info.distribution or "-",
+            info.version or "-",
+            "[green]yes[/]" if reason is None else f"[red]no[/]: {reason}",
+            ", ".join([*features, languages]),
+        )
+    out.print(table)
+    for problem in plugins.plugin_errors:
+        out.print(f"[red]failed to load[/] {problem.distribution} ({problem.entry_point}): "
+                  f"{problem.error}")
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    out.print_json(json.dumps(load_config(args.config).redacted()))
+    return EXIT_OK
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    names = [n.strip() for n in args.chain.split(",") if n.strip()] if args.chain else None
+    chain = config.build_chain(names=names)
+    return asyncio.run(_transcribe_files(chain, args))
+
+
+async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    files = [Path(f) for f in args.files]
+    async with chain:
+        with _progress(len(files)) as advance:
+            for path in files:
+                try:
+                    result = await chain.transcribe(
+                        Audio.from_file(path), language=args.language
+                    )
+                except (InvalidAudioError, ConfigError) as e:
+                    err.print(f"error: {path}: {e}", markup=False)
+                    worst = max(worst, EXIT_BAD_INPUT)
+                except AllProvidersFailed as e:
+                    if not args.quiet:
+                        _report(path, e.attempts)
+                    err.print(f"error: {path}: {e}", markup=False)
+                    worst = max(worst, EXIT_FAILED)
+                else:
+                    if not args.quiet:
+                        _report(path, result.attempts)
+                    _print_result(path, result, args.format, several=len(files) > 1)
+                advance()
+    return worst
+
+
+def _report(path: Path, attempts: Sequence[Attempt]) -> None:
+    for attempt in attempts:
+        detail = f": {attempt.error}" if attempt.error else ""
+        err.print(
+            f"{path.name}: {attempt.provider} {attempt.outcome} ({attempt.latency:.2f}s){detail}",
+            markup=False,
+        )
+
+
+def _print_result(path: Path, result: Transcript, fmt: str, *, several: bool) -> None:
+    if fmt == "json":
+        out.print_json(json.dumps({"file": str(path), **result.to_dict()}), indent=None)
+        return
+    if several:
+        out.print(f"# {path}", markup=False)
+    out.print(result.to_srt() if fmt == "srt" else result.text, markup=False)
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar on stderr when there are several files; nothing for one."""
+    if total < 2:
+        yield lambda: None
+        return
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("transcribing", total=total)
+        yield lambda: bar.advance(task)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
