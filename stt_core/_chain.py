@@ -181,7 +181,7 @@ class Chain(Provider):
         if isinstance(error, ProviderError) and error.retry_after is not None:
             return max(0.0, error.retry_after)
         exponential = wait_exponential_jitter(
-            initial=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
+            multiplier=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
         )
         return float(exponential(state))
 

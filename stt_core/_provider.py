@@ -67,6 +67,12 @@ class Provider(abc.ABC):
         """
         return None
 
+    @classmethod
+    def model_status(cls, settings: ProviderSettings) -> str | None:
+        """A short note on the model for ``stt-core providers`` (where it is, whether it is
+        present), found without loading it; ``None`` for engines without a local model."""
+        return None
+
     def why_unavailable(self) -> str | None:
         """Why this instance cannot serve now, or ``None``; checked before every request."""
         return type(self).unavailable_reason(self.settings)

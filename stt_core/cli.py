@@ -81,16 +81,17 @@ def cmd_providers(args: argparse.Namespace) -> int:
         err.print(f"warning: {e}; showing providers with default settings", markup=False)
         config = None
     table = Table(title="stt-core providers")
-    for column in ("name", "distribution", "version", "can serve", "capabilities"):
+    for column in ("name", "distribution", "version", "can serve", "model", "capabilities"):
         table.add_column(column)
     for info in plugins:
         cls = info.provider_class
+        model, caps = None, cls.capabilities
         try:
-            fields = config.provider_settings(info.name) if config else {}
-            reason = cls.unavailable_reason(cls.build_settings(fields))
+            settings = cls.build_settings(config.provider_settings(info.name) if config else {})
+            reason, model = cls.unavailable_reason(settings), cls.model_status(settings)
+            caps = cls(settings).capabilities  # an instance may narrow them (an English-only model)
         except ConfigError as e:
             reason = str(e)
-        caps = cls.capabilities
         features = [
             name
             for name, present in (
@@ -106,6 +107,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
             info.distribution or "-",
             info.version or "-",
             "[green]yes[/]" if reason is None else f"[red]no[/]: {reason}",
+            model or "-",
             ", ".join([*features, languages]),
         )
     out.print(table)

@@ -92,6 +92,10 @@ class FakeProvider(Provider):
     async def _stream(
         self, audio: AsyncIterable[Audio], *, language: str | None
     ) -> AsyncIterator[StreamEvent]:
+        if not self.capabilities.streaming:  # act as a batch-only engine does
+            async for event in super()._stream(audio, language=language):
+                yield event
+            return
         received: list[Audio] = []
         self.streams.append(received)
         pending: list[Audio] = []

@@ -1,0 +1,1 @@
+"""LiveKit Agents adapter for stt-core: a skeleton until its issue lands."""

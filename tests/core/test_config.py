@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stt_core import ConfigError, Registry, load_config
+from stt_core.testing import FakeProvider
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("STT_", "FUNASR_")) or name in ("GROQ_API_KEY", "DEEPGRAM_API_KEY"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray ./stt.toml
+
+
+@pytest.fixture
+def plugins() -> Registry:
+    reg = Registry()
+    reg.add(FakeProvider)
+    return reg
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "stt.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_config() -> None:
+    config = load_config().config
+    assert config.chain_order == ["funasr", "groq", "whisper"]
+    assert config.retry.attempts == 3
+
+
+def test_file_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Registry) -> None:
+    path = write(
+        tmp_path,
+        'chain = ["fake", "groq"]\nattempt_timeout = 5\n'
+        '[retry]\nattempts = 4\n[fake]\ntext = "from file"\nlanguage = "de"\n',
+    )
+    loaded = load_config(path)
+    assert loaded.config.chain_order == ["fake", "groq"]
+    assert loaded.config.retry.attempts == 4 and loaded.config.attempt_timeout == 5
+    monkeypatch.setenv("STT_CHAIN", "groq -> fake")
+    monkeypatch.setenv("STT_RETRY__ATTEMPTS", "2")
+    monkeypatch.setenv("STT_FAKE__TEXT", "from env")
+    loaded = load_config(path)
+    assert loaded.config.chain_order == ["groq", "fake"]
+    assert loaded.config.retry.attempts == 2
+    chain = loaded.build_chain(plugins=plugins)
+    fake = chain.providers[1]
+    assert (fake.settings.text, fake.settings.language) == ("from env", "de")  # type: ignore[attr-defined]
+    assert chain.retry.attempts == 2 and chain.attempt_timeout == 5
+
+
+def test_stt_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, 'chain = "whisper"\n')
+    monkeypatch.setenv("STT_CONFIG", str(path))
+    loaded = load_config()
+    assert loaded.path == path and loaded.config.chain_order == ["whisper"]
+
+
+def test_seed_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STT_PROVIDER", "groq")
+    monkeypatch.setenv("GROQ_API_KEY", SECRET)
+    monkeypatch.setenv("FUNASR_MODEL_DIR", "/models/sv")
+    monkeypatch.setenv("FUNASR_USE_EXTERNAL_VAD", "false")
+    monkeypatch.setenv("FUNASR_MAX_SEGMENT_TIME", "30000")
+    loaded = load_config()
+    assert loaded.config.chain_order == ["groq", "funasr", "whisper"]
+    assert loaded.provider_settings("groq") == {"api_key": SECRET}
+    assert loaded.provider_settings("funasr") == {
+        "model": "/models/sv",
+        "vad": "none",
+        "max_single_segment_time": "30000",
+    }
+
+
+def test_new_name_beats_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "old")
+    monkeypatch.setenv("STT_GROQ__API_KEY", "new")
+    assert load_config().provider_settings("groq") == {"api_key": "new"}
+
+
+def test_unknown_provider_key_names_key_and_file(tmp_path: Path, plugins: Registry) -> None:
+    path = write(tmp_path, '[fake]\ntxet = "typo"\n')
+    with pytest.raises(ConfigError, match=r"fake\.txet: unknown key") as info:
+        load_config(path).build_chain(plugins=plugins)
+    assert str(path) in str(info.value)
+
+
+def test_bad_value_from_env_says_environment(monkeypatch: pytest.MonkeyPatch, plugins: Registry) -> None:
+    monkeypatch.setenv("STT_FAKE__LANGUAGE", "")
+    monkeypatch.setenv("STT_FAKE__MODEL", "x")
+    monkeypatch.setenv("STT_FAKE__API_KEY", SECRET)
+    monkeypatch.setenv("STT_FAKE__BOGUS", "1")
+    with pytest.raises(ConfigError, match="the environment") as info:
+        load_config().build_chain(plugins=plugins)
+    assert "fake.bogus" in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("chian = []\n", "unknown config key 'chian'"),
+        ("[retry]\nattempts = 0\n", r"retry\.attempts"),
+        ("[retry]\nattmepts = 2\n", r"retry\.attmepts: unknown key"),
+        ("attempt_timeout = 'soon'\n", "attempt_timeout"),
+        ("chain = [\n", "cannot read config file"),
+    ],
+)
+def test_bad_core_config(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(write(tmp_path, text))
+    assert "stt.toml" in str(info.value)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/no/such/stt.toml")
+
+
+def test_not_installed_providers_become_unavailable_links(plugins: Registry) -> None:
+    chain = load_config().build_chain(plugins=plugins, names=["funasr", "fake"])
+    assert [p.name for p in chain.providers] == ["funasr", "fake"]
+    assert "pip install 'stt-core[funasr]'" in (chain.providers[0].why_unavailable() or "")
+
+
+def test_redacted_hides_secrets_of_installed_and_unknown_providers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Registry
+) -> None:
+    monkeypatch.setenv("DEEPGRAM_API_KEY", SECRET)
+    path = write(tmp_path, f'chain = ["fake"]\n[fake]\napi_key = "{SECRET}"\n')
+    shown = load_config(path).redacted(plugins)
+    assert SECRET not in repr(shown)
+    assert shown["fake"]["api_key"] == "**********"
+    assert shown["deepgram"]["api_key"] == "**********"
+    assert shown["fake"]["text"] == "hello world"  # defaults are shown too
