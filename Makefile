@@ -1,0 +1,20 @@
+# `make demo` and `make test` set up .venv on first use (scripts/setup.sh), then run.
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): scripts/setup.sh pyproject.toml $(wildcard providers/*/pyproject.toml adapters/*/pyproject.toml)
+	./scripts/setup.sh
+	touch $@
+
+demo: setup
+	$(VENV)/bin/stt-core transcribe examples/audio/fox.wav
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Creates .venv in the repository and installs every distribution of the repo in editable mode.
+# torch goes first, pinned: an unpinned torch (pulled in by a later package) would be a
+# multi-GB CUDA build; 2.13.0 is a CPU build here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${pip[@]}" install --upgrade pip
+"${pip[@]}" install torch==2.13.0
+# The repo's own dists build with hatchling; installing it once and building without isolation
+# saves a fresh build environment per distribution.
+"${pip[@]}" install hatchling editables
+"${pip[@]}" install --no-build-isolation \
+  -e ".[dev]" \
+  -e "providers/whisper[bundled]" \
+  -e providers/funasr \
+  -e providers/groq \
+  -e providers/deepgram \
+  -e adapters/livekit
+echo "set up: .venv ($(.venv/bin/stt-core providers >/dev/null && echo ok))"

