@@ -68,6 +68,9 @@ class Chain(Provider):
         super().__init__()
         self.providers = list(providers)
         self.retry = retry or RetryPolicy()
+        self._exponential = wait_exponential_jitter(
+            multiplier=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
+        )
         self.attempt_timeout = attempt_timeout
         self.on_attempt = on_attempt
         policy = breaker or BreakerPolicy()
@@ -180,10 +183,7 @@ class Chain(Provider):
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, ProviderError) and error.retry_after is not None:
             return max(0.0, error.retry_after)
-        exponential = wait_exponential_jitter(
-            multiplier=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
-        )
-        return float(exponential(state))
+        return float(self._exponential(state))
 
     # -- routing, breakers, reporting ------------------------------------------------------------
 
