@@ -108,12 +108,7 @@ class Chain(Provider):
         attempts: list[Attempt] = []
         causes: list[tuple[str, BaseException]] = []
         for provider, breaker in zip(self.providers, self.breakers, strict=True):
-            blocked = self._route(provider, language, word_timestamps) or await self._pass_breaker(
-                provider, breaker
-            )
-            if blocked:
-                self._record(attempts, provider, "skipped", 0.0, blocked)
-                causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
+            if not await self._admit(provider, breaker, language, word_timestamps, attempts, causes):
                 continue
             try:
                 result: Transcript = await self._with_retries(
@@ -187,6 +182,24 @@ class Chain(Provider):
 
     # -- routing, breakers, reporting ------------------------------------------------------------
 
+    async def _admit(
+        self,
+        provider: Provider,
+        breaker: CircuitBreaker,
+        language: str | None,
+        word_timestamps: bool,
+        attempts: list[Attempt],
+        causes: list[tuple[str, BaseException]],
+    ) -> bool:
+        """Whether to call ``provider`` for this request; a skip is recorded with its reason."""
+        blocked = self._route(provider, language, word_timestamps) or await self._pass_breaker(
+            provider, breaker
+        )
+        if blocked:
+            self._record(attempts, provider, "skipped", 0.0, blocked)
+            causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
+        return not blocked
+
     @staticmethod
     def _route(provider: Provider, language: str | None, word_timestamps: bool) -> str | None:
         """Why ``provider`` cannot take this request, judged from what it declares."""
@@ -242,12 +255,7 @@ class Chain(Provider):
         attempts: list[Attempt] = []
         causes: list[tuple[str, BaseException]] = []
         for provider, breaker in zip(self.providers, self.breakers, strict=True):
-            blocked = self._route(provider, language, False) or await self._pass_breaker(
-                provider, breaker
-            )
-            if blocked:
-                self._record(attempts, provider, "skipped", 0.0, blocked)
-                causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
+            if not await self._admit(provider, breaker, language, False, attempts, causes):
                 continue
             offset, replay = tape.replay_start, tape.replay()
             started = time.perf_counter()

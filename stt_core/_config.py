@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ._breaker import BreakerPolicy
 from ._chain import Chain, RetryPolicy
 from ._errors import ConfigError, ProviderUnavailable
-from ._provider import Provider
+from ._provider import Provider, validation_problems
 from ._registry import Registry, registry
 from ._types import Attempt, Transcript
 
@@ -229,13 +229,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:
-    problems = []
-    for err in e.errors():
-        key = ".".join(str(part) for part in err["loc"])
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{key}: {message}")
     where = f" in {path} or the environment" if path else " in the environment"
-    return f"bad config{where}: " + "; ".join(problems)
+    return f"bad config{where}: " + validation_problems(e)
 
 
 def _redact(section: dict[str, Any]) -> dict[str, Any]:

@@ -203,10 +203,15 @@ class Provider(abc.ABC):
 
 
 def _describe_validation(provider: str, e: ValidationError, source: str) -> str:
+    where = f" in {source}" if source else ""
+    return f"bad settings for provider {provider!r}{where}: " + validation_problems(e, f"{provider}.")
+
+
+def validation_problems(e: ValidationError, prefix: str = "") -> str:
+    """pydantic's errors as ``key: problem`` pairs; values are left out, so no secret leaks."""
     problems = []
     for err in e.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(settings)"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        problems.append(f"{provider}.{key}: {message}")
-    where = f" in {source}" if source else ""
-    return f"bad settings for provider {provider!r}{where}: " + "; ".join(problems)
+        problems.append(f"{prefix}{key}: {message}")
+    return "; ".join(problems)
