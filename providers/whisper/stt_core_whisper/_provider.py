@@ -68,6 +68,7 @@ class WhisperProvider(Provider):
     def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
         super().__init__(settings, **fields)
         self.settings: WhisperSettings
+        self._whisper: WhisperModel | None = None  # taken from the process-wide cache once
         if _english_only(self.settings.model):
             self.capabilities = Capabilities(
                 languages=frozenset({"en"}), word_timestamps=True, offline=True
@@ -143,10 +144,14 @@ class WhisperProvider(Provider):
         )
 
     def _model(self) -> WhisperModel:
-        reason = self.why_unavailable()
-        if reason:
-            raise ProviderUnavailable(reason, provider=self.name)
-        return _load_model(self.settings)
+        # Resolving the cache key (device probe, bundled path) is done once per provider,
+        # not on every request.
+        if self._whisper is None:
+            reason = self.why_unavailable()
+            if reason:
+                raise ProviderUnavailable(reason, provider=self.name)
+            self._whisper = _load_model(self.settings)
+        return self._whisper
 
 
 # -- the shared model cache -------------------------------------------------------------------
