@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -19,7 +20,7 @@ from ._errors import (
     ConfigError,
     InvalidAudioError,
     ProviderError,
-     ProviderTimeout,
+    ProviderTimeout,
     ProviderUnavailable,
     STTError,
 )
@@ -72,6 +73,16 @@ class Provider(abc.ABC):
         """A short note on the model for ``stt-core providers`` (where it is, whether it is
         present), found without loading it; ``None`` for engines without a local model."""
         return None
+
+    @classmethod
+    def download_model(
+        cls, settings: ProviderSettings, *, model: str | None = None, target: Path | None = None
+    ) -> Path:
+        """Fetch ``model`` (default: the configured one) for offline use; returns where it went.
+
+        ``stt-core models download NAME`` calls this. Engines with no local model keep the default.
+        """
+        raise ConfigError(f"provider {cls.name!r} has no model to download")
 
     def why_unavailable(self) -> str | None:
         """Why this instance cannot serve now, or ``None``; checked before every request."""

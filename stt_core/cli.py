@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
     transcribe.set_defaults(run=cmd_transcribe)
 
+    models = commands.add_parser("models", help="local models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    download = models_commands.add_parser("download", help="fetch a provider's model for offline use")
+    download.add_argument("provider", metavar="NAME", help="provider name, e.g. funasr")
+    download.add_argument("--model", help="model id (default: the configured one)")
+    download.add_argument("--dir", type=Path, help="directory to put it in (default: the provider's cache)")
+    download.set_defaults(run=cmd_models_download)
+
     config = commands.add_parser("config", help="configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     show = config_commands.add_parser("show", help="the effective configuration, secrets redacted")
@@ -114,6 +122,16 @@ def cmd_providers(args: argparse.Namespace) -> int:
     for problem in plugins.plugin_errors:
         out.print(f"[red]failed to load[/] {problem.distribution} ({problem.entry_point}): "
                   f"{problem.error}")
+    return EXIT_OK
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    cls = registry().get(args.provider).provider_class
+    settings = cls.build_settings(load_config(args.config).provider_settings(args.provider))
+    path = cls.download_model(settings, model=args.model, target=args.dir)
+    err.print(f"downloaded to {path}", markup=False)
+    if args.dir or args.model:
+        err.print(f"use it with: [{args.provider}] model = \"{path}\"", markup=False)
     return EXIT_OK
 
 
