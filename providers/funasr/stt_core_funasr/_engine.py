@@ -1,0 +1,277 @@
+"""The loaded engine: SenseVoice (torch or ONNX) plus its VAD, one per process per settings.
+
+Requests from every provider object and every event loop go into one queue per engine. A worker
+thread takes what is waiting (up to ``max_batch`` requests), cuts long audio with the VAD, and
+recognises all the pieces in as few ``generate()`` calls as ``batch_size_s`` allows: batching
+raised throughput (see docs/benchmarks.md), and one thread per model keeps funasr's
+not-thread-safe ``AutoModel`` to one caller.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import io
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from stt_core import ProviderError, ProviderUnavailable
+
+from ._models import FSMN_VAD, NO_VAD, SILERO_VAD, find_model, hub_id, is_path
+
+if TYPE_CHECKING:
+    from ._provider import FunASRSettings
+
+log = logging.getLogger("stt_core.funasr")
+
+SAMPLE_RATE = 16_000
+FSMN_MAX_END_SILENCE_MS = 800  # funasr 1.4 ignores this in the VAD's config.yaml; pass it at run time
+GIB = 1024**3
+
+_TAG = re.compile(r"<\|([^|]*)\|>")
+LANGUAGES = frozenset({"zh", "en", "yue", "ja", "ko"})
+_EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
+_EVENTS = {"Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Sing",
+           "Speech_Noise", "Event_UNK"}
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What the model said about one stretch of audio, its tags parsed into data."""
+
+    start: float
+    end: float
+    text: str
+    language: str | None
+    emotion: str | None
+    event: str | None
+    words: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Options:
+    language: str
+    use_itn: bool
+    timestamps: bool
+
+
+@dataclass
+class _Job:
+    samples: np.ndarray
+    options: Options
+    future: concurrent.futures.Future[list[Piece]] = field(default_factory=concurrent.futures.Future)
+
+
+def parse_tags(raw: str) -> tuple[str, str | None, str | None, str | None]:
+    """``<|en|><|HAPPY|><|Speech|><|woitn|>Hello`` -> ("Hello", "en", "happy", "speech")."""
+    from funasr.utils.postprocess_utils import rich_transcription_postprocess
+
+    language = emotion = event = None
+    for tag in _TAG.findall(raw):
+        if tag in LANGUAGES or tag == "nospeech":
+            language = language or (None if tag == "nospeech" else tag)
+        elif tag in _EMOTIONS:
+            emotion = emotion or ("unknown" if tag == "EMO_UNKNOWN" else tag.lower())
+        elif tag in _EVENTS:
+            event = event or ("unknown" if tag == "Event_UNK" else tag.lower())
+    # funasr's clean-up, on the text alone: given the tags it would add them back as emoji.
+    return rich_transcription_postprocess(_TAG.sub("", raw)), language, emotion, event
+
+
+class Engine:
+    def __init__(self, settings: FunASRSettings, model_dir: Path) -> None:
+        self.settings = settings
+        self.model_dir = model_dir
+        self._recognise = self._build_recogniser()
+        self._vad = self._build_vad()
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.generate_calls = 0  # how many recognition calls served the requests (tests, benchmarks)
+        threading.Thread(target=self._serve, name=f"funasr:{model_dir.name}", daemon=True).start()
+
+    def submit(self, samples: np.ndarray, options: Options) -> concurrent.futures.Future[list[Piece]]:
+        job = _Job(samples, options)
+        self._queue.put(job)
+        return job.future
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _build_recogniser(self) -> Callable[[list[np.ndarray], Options], list[dict[str, Any]]]:
+        if self.settings.backend == "onnx":
+            from ._onnx import OnnxSenseVoice
+
+            return OnnxSenseVoice.load(self.model_dir, self.settings)
+        model = auto_model(self.settings, str(self.model_dir))
+
+        def recognise(batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
+            return model.generate(  # type: ignore[no-any-return]
+                input=batch, batch_size=len(batch), language=options.language,
+                use_itn=options.use_itn, output_timestamp=options.timestamps, disable_pbar=True,
+            )
+
+        return recognise
+
+    def _build_vad(self) -> Callable[[np.ndarray], list[tuple[float, float]]] | None:
+        vad = self.settings.vad
+        if vad == NO_VAD:
+            return None
+        source = vad if vad == SILERO_VAD else str(find_model(vad, self.settings.hub))
+        model = auto_model(self.settings, source)
+        run_options: dict[str, Any] = {"max_single_segment_time": self.settings.max_single_segment_time}
+        if vad == FSMN_VAD or (is_path(vad) and "fsmn" in Path(vad).name.lower()):
+            run_options["max_end_silence_time"] = FSMN_MAX_END_SILENCE_MS
+
+        def segments(samples: np.ndarray) -> list[tuple[float, float]]:
+            result = model.generate(input=samples, disable_pbar=True, **run_options)
+            return [(start / 1000, end / 1000) for start, end in result[0]["value"]]
+
+        return segments
+
+    # -- serving --------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while len(jobs) < self.settings.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for options in dict.fromkeys(job.options for job in jobs):
+                # A request whose caller gave up (cancelled) is dropped here, before any work.
+                same = [job for job in jobs
+                        if job.options == options and job.future.set_running_or_notify_cancel()]
+                if same:
+                    self._run(same, options)
+
+    def _run(self, jobs: list[_Job], options: Options) -> None:
+        try:
+            spans = [self._spans(job.samples) for job in jobs]
+            flat = [(i, start, end) for i, job_spans in enumerate(spans) for start, end in job_spans]
+            results = self._recognise_all(
+                [jobs[i].samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)] for i, start, end in flat],
+                options,
+            )
+        except Exception as e:
+            for job in jobs:
+                job.future.set_exception(_engine_error(e))
+            return
+        pieces: list[list[Piece]] = [[] for _ in jobs]
+        for (i, start, end), result in zip(flat, results, strict=True):
+            text, language, emotion, event = parse_tags(result["text"])
+            words = tuple(
+                (word, start + begin / 1000, start + finish / 1000)
+                for word, (begin, finish) in zip(result.get("words", ()), result.get("timestamp", ()),
+                                                 strict=False)
+            )
+            pieces[i].append(Piece(start, end, text, language, emotion, event, words))
+        for job, job_pieces in zip(jobs, pieces, strict=True):
+            job.future.set_result(job_pieces)
+
+    def _spans(self, samples: np.ndarray) -> list[tuple[float, float]]:
+        """Where to cut: the VAD's speech segments for long audio, the whole of a short one."""
+        duration = len(samples) / SAMPLE_RATE
+        if self._vad is None or duration <= self.settings.vad_min_audio_s:
+            return [(0.0, duration)]
+        return self._vad(samples)
+
+    def _recognise_all(self, pieces: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
+        """All pieces, in ``generate()`` calls of at most ``batch_size_s`` seconds of audio."""
+        results: list[dict[str, Any]] = []
+        batch: list[np.ndarray] = []
+        limit = self.settings.batch_size_s * SAMPLE_RATE
+        for piece in pieces:
+            if batch and sum(map(len, batch)) + len(piece) > limit:
+                results += self._recognise(batch, options)
+                self.generate_calls += 1
+                batch = []
+            batch.append(piece)
+        if batch:
+            results += self._recognise(batch, options)
+            self.generate_calls += 1
+        return results
+
+
+def auto_model(settings: FunASRSettings, model: str) -> Any:
+    """``funasr.AutoModel`` for a local directory (or silero-vad): updates off, so no network."""
+    from funasr import AutoModel
+
+    return AutoModel(
+        model=model, hub=settings.hub, device=settings.device, ncpu=settings.ncpu,
+        trust_remote_code=settings.trust_remote_code, disable_update=True,
+        disable_pbar=True, disable_log=True,
+    )
+
+
+def _engine_error(e: Exception) -> Exception:
+    if isinstance(e, (ProviderError, ProviderUnavailable)):
+        return e
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        return ProviderError(f"funasr ran out of memory: {e}", provider="funasr", retryable=True)
+    return ProviderError(f"funasr inference failed: {type(e).__name__}: {e}", provider="funasr")
+
+
+# -- the process-wide cache (the seed's singleton) ------------------------------------------------
+
+_engines: dict[tuple[Any, ...], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def get_engine(settings: FunASRSettings) -> Engine:
+    """The engine for ``settings``, loading it on first use; one per process per settings."""
+    model_dir = find_model(settings.model, settings.hub)
+    if model_dir is None:
+        raise ProviderUnavailable(f"funasr model {settings.model!r} not found", provider="funasr")
+    key = (model_dir.resolve(), hub_id(settings.vad, settings.hub), settings.device, settings.backend,
+           settings.quantize, settings.ncpu, settings.max_batch, settings.batch_size_s,
+           settings.vad_min_audio_s, settings.max_single_segment_time, settings.trust_remote_code)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            check_memory(settings.min_free_memory_gb)
+            try:
+                with _quiet_stdout():
+                    engine = Engine(settings, model_dir)
+            except ProviderUnavailable:
+                raise
+            except MemoryError as e:
+                raise ProviderUnavailable(f"not enough memory to load funasr model: {e}",
+                                          provider="funasr") from e
+            except Exception as e:  # corrupt or incomplete model directory, wrong config
+                raise ProviderUnavailable(
+                    f"cannot load funasr model from {model_dir}: {type(e).__name__}: {e}",
+                    provider="funasr",
+                ) from e
+            _engines[key] = engine
+            log.info("loaded funasr model %s (%s backend)", model_dir, settings.backend)
+        return engine
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """funasr prints notices (its version, ffmpeg) to stdout while importing and loading; a
+    transcript printed to stdout must stay clean, so they go to the debug log instead."""
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        yield
+    if captured.getvalue().strip():
+        log.debug("funasr said: %s", captured.getvalue().strip())
+
+
+def check_memory(min_free_gb: float) -> None:
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if available < min_free_gb * GIB:
+        raise ProviderUnavailable(
+            f"not enough memory to load the funasr model: {available / GIB:.1f} GiB available, "
+            f"min_free_memory_gb is {min_free_gb:g}",
+            provider="funasr",
+        )

@@ -1,0 +1,117 @@
+"""Where FunASR models live on disk, and how they get there.
+
+A ``model`` (or ``vad``) setting is either a local directory or a hub id. Hub ids are looked up,
+without any network call, in:
+
+1. the stt-core model directory: ``$STT_CORE_MODELS_DIR``, default ``~/.cache/stt-core/models``,
+   where ``stt-core models download funasr`` puts them (``<dir>/<hub id>``);
+2. the hub's own cache, for models funasr or modelscope downloaded before
+   (``$MODELSCOPE_CACHE`` or ``~/.cache/modelscope/hub``; the Hugging Face cache for ``hub = "hf"``).
+
+Nothing here imports funasr: ``stt-core providers`` uses it to say what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stt_core import ProviderUnavailable
+
+DEFAULT_MODEL = "iic/SenseVoiceSmall"
+FSMN_VAD = "fsmn-vad"
+SILERO_VAD = "silero-vad"
+NO_VAD = "none"
+
+# funasr's short names for the hub models we use (from funasr.download.name_maps_from_hub,
+# copied so that resolving a name does not import funasr).
+_SHORT_NAMES = {
+    "ms": {FSMN_VAD: "iic/speech_fsmn_vad_zh-cn-16k-common-pytorch"},
+    "hf": {FSMN_VAD: "funasr/fsmn-vad", DEFAULT_MODEL: "FunAudioLLM/SenseVoiceSmall"},
+}
+_CONFIG_FILES = ("config.yaml", "configuration.json")
+
+
+def models_dir() -> Path:
+    """Where ``stt-core models download`` puts models (``$STT_CORE_MODELS_DIR`` overrides)."""
+    configured = os.environ.get("STT_CORE_MODELS_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "stt-core" / "models"
+
+
+def is_path(model: str) -> bool:
+    """A setting that names a directory rather than a hub id (hub ids look like relative paths,
+    so a relative path counts only when it exists)."""
+    return model.startswith((".", "/", "~")) or Path(model).is_dir()
+
+
+def hub_id(model: str, hub: str) -> str:
+    return _SHORT_NAMES[hub].get(model, model)
+
+
+def find_model(model: str, hub: str) -> Path | None:
+    """The directory holding ``model``, or ``None`` if it is not on this machine."""
+    if is_path(model):
+        path = Path(model).expanduser()
+        return path if path.is_dir() else None
+    repo = hub_id(model, hub)
+    for candidate in (models_dir() / repo, *_hub_cache_dirs(repo, hub)):
+        if any((candidate / name).is_file() for name in _CONFIG_FILES):
+            return candidate
+    return None
+
+
+def missing_reason(what: str, model: str, hub: str) -> str | None:
+    """Why ``model`` cannot be loaded from disk, with how to fix it; ``None`` if it can."""
+    if is_path(model):
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            return f"{what} directory {path} does not exist"
+        if not any((path / name).is_file() for name in _CONFIG_FILES):
+            return f"{path} is not a FunASR model directory (no config.yaml or configuration.json)"
+        return None
+    if find_model(model, hub) is None:
+        option = "" if model == DEFAULT_MODEL else f" --model {model}"
+        return (
+            f"{what} {model!r} is not downloaded: run `stt-core models download funasr{option}` "
+            f"(into {models_dir()}), or set it to a local model directory"
+        )
+    return None
+
+
+def download(model: str, *, hub: str, target: Path | None = None) -> Path:
+    """Fetch ``model`` from its hub into ``target`` (default ``models_dir()/<hub id>``).
+
+    The hub's client shows download progress. An unreachable hub is ``ProviderUnavailable``.
+    """
+    repo = hub_id(model, hub)
+    target = target or models_dir() / repo
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        if hub == "ms":
+            from modelscope import snapshot_download
+
+            snapshot_download(repo, local_dir=str(target))
+        else:
+            from huggingface_hub import snapshot_download as hf_snapshot_download
+
+            hf_snapshot_download(repo, local_dir=str(target))
+    except Exception as e:  # the hub clients raise their own (and requests') errors
+        site = "ModelScope" if hub == "ms" else "Hugging Face"
+        raise ProviderUnavailable(
+            f"cannot download {repo!r} from {site}: {type(e).__name__}: {e}. "
+            f"Without network, copy the model directory to this machine and set funasr.model to it",
+            provider="funasr",
+        ) from e
+    return target
+
+
+def _hub_cache_dirs(repo: str, hub: str) -> list[Path]:
+    if hub == "ms":
+        root = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope" / "hub")
+        return [root / "models" / repo, root / repo]  # modelscope >= 1.14 layout, then the older one
+    try:
+        from huggingface_hub import snapshot_download as hf_snapshot_download
+
+        return [Path(hf_snapshot_download(repo, local_files_only=True))]
+    except Exception:  # not installed, or not in the cache: either way not here
+        return []

@@ -1,0 +1,204 @@
+"""The ``funasr`` provider: SenseVoiceSmall through funasr, local, free and offline.
+
+funasr (11-19 s to import) is imported when the engine first loads, in ``warmup()`` or on the
+first request, never when the plugin registers or ``stt-core providers`` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from stt_core import (
+    Audio,
+    Capabilities,
+    ConfigError,
+    Provider,
+    ProviderSettings,
+    Segment,
+    Transcript,
+    Word,
+)
+
+from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, get_engine
+from ._models import (
+    DEFAULT_MODEL,
+    NO_VAD,
+    SILERO_VAD,
+    download,
+    find_model,
+    is_path,
+    missing_reason,
+)
+from ._onnx import onnx_file
+
+
+class FunASRSettings(ProviderSettings):
+    model: str = DEFAULT_MODEL
+    """Hub id (downloaded with `stt-core models download funasr`) or a local model directory."""
+    hub: Literal["ms", "hf"] = "ms"
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    language: Literal["auto", "zh", "en", "ja", "ko", "yue"] = "auto"
+    use_itn: bool = True
+    """Inverse text normalisation: punctuation, casing and digits ("25" rather than "twenty five")."""
+    vad: str = SILERO_VAD
+    """'silero-vad' (weights ship in its wheel: offline), 'fsmn-vad' (from the hub), a local VAD
+    model directory, or 'none'."""
+    vad_min_audio_s: float = Field(10.0, ge=0)
+    """Audio up to this long skips the VAD: a voice agent's utterances come already cut."""
+    max_single_segment_time: int = Field(30_000, ge=1_000)
+    """Longest piece (ms) the VAD hands to the model."""
+    batch_size_s: int = Field(60, ge=1)
+    """Most seconds of audio recognised in one ``generate()`` call."""
+    max_batch: int = Field(8, ge=1)
+    """Most waiting requests recognised together; 1 turns batching off."""
+    ncpu: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1)
+    backend: Literal["torch", "onnx"] = "torch"
+    quantize: bool = False
+    """ONNX backend: run the int8 model (model_quant.onnx)."""
+    min_free_memory_gb: float = Field(2.0, ge=0)
+    trust_remote_code: bool = False
+
+
+class FunASRProvider(Provider):
+    name = "funasr"
+    Settings = FunASRSettings
+    capabilities = Capabilities(languages=LANGUAGES, word_timestamps=True, offline=True)
+
+    def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        self.settings: FunASRSettings
+        self._engine: Engine | None = None
+        if self.settings.backend == "onnx":  # the ONNX export has no CTC alignment for word times
+            self.capabilities = Capabilities(languages=LANGUAGES, offline=True)
+
+    # -- availability, without loading --------------------------------------------------------
+
+    @classmethod
+    def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
+        assert isinstance(settings, FunASRSettings)
+        for module, package in (("funasr", "funasr"), ("psutil", "psutil")):
+            if importlib.util.find_spec(module) is None:
+                return f"{package} is not installed: pip install 'stt-core[funasr]'"
+        if settings.backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+            return "backend 'onnx' needs onnxruntime: pip install onnxruntime"
+        if reason := missing_reason("model", settings.model, settings.hub):
+            return reason
+        vad = settings.vad
+        if vad == SILERO_VAD:
+            if importlib.util.find_spec("silero_vad") is None:
+                return "vad 'silero-vad' needs the silero-vad package: pip install silero-vad"
+        elif vad != NO_VAD and (reason := missing_reason("VAD model", vad, settings.hub)):
+            return reason
+        return None
+
+    @classmethod
+    def model_status(cls, settings: ProviderSettings) -> str | None:
+        assert isinstance(settings, FunASRSettings)
+        found = find_model(settings.model, settings.hub)
+        if found is None:
+            return "missing"
+        if settings.backend == "onnx":
+            exported = onnx_file(found, quantize=settings.quantize)
+            if not exported.is_file():
+                return f"present: {found} (ONNX exported on first load)"
+            return f"present: {exported}"
+        return f"present: {found}"
+
+    @classmethod
+    def download_model(cls, settings: ProviderSettings, *, model: str | None = None,
+                       target: Path | None = None) -> Path:
+        assert isinstance(settings, FunASRSettings)
+        name = model or settings.model
+        if is_path(name):
+            raise ConfigError(f"funasr model {name!r} is a local directory; there is nothing to download")
+        if name in (SILERO_VAD, NO_VAD):
+            raise ConfigError(f"{name!r} needs no download (silero-vad ships inside its wheel)")
+        return download(name, hub=settings.hub, target=target)
+
+    def why_unavailable(self) -> str | None:
+        return None if self._engine is not None else super().why_unavailable()
+
+    @property
+    def model(self) -> str:
+        if self.settings.backend == "torch":
+            return self.settings.model
+        return self.settings.model + (" (onnx int8)" if self.settings.quantize else " (onnx)")
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def warmup(self) -> None:
+        await asyncio.to_thread(self._loaded)
+
+    async def _transcribe(
+        self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        language = _language(language or self.settings.language)
+        engine = self._engine if self._engine is not None else await asyncio.to_thread(self._loaded)
+        options = Options(language, self.settings.use_itn,
+                          timestamps=word_timestamps and self.capabilities.word_timestamps)
+        samples = audio.mono_float32(SAMPLE_RATE)
+        pieces = await asyncio.wrap_future(engine.submit(samples, options))
+        return _transcript(pieces, samples.size / SAMPLE_RATE)
+
+    def _loaded(self) -> Engine:
+        if self._engine is None:
+            self._check_ready()
+            self._engine = get_engine(self.settings)
+        return self._engine
+
+
+def _language(language: str) -> str:
+    code = language.lower().split("-")[0]
+    if code != "auto" and code not in LANGUAGES:
+        raise ConfigError(f"funasr (SenseVoice) does not recognise language {language!r}; "
+                          f"it knows {', '.join(sorted(LANGUAGES))} or auto")
+    return code
+
+
+def _transcript(pieces: list[Piece], duration: float) -> Transcript:
+    spoken = [p for p in pieces if p.text]
+    segments = tuple(
+        Segment(p.text, p.start, p.end, words=tuple(Word(w, s, e) for w, s, e in p.words)) for p in spoken
+    )
+    # The language, emotion and event that cover most of the speech.
+    def dominant(attr: str) -> str | None:
+        weights: dict[str, float] = {}
+        for p in spoken:
+            if value := getattr(p, attr):
+                weights[value] = weights.get(value, 0.0) + p.end - p.start
+        return max(weights, key=weights.__getitem__) if weights else None
+
+    return Transcript(
+        text=_join([p.text for p in spoken]),
+        language=dominant("language"),
+        segments=segments,
+        duration=duration,
+        metadata={
+            "emotion": dominant("emotion"),
+            "event": dominant("event"),
+            "segments": [
+                {"start": p.start, "end": p.end, "language": p.language, "emotion": p.emotion,
+                 "event": p.event} for p in spoken
+            ],
+        },
+    )
+
+
+def _join(texts: list[str]) -> str:
+    """Segments joined with a space, except between two CJK characters (no spaces in Chinese)."""
+    out = ""
+    for text in texts:
+        if out and not (_cjk(out[-1]) and _cjk(text[0])):
+            out += " "
+        out += text
+    return out
+
+
+def _cjk(char: str) -> bool:
+    return "\u3000" <= char <= "\u9fff" or "\uac00" <= char <= "\ud7af" or "\uff00" <= char <= "\uffef"
