@@ -17,6 +17,8 @@ from ._errors import (
     ProviderTimeout,
     ProviderUnavailable,
     STTError,
+    error_for_status,
+    parse_retry_after,
 )
 from ._provider import Provider, ProviderSettings
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
@@ -55,10 +57,12 @@ __all__ = [
     "Word",
     "__version__",
     "as_audio",
+    "error_for_status",
     "get_provider",
     "hookimpl",
     "hookspec",
     "list_providers",
     "load_config",
+    "parse_retry_after",
     "registry",
 ]

@@ -222,6 +222,28 @@ class Audio:
         last = self.num_frames if end is None else min(self.num_frames, round(end * self.sample_rate))
         return Audio(self._samples[first:max(first, last)], self.sample_rate)
 
+    def split_at_silences(self, max_duration: float) -> list[tuple[float, Audio]]:
+        """Pieces of at most ``max_duration`` seconds, each ``(start, audio)``, cut at the quietest
+        100 ms in the last quarter of each piece, so words are not cut in half where there is a
+        pause to cut at. For engines with an upload limit."""
+        if max_duration <= 0:
+            raise ValueError("max_duration must be positive")
+        window = max(1, self.sample_rate // 10)
+        longest = max(window, int(max_duration * self.sample_rate))
+        mono = np.abs(self.mono_float32())
+        pieces: list[tuple[float, Audio]] = []
+        start = 0
+        while self.num_frames - start > longest:
+            search_from = start + max(window, longest * 3 // 4)
+            stop = start + longest
+            # Mean level of each 100 ms window starting in [search_from, stop - window].
+            levels = np.convolve(mono[search_from:stop], np.ones(window), mode="valid")
+            cut = search_from + int(np.argmin(levels)) + window // 2 if levels.size else stop
+            pieces.append((start / self.sample_rate, Audio(self._samples[start:cut], self.sample_rate)))
+            start = cut
+        pieces.append((start / self.sample_rate, Audio(self._samples[start:], self.sample_rate)))
+        return pieces
+
 
 def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
     return np.clip(np.round(data * _INT16_SCALE), -32768, 32767).astype(np.int16)

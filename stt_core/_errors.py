@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -85,3 +88,54 @@ class AllProvidersFailed(STTError):
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+# -- for cloud providers: one reading of HTTP failures -------------------------------------------
+
+_AUDIO_WORDS = ("audio", "media", "file", "decod", "corrupt", "format", "encoding", "duration")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def error_for_status(
+    status: int, detail: str, *, provider: str, retry_after: str | None = None
+) -> STTError:
+    """The error tree's reading of an HTTP status from a speech API.
+
+    401/403: the key is bad (unavailable, never retried); 429: retryable after ``Retry-After``;
+    408 and 5xx: retryable; a 400 about the audio: ``InvalidAudioError``; anything else: a
+    non-retryable engine failure, so the chain moves on. ``detail`` must hold no secret.
+    """
+    detail = " ".join(detail.split())[:300]
+    if status in (401, 403):
+        return ProviderUnavailable(
+            f"{provider} rejected the API key (HTTP {status}): {detail}", provider=provider
+        )
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        return ProviderError(
+            f"{provider} is rate limiting (HTTP 429{f', retry after {wait:g} s' if wait is not None else ''})",
+            provider=provider, retryable=True, status_code=status, retry_after=wait,
+        )
+    if status == 408 or status >= 500:
+        return ProviderError(
+            f"{provider} failed (HTTP {status}): {detail}", provider=provider, retryable=True,
+            status_code=status,
+        )
+    if status == 400 and any(word in detail.lower() for word in _AUDIO_WORDS):
+        return InvalidAudioError(f"{provider} refused the audio (HTTP 400): {detail}")
+    return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", provider=provider,
+                         status_code=status)

@@ -1,2 +1,10 @@
-"""stt-core provider 'groq': a skeleton. It declares no entry point yet, so it registers no
-provider, and a chain that names 'groq' reports it as not installed."""
+"""stt-core provider 'groq': Whisper on Groq's cloud."""
+
+from stt_core import hookimpl
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    from ._provider import GroqProvider  # the SDK is imported when a client is first made
+
+    register(GroqProvider)

@@ -1,0 +1,62 @@
+"""Fixtures shared by every test tree."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+
+Serve = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start aiohttp apps on 127.0.0.1 (a free port each); returns each one's base URL.
+
+    The fakes of cloud APIs run here: real sockets and the real wire protocol, stopped after the test.
+    """
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def serve_in_thread() -> Iterator[Callable[[web.Application], str]]:
+    """Like ``serve``, on an event loop of its own in a thread: for synchronous tests (the
+    conformance suite runs its own loops, which would starve a server on the test's loop)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runners: list[web.AppRunner] = []
+
+    def start(app: web.Application) -> str:
+        async def up() -> str:
+            runner = web.AppRunner(app, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            runners.append(runner)
+            host, port = runner.addresses[0][:2]
+            return f"http://{host}:{port}"
+
+        return asyncio.run_coroutine_threadsafe(up(), loop).result(timeout=10)
+
+    yield start
+    for runner in runners:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()

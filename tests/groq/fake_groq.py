@@ -1,0 +1,123 @@
+"""A fake Groq API on 127.0.0.1 that speaks the real wire protocol.
+
+``POST /openai/v1/audio/transcriptions`` takes the OpenAI-style multipart form the SDK sends
+(``file``, ``model``, ``language``, ``prompt``, ``response_format``, ``temperature``,
+``timestamp_granularities[]``) with ``Authorization: Bearer <key>``, decodes the audio, records the
+request, and answers with verbose_json. ``GET /openai/v1/models`` answers a model list. Faults are
+queued per request: ``429`` (with Retry-After), ``500``, ``401``, ``slow`` (answers after
+``slow_seconds``), ``drop`` (closes the connection in the middle of the body), ``bad_json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+import soundfile as sf
+from aiohttp import web
+
+from stt_core import Audio
+
+KEY = "gsk_test_secret_key_0123456789"
+
+
+@dataclass
+class Received:
+    fields: dict[str, str | list[str]]
+    audio: Audio
+    filename: str
+
+
+@dataclass
+class FakeGroq:
+    text: str = "hello from groq"
+    language: str = "english"
+    faults: deque[str] = field(default_factory=deque)
+    retry_after: str = "1"
+    slow_seconds: float = 3.0
+    requests: list[Received] = field(default_factory=list)
+    attempts: int = 0  # every request, faulty or not
+    url: str = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app.router.add_post("/openai/v1/audio/transcriptions", self.transcriptions)
+        app.router.add_get("/openai/v1/models", self.models)
+        return app
+
+    def _authorised(self, request: web.Request) -> bool:
+        return request.headers.get("Authorization") == f"Bearer {KEY}"
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorised(request):
+            return _error(401, "Invalid API Key", "invalid_api_key")
+        return web.json_response({"object": "list", "data": [{"id": "whisper-large-v3-turbo", "object": "model"}]})
+
+    async def transcriptions(self, request: web.Request) -> web.StreamResponse:
+        self.attempts += 1
+        fault = self.faults.popleft() if self.faults else None
+        if fault == "401" or not self._authorised(request):
+            return _error(401, "Invalid API Key", "invalid_api_key")
+        fields: dict[str, str | list[str]] = {}
+        audio, filename = None, ""
+        async for part in await request.multipart():
+            if part.name == "file":
+                filename = part.filename or ""
+                data = await part.read()
+                samples, rate = sf.read(io.BytesIO(data), dtype="float32")
+                audio = Audio(samples, rate)
+            elif part.name and part.name.endswith("[]"):
+                fields.setdefault(part.name[:-2], []).append(await part.text())  # type: ignore[union-attr]
+            elif part.name:
+                fields[part.name] = await part.text()
+        if audio is None or "model" not in fields:
+            return _error(400, "file and model are required", "invalid_request_error")
+        if fault == "429":
+            return _error(429, "Rate limit reached for model", "rate_limit_exceeded",
+                          headers={"retry-after": self.retry_after})
+        if fault == "500":
+            return _error(500, "Internal Server Error", "internal_server_error")
+        if fault == "bad_audio":
+            return _error(400, "could not process file - is it a valid media file?", "invalid_request_error")
+        if fault == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        self.requests.append(Received(fields, audio, filename))
+        body = json.dumps(self._verbose(audio, len(self.requests))).encode()
+        if fault == "bad_json":
+            return web.Response(body=b'{"text": "half an ans', content_type="application/json")
+        if fault == "drop":
+            response = web.StreamResponse(headers={"Content-Type": "application/json",
+                                                   "Content-Length": str(len(body))})
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()  # the connection dies mid-body
+            return response
+        return web.Response(body=body, content_type="application/json")
+
+    def _verbose(self, audio: Audio, number: int) -> dict[str, object]:
+        text = self.text.replace("{n}", str(number))
+        words = text.split()
+        step = audio.duration / max(1, len(words))
+        return {
+            "task": "transcribe",
+            "language": self.language,
+            "duration": audio.duration,
+            "text": " " + text,
+            "segments": [{
+                "id": 0, "seek": 0, "start": 0.0, "end": audio.duration, "text": " " + text,
+                "tokens": [50364, 2425], "temperature": 0.0, "avg_logprob": -0.2,
+                "compression_ratio": 1.1, "no_speech_prob": 0.01,
+            }],
+            "words": [{"word": w, "start": i * step, "end": (i + 1) * step} for i, w in enumerate(words)],
+            "x_groq": {"id": f"req_{number:04d}"},
+        }
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    error_type = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": error_type, "code": code}},
+                             status=status, headers=headers)
