@@ -252,6 +252,13 @@ class Chain(Provider):
         self, audio: AsyncIterable[Audio], *, language: str | None
     ) -> AsyncIterator[StreamEvent]:
         tape = _Tape(audio)
+        try:
+            async for event in self._stream_through(tape, language):
+                yield event
+        finally:
+            tape.close()
+
+    async def _stream_through(self, tape: _Tape, language: str | None) -> AsyncIterator[StreamEvent]:
         attempts: list[Attempt] = []
         causes: list[tuple[str, BaseException]] = []
         for provider, breaker in zip(self.providers, self.breakers, strict=True):
@@ -294,6 +301,7 @@ class _Tape:
         self._kept: list[tuple[float, Audio]] = []  # (start second in the stream, chunk)
         self._pulled = 0.0  # seconds taken from the source so far
         self._ended = False
+        self._next: asyncio.Future[Audio] | None = None  # the source's next chunk, being read
 
     @property
     def replay_start(self) -> float:
@@ -303,14 +311,24 @@ class _Tape:
         for _, chunk in list(self._kept):
             yield chunk
         while not self._ended:
+            if self._next is None:
+                self._next = asyncio.ensure_future(anext(self._source))
             try:
-                chunk = await anext(self._source)
+                # Shielded: an engine that stops reading mid-chunk (it failed, or was cancelled)
+                # must not cancel the caller's source; the next engine picks the read up.
+                chunk = await asyncio.shield(self._next)
             except StopAsyncIteration:
                 self._ended = True
                 return
+            self._next = None
             self._kept.append((self._pulled, chunk))
             self._pulled += chunk.duration
             yield chunk
+
+    def close(self) -> None:
+        """Stop a read left pending when the stream ends early (the caller gave up)."""
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
 
     def commit(self, end: float | None) -> None:
         """Forget the audio before ``end``: a final result covers it. ``None``: keep all."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ from stt_core import (
     Chain,
     ConfigError,
     InvalidAudioError,
+    Provider,
     ProviderError,
     ProviderUnavailable,
     RetryPolicy,
@@ -279,6 +281,39 @@ async def test_stream_failover_to_a_batch_engine_transcribes_the_rest() -> None:
     finals = [e for e in events if e.is_final]
     assert " ".join(e.text for e in finals) == " ".join(str(n) for n in range(1, 11))
     assert finals[-1].provider == "batch" and finals[-1].start == pytest.approx(0.4)
+
+
+class ReadsInATask(Provider):
+    """Reads its input in a background task, as socket engines do, and fails while a read of the
+    (slow) source is still pending: it cancels that read as it goes."""
+
+    name = "reader"
+    capabilities = Capabilities(streaming=True)
+
+    async def _transcribe(self, audio, *, language, prompt, word_timestamps):  # type: ignore[no-untyped-def]
+        raise AssertionError("not used")
+
+    async def _stream(self, audio, *, language):  # type: ignore[no-untyped-def]
+        got = []
+
+        async def read() -> None:
+            async for chunk in audio:
+                got.append(chunk)
+
+        reader = asyncio.create_task(read())
+        while len(got) < 3:
+            await asyncio.sleep(0.001)
+        reader.cancel()  # mid-read: the source is sleeping before its fourth chunk
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        raise ProviderError("socket dropped", retryable=True)
+        yield  # an async generator
+
+
+async def test_an_engine_cancelling_its_read_does_not_cancel_the_callers_source() -> None:
+    batch = FakeProvider(name="batch", echo=True, capabilities=Capabilities(streaming=False))
+    events = await collect(Chain([ReadsInATask(), batch]).stream(frames(range(1, 9), pace=0.02)))
+    assert [e.text for e in events if e.is_final] == [" ".join(str(n) for n in range(1, 9))]
 
 
 async def test_stream_event_without_end_time_keeps_everything_for_replay() -> None:
