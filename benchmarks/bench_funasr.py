@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import soundfile as sf
-
 from stt_core_funasr._engine import auto_model
 from stt_core_funasr._provider import FunASRProvider
 
@@ -123,7 +122,8 @@ def stt_audio(samples):  # type: ignore[no-untyped-def]
 
 
 def write_section(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured side by side in one run; ratios, not timed asserts.\n"
+    heading = "# Benchmarks\n\nMeasured side by side in one run; ratios, not timed asserts.\n"
+    text = DOC.read_text() if DOC.exists() else heading
     if BEGIN in text:
         text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
     else:

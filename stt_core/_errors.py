@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -126,8 +125,9 @@ def error_for_status(
         )
     if status == 429:
         wait = parse_retry_after(retry_after)
+        after = "" if wait is None else f", retry after {wait:g} s"
         return ProviderError(
-            f"{provider} is rate limiting (HTTP 429{f', retry after {wait:g} s' if wait is not None else ''})",
+            f"{provider} is rate limiting (HTTP 429{after})",
             provider=provider, retryable=True, status_code=status, retry_after=wait,
         )
     if status == 408 or status >= 500:

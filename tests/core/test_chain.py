@@ -294,15 +294,17 @@ class ReadsInATask(Provider):
         raise AssertionError("not used")
 
     async def _stream(self, audio, *, language):  # type: ignore[no-untyped-def]
-        got = []
+        three_read = asyncio.Event()
 
         async def read() -> None:
-            async for chunk in audio:
-                got.append(chunk)
+            count = 0
+            async for _chunk in audio:
+                count += 1
+                if count == 3:
+                    three_read.set()
 
         reader = asyncio.create_task(read())
-        while len(got) < 3:
-            await asyncio.sleep(0.001)
+        await three_read.wait()
         reader.cancel()  # mid-read: the source is sleeping before its fourth chunk
         with contextlib.suppress(asyncio.CancelledError):
             await reader

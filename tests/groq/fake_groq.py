@@ -54,7 +54,8 @@ class FakeGroq:
     async def models(self, request: web.Request) -> web.StreamResponse:
         if not self._authorised(request):
             return _error(401, "Invalid API Key", "invalid_api_key")
-        return web.json_response({"object": "list", "data": [{"id": "whisper-large-v3-turbo", "object": "model"}]})
+        models = [{"id": "whisper-large-v3-turbo", "object": "model"}]
+        return web.json_response({"object": "list", "data": models})
 
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         self.attempts += 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fake_groq import KEY, FakeGroq
+from stt_core_groq._provider import GroqProvider
 
 import stt_core
 from stt_core import (
@@ -23,7 +24,6 @@ from stt_core import (
 )
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
-from stt_core_groq._provider import GroqProvider
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 

@@ -1,2 +1,10 @@
-"""stt-core provider 'deepgram': a skeleton. It declares no entry point yet, so it registers no
-provider, and a chain that names 'deepgram' reports it as not installed."""
+"""stt-core provider 'deepgram': Deepgram's cloud speech-to-text, batch and live streaming."""
+
+from stt_core import hookimpl
+
+
+@hookimpl
+def register_providers(register):  # type: ignore[no-untyped-def]
+    from ._provider import DeepgramProvider  # the SDK is imported when a client is first made
+
+    register(DeepgramProvider)

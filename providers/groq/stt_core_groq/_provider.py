@@ -175,7 +175,8 @@ def _transcript(result: Any, language: str | None) -> Transcript:
         inside = tuple(w for w in words if start <= w.start < end)
         segments.append(Segment(s["text"].strip(), start, end, words=inside))
     if words and not segments:
-        segments.append(Segment(data.get("text", "").strip(), words[0].start, words[-1].end, words=tuple(words)))
+        text = str(data.get("text", "")).strip()
+        segments.append(Segment(text, words[0].start, words[-1].end, words=tuple(words)))
     return Transcript(
         text=str(data.get("text", "")).strip(),
         language=_language_code(data.get("language")) or language,
