@@ -131,12 +131,13 @@ async def test_a_429_is_retried_after_the_given_delay_and_succeeds(groq: FakeGro
     assert fallback.calls == []
 
 
-async def test_a_401_falls_over_at_once_without_retrying(groq: FakeGroq) -> None:
+async def test_a_401_falls_over_at_once_to_whisper_without_retrying(groq: FakeGroq) -> None:
     groq.faults.append("401")
-    fallback = FakeProvider(name="fallback", text="from the fallback")
-    result = await chain(groq, fallback).transcribe(AUDIO / "fox.wav")
-    assert result.provider == "fallback" and result.text == "from the fallback"
+    chain = Chain([provider(groq), stt_core.registry().create("whisper")], retry=RetryPolicy(attempts=3))
+    result = await chain.transcribe(AUDIO / "fox.wav")
+    assert result.provider == "whisper" and "brown fox" in result.text.lower()
     assert groq.attempts == 1
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "unavailable"), ("whisper", "ok")]
 
 
 async def test_repeated_500s_open_the_breaker(groq: FakeGroq) -> None:
