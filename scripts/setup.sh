@@ -17,5 +17,5 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
   -e providers/funasr \
   -e providers/groq \
   -e providers/deepgram \
-  -e adapters/livekit
+  -e "adapters/livekit[silero]"
 echo "set up: .venv ($(.venv/bin/stt-core providers >/dev/null && echo ok))"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_deepgram import KEY, FakeDeepgram
+from fakes.deepgram_api import KEY, FakeDeepgram
 from stt_core_deepgram._provider import DeepgramProvider
 
 import stt_core

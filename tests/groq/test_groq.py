@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_groq import KEY, FakeGroq
+from fakes.groq_api import KEY, FakeGroq
 from stt_core_groq._provider import GroqProvider
 
 import stt_core

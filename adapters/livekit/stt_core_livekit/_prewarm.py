@@ -1,0 +1,49 @@
+"""Load local models once per worker process, before the first job.
+
+LiveKit starts job processes ahead of time and calls the server's setup function in each
+(``AgentServer(setup_fnc=...)``, ``prewarm_fnc`` in ``WorkerOptions``). ``prewarm`` builds the
+configured chain there and warms it (FunASR and faster-whisper load their models into the
+process-wide caches); ``STT.from_process`` then takes that chain in the job, so the first
+utterance does not pay the model load. Large models can take longer than the worker's
+``initialize_process_timeout`` (10 s by default): raise it for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import stt_core
+from stt_core import Chain
+
+USERDATA_KEY = "stt_core.chain"
+
+
+def prewarm(proc: Any, config: str | Path | None = None) -> Chain:
+    """Build and warm the configured chain in a LiveKit ``JobProcess``; keep it in ``proc.userdata``.
+
+    Use as ``AgentServer(setup_fnc=prewarm)``, or call it from your own setup function.
+    """
+    chain = stt_core.load_config(config).build_chain()
+    _run(chain.warmup())
+    proc.userdata[USERDATA_KEY] = chain
+    return chain
+
+
+def prewarmed_chain(proc: Any) -> Chain | None:
+    chain = proc.userdata.get(USERDATA_KEY)
+    return chain if isinstance(chain, Chain) else None
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` to the end from sync code, whether or not an event loop is running here."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # a loop is running: use another thread
+        pool.submit(asyncio.run, coro).result()

@@ -1,0 +1,267 @@
+"""The LiveKit adapter on the real livekit-agents STT machinery, the real whisper engine and the
+fake Deepgram on 127.0.0.1. No LiveKit server is needed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import pytest
+from fakes.deepgram_api import KEY, FakeDeepgram
+from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError, stt
+from speech import FIXTURES, REFERENCES, normalize
+
+import stt_core
+from stt_core import (
+    AllProvidersFailed,
+    Audio,
+    Chain,
+    ConfigError,
+    InvalidAudioError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RetryPolicy,
+)
+from stt_core.testing import FakeProvider
+from stt_core_deepgram._provider import DeepgramProvider
+from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
+
+# two_utterances.wav: good_morning, 1.5 s of silence, begin_meeting.
+SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the meeting.")]
+
+
+@pytest.fixture(scope="module")
+def whisper() -> stt_core.Provider:
+    return stt_core.registry().create("whisper")
+
+
+@pytest.fixture
+async def deepgram(serve):  # type: ignore[no-untyped-def]
+    fake = FakeDeepgram(utterances=list(SCRIPT))
+    fake.url = await serve(fake.app())
+    return fake
+
+
+def deepgram_provider(fake: FakeDeepgram) -> DeepgramProvider:
+    return DeepgramProvider(api_key=KEY, base_url=fake.url, timeout=2.0)
+
+
+def livekit_frames(name: str) -> list[Any]:
+    """A fixture as LiveKit delivers room audio: 48 kHz, stereo, 20 ms frames."""
+    audio = Audio.from_file(FIXTURES / f"{name}.wav").to(sample_rate=48_000, channels=2)
+    return audio_to_frames(audio, frame_ms=20)
+
+
+async def push(stream: stt.RecognizeStream, frames: list[Any], *, pace: float = 0.002) -> None:
+    """Real-time-sized frames, faster than real time; then the end of input."""
+    for frame in frames:
+        stream.push_frame(frame)
+        await asyncio.sleep(pace)
+    stream.end_input()
+
+
+async def finals(stream: stt.RecognizeStream) -> tuple[list[stt.SpeechEvent], list[stt.SpeechEvent]]:
+    events = [event async for event in stream]
+    return [e for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT], events
+
+
+# -- recognize -------------------------------------------------------------------------------------
+
+
+async def test_recognize_livekit_frames_through_whisper(whisper: stt_core.Provider) -> None:
+    adapter = STT(whisper)
+    references, hypotheses = [], []
+    for name, text in REFERENCES.items():
+        event = await adapter.recognize(livekit_frames(name))
+        assert event.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+        references.append(normalize(text))
+        hypotheses.append(normalize(event.alternatives[0].text))
+    assert jiwer.wer(references, hypotheses) <= 0.12
+
+
+async def test_metrics_name_the_engine_that_answered(whisper: stt_core.Provider) -> None:
+    unavailable = FakeProvider(name="first", script=[ProviderUnavailable("no key", provider="first")])
+    adapter = STT(Chain([unavailable, whisper]))
+    metrics: list[Any] = []
+    adapter.on("metrics_collected", metrics.append)
+    event = await adapter.recognize(livekit_frames("lights"))
+    assert event.alternatives[0].metadata["provider"] == "whisper"
+    assert (adapter.provider, metrics[0].metadata.model_provider) == ("whisper", "whisper")
+    assert metrics[0].metadata.model_name == whisper.model
+    assert metrics[0].audio_duration == pytest.approx(2.99, abs=0.02)
+
+
+async def test_word_times_when_every_engine_gives_them(whisper: stt_core.Provider) -> None:
+    adapter = STT(whisper)
+    assert adapter.capabilities.aligned_transcript == "word"
+    words = (await adapter.recognize(livekit_frames("good_morning"))).alternatives[0].words
+    assert words and [normalize(w) for w in words][:2] == ["good", "morning"]
+    assert all(w.start_time <= w.end_time for w in words)  # type: ignore[operator]
+    no_words = FakeProvider(name="plain", capabilities=stt_core.Capabilities())
+    assert STT(Chain([no_words, whisper])).capabilities.aligned_transcript is False
+
+
+def test_capabilities_follow_the_first_engine(whisper: stt_core.Provider) -> None:
+    streaming = STT(Chain([DeepgramProvider(api_key="k"), whisper])).capabilities
+    assert (streaming.streaming, streaming.interim_results) == (True, True)
+    assert STT(whisper).capabilities.streaming is False  # LiveKit's StreamAdapter + VAD cut utterances
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "retryable"),
+    [
+        (ProviderError("HTTP 503", provider="x", status_code=503, retryable=True), APIStatusError, True),
+        (ProviderError("HTTP 429", provider="x", status_code=429, retryable=True, retry_after=2), APIStatusError,
+         True),
+        (ProviderError("reset", provider="x", retryable=True), APIConnectionError, True),
+        (ProviderError("bad request", provider="x", status_code=422), APIStatusError, False),
+        (ProviderTimeout("slow", provider="x"), APITimeoutError, True),
+        (InvalidAudioError("empty"), APIStatusError, False),
+        (ProviderUnavailable("no key", provider="x"), APIError, False),
+        (ConfigError("bad key"), APIError, False),
+        (AllProvidersFailed([("a", ProviderUnavailable("no key")), ("b", ProviderTimeout("slow"))]),
+         APITimeoutError, True),
+        (AllProvidersFailed([("a", ProviderUnavailable("no key"))]), APIError, False),
+    ],
+)
+def test_errors_map_to_the_livekit_family(error: stt_core.STTError, kind: type, retryable: bool) -> None:
+    mapped = to_livekit_error(error)
+    assert type(mapped) is kind and mapped.retryable is retryable
+    assert str(error) in str(mapped)
+
+
+async def test_one_retry_layer_livekit_does_not_retry_what_the_chain_retried() -> None:
+    failing = FakeProvider(name="a", script=[ProviderError("boom", retryable=True)] * 10)
+    adapter = STT(Chain([failing], retry=RetryPolicy(attempts=2, initial_backoff=0.0, jitter=0)))
+    with pytest.raises(APIConnectionError, match="boom"):
+        await adapter.recognize(livekit_frames("lights"))
+    assert len(failing.calls) == 2  # the chain's two attempts, and no LiveKit retries on top
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+async def test_stream_gives_each_utterance_in_order_with_usage_metrics(
+    deepgram: FakeDeepgram, whisper: stt_core.Provider
+) -> None:
+    adapter = STT(Chain([deepgram_provider(deepgram), whisper]))
+    metrics: list[Any] = []
+    adapter.on("metrics_collected", metrics.append)
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
+    final, events = await finals(stream)
+    await pusher
+    assert [e.alternatives[0].text for e in final] == [text for _, _, text in SCRIPT]
+    kinds = [e.type for e in events if e.type != stt.SpeechEventType.RECOGNITION_USAGE]
+    assert kinds[:4] == [stt.SpeechEventType.START_OF_SPEECH, stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                         stt.SpeechEventType.FINAL_TRANSCRIPT, stt.SpeechEventType.END_OF_SPEECH]
+    usage = [e.recognition_usage.audio_duration for e in events if e.recognition_usage]
+    assert sum(usage) == pytest.approx(5.1, abs=0.05)
+    streamed = [m for m in metrics if m.streamed]
+    assert streamed and {m.metadata.model_provider for m in streamed} == {"deepgram"}
+
+
+async def test_stream_failover_mid_utterance_still_delivers_it(
+    deepgram: FakeDeepgram, whisper: stt_core.Provider
+) -> None:
+    deepgram.drop_after = 4.3  # inside the second utterance, after its interim result
+    adapter = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)))
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
+    final, _ = await finals(stream)
+    await pusher
+    assert [e.alternatives[0].metadata["provider"] for e in final] == ["deepgram", "whisper"]
+    assert normalize(" ".join(e.alternatives[0].text for e in final)) == \
+        "good morning everyone let us begin the meeting"
+    assert adapter.provider == "whisper"
+
+
+async def test_flush_ends_a_segment_so_a_batch_engine_answers_per_utterance(
+    whisper: stt_core.Provider,
+) -> None:
+    """A stream whose engines do not stream natively (here: whisper) still answers each turn
+    when LiveKit flushes, not only at the end of the call."""
+    adapter = STT(whisper)
+    stream = adapter.stream()
+    for frame in livekit_frames("good_morning"):
+        stream.push_frame(frame)
+    stream.flush()
+    first = await asyncio.wait_for(anext(_typed(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)), 60)
+    assert normalize(first.alternatives[0].text) == "good morning everyone"
+    for frame in livekit_frames("begin_meeting"):
+        stream.push_frame(frame)
+    stream.end_input()
+    rest = [e async for e in _typed(stream, stt.SpeechEventType.FINAL_TRANSCRIPT)]
+    assert [normalize(e.alternatives[0].text) for e in rest] == ["let us begin the meeting"]
+    assert rest[0].alternatives[0].start_time >= 1.6  # on the stream's clock, after the first turn
+
+
+async def _typed(stream: stt.RecognizeStream, kind: stt.SpeechEventType):  # type: ignore[no-untyped-def]
+    async for event in stream:
+        if event.type == kind:
+            yield event
+
+
+async def test_our_chain_keeps_what_livekits_fallback_adapter_loses(
+    deepgram: FakeDeepgram, whisper: stt_core.Provider
+) -> None:
+    """The same failing engine (Deepgram, dropping its socket inside the second utterance) and the
+    same fallback (whisper), input pushed faster than real time: LiveKit's FallbackAdapter does not
+    replay what the failed stream had taken; the stt-core chain does."""
+    from livekit.plugins import silero
+
+    deepgram.drop_after = 4.3
+    theirs = stt.FallbackAdapter([STT(deepgram_provider(deepgram)), STT(whisper)], vad=silero.VAD.load())
+    stream = theirs.stream()
+    pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
+    their_finals, _ = await finals(stream)
+    await pusher
+    their_words = normalize(" ".join(e.alternatives[0].text for e in their_finals)).split()
+
+    deepgram.drop_after, deepgram.streamed = 4.3, bytearray()
+    ours = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)))
+    stream = ours.stream()
+    pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
+    our_finals, _ = await finals(stream)
+    await pusher
+    our_words = normalize(" ".join(e.alternatives[0].text for e in our_finals)).split()
+
+    assert our_words == "good morning everyone let us begin the meeting".split()
+    assert "meeting" not in their_words  # the second utterance was lost in LiveKit's fail-over
+
+
+# -- worker process --------------------------------------------------------------------------------
+
+
+class Proc:
+    """What prewarm uses of LiveKit's JobProcess."""
+
+    def __init__(self) -> None:
+        self.userdata: dict[str, Any] = {}
+
+
+def test_prewarm_loads_once_per_process_and_the_job_finds_it(tmp_path: Path) -> None:
+    from stt_core_whisper import _provider as whisper_module
+
+    config = tmp_path / "stt.toml"
+    config.write_text('chain = ["whisper"]\n')
+    proc = Proc()
+    chain = prewarm(proc, config)
+    loaded = dict(whisper_module._models)
+    assert loaded and chain.providers[0]._whisper is not None  # type: ignore[attr-defined]
+    adapter = STT.from_process(proc)
+    assert adapter.chain is chain
+    prewarm(Proc(), config)  # another setup call in the same process: no second model
+    assert whisper_module._models == loaded
+
+
+def test_importing_the_adapter_imports_no_engine() -> None:
+    code = ("import sys, stt_core_livekit; "
+            "print(sorted(m for m in ('torch', 'funasr', 'faster_whisper', 'ctranslate2') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
