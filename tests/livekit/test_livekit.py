@@ -14,6 +14,8 @@ import pytest
 from fakes.deepgram_api import KEY, FakeDeepgram
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError, stt
 from speech import FIXTURES, REFERENCES, normalize
+from stt_core_deepgram._provider import DeepgramProvider
+from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
 
 import stt_core
 from stt_core import (
@@ -28,8 +30,6 @@ from stt_core import (
     RetryPolicy,
 )
 from stt_core.testing import FakeProvider
-from stt_core_deepgram._provider import DeepgramProvider
-from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
 
 # two_utterances.wav: good_morning, 1.5 s of silence, begin_meeting.
 SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the meeting.")]
@@ -116,8 +116,8 @@ def test_capabilities_follow_the_first_engine(whisper: stt_core.Provider) -> Non
     ("error", "kind", "retryable"),
     [
         (ProviderError("HTTP 503", provider="x", status_code=503, retryable=True), APIStatusError, True),
-        (ProviderError("HTTP 429", provider="x", status_code=429, retryable=True, retry_after=2), APIStatusError,
-         True),
+        (ProviderError("HTTP 429", provider="x", status_code=429, retryable=True, retry_after=2),
+         APIStatusError, True),
         (ProviderError("reset", provider="x", retryable=True), APIConnectionError, True),
         (ProviderError("bad request", provider="x", status_code=422), APIStatusError, False),
         (ProviderTimeout("slow", provider="x"), APITimeoutError, True),
@@ -231,7 +231,7 @@ async def test_our_chain_keeps_what_livekits_fallback_adapter_loses(
     await pusher
     our_words = normalize(" ".join(e.alternatives[0].text for e in our_finals)).split()
 
-    assert our_words == "good morning everyone let us begin the meeting".split()
+    assert our_words == ["good", "morning", "everyone", "let", "us", "begin", "the", "meeting"]
     assert "meeting" not in their_words  # the second utterance was lost in LiveKit's fail-over
 
 
@@ -261,7 +261,7 @@ def test_prewarm_loads_once_per_process_and_the_job_finds_it(tmp_path: Path) -> 
 
 
 def test_importing_the_adapter_imports_no_engine() -> None:
-    code = ("import sys, stt_core_livekit; "
-            "print(sorted(m for m in ('torch', 'funasr', 'faster_whisper', 'ctranslate2') if m in sys.modules))")
+    engines = ("torch", "funasr", "faster_whisper", "ctranslate2")
+    code = f"import sys, stt_core_livekit; print(sorted(m for m in {engines!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -44,6 +44,7 @@ from stt_core import (
     Word,
 )
 
+
 class STT(stt.STT[Any]):
     """A LiveKit STT over an stt-core engine or chain (a single engine is wrapped in a chain).
 
@@ -134,7 +135,9 @@ class STT(stt.STT[Any]):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> SpeechStream:
-        return SpeechStream(stt=self, language=self._language_for(language), conn_options=_one_try(conn_options))
+        return SpeechStream(
+            stt=self, language=self._language_for(language), conn_options=_one_try(conn_options)
+        )
 
     async def aclose(self) -> None:
         await self._chain.aclose()
