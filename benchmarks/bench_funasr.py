@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import soundfile as sf
+
 from stt_core_funasr._engine import auto_model
 from stt_core_funasr._provider import FunASRProvider
 

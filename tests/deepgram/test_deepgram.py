@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes.deepgram_api import KEY, FakeDeepgram
-from stt_core_deepgram._provider import DeepgramProvider
 
 import stt_core
+from fakes.deepgram_api import KEY, FakeDeepgram
 from stt_core import (
     Audio,
     Chain,
@@ -27,6 +26,7 @@ from stt_core import (
     StreamEvent,
 )
 from stt_core.testing.conformance import ProviderConformance
+from stt_core_deepgram._provider import DeepgramProvider
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 # What two_utterances.wav says, and when (good_morning, 1.5 s of silence, begin_meeting).
@@ -97,6 +97,7 @@ async def test_each_fault_maps_to_the_error_tree(
 
 async def test_audio_deepgram_cannot_decode_is_invalid_audio(deepgram: FakeDeepgram) -> None:
     from deepgram.core.api_error import ApiError
+
     from stt_core_deepgram._provider import _map_error
 
     error = _map_error(ApiError(status_code=400, body={"err_code": "Bad Request",

@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from stt_core_funasr._engine import get_engine
-from stt_core_funasr._provider import FunASRProvider
 
 import stt_core
 from stt_core import Audio, Chain, ConfigError, ProviderUnavailable
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
+from stt_core_funasr._engine import get_engine
+from stt_core_funasr._provider import FunASRProvider
 
 ROOT = Path(__file__).parents[2]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"

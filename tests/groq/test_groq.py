@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.groq_api import KEY, FakeGroq
-from stt_core_groq._provider import GroqProvider
 
 import stt_core
+from fakes.groq_api import KEY, FakeGroq
 from stt_core import (
     Audio,
     BreakerPolicy,
@@ -24,6 +23,7 @@ from stt_core import (
 )
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
+from stt_core_groq._provider import GroqProvider
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 

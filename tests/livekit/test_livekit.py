@@ -11,13 +11,11 @@ from typing import Any
 
 import jiwer
 import pytest
-from fakes.deepgram_api import KEY, FakeDeepgram
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError, stt
-from speech import FIXTURES, REFERENCES, normalize
-from stt_core_deepgram._provider import DeepgramProvider
-from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
 
 import stt_core
+from fakes.deepgram_api import KEY, FakeDeepgram
+from speech import FIXTURES, REFERENCES, normalize
 from stt_core import (
     AllProvidersFailed,
     Audio,
@@ -30,6 +28,8 @@ from stt_core import (
     RetryPolicy,
 )
 from stt_core.testing import FakeProvider
+from stt_core_deepgram._provider import DeepgramProvider
+from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
 
 # two_utterances.wav: good_morning, 1.5 s of silence, begin_meeting.
 SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the meeting.")]
@@ -265,3 +265,22 @@ def test_importing_the_adapter_imports_no_engine() -> None:
     code = f"import sys, stt_core_livekit; print(sorted(m for m in {engines!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_example_agent_sets_up_a_worker_process() -> None:
+    """examples/livekit_agent.py: its setup function and stt.toml, as a worker would run them."""
+    import importlib.util
+
+    from stt_core_livekit import prewarmed_chain
+
+    path = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
+    spec = importlib.util.spec_from_file_location("livekit_agent_example", path)
+    assert spec and spec.loader
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    proc = Proc()
+    example.setup(proc)
+    chain = prewarmed_chain(proc)
+    assert chain is not None and [p.name for p in chain.providers] == ["funasr", "groq"]
+    assert "vad" in proc.userdata
+    assert STT.from_process(proc).chain is chain

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import jiwer
 import pytest
-from speech import FIXTURES, REFERENCES, ROOT, normalize
 
 import stt_core
+from speech import FIXTURES, REFERENCES, ROOT, normalize
 from stt_core import Audio, Chain, ProviderUnavailable
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
