@@ -224,7 +224,7 @@ class Audio:
 
     def split_at_silences(self, max_duration: float) -> list[tuple[float, Audio]]:
         """Pieces of at most ``max_duration`` seconds, each ``(start, audio)``, cut at the quietest
-        100 ms in the last quarter of each piece, so words are not cut in half where there is a
+        100 ms in the second half of each piece, so words are not cut in half where there is a
         pause to cut at. For engines with an upload limit."""
         if max_duration <= 0:
             raise ValueError("max_duration must be positive")
@@ -234,7 +234,7 @@ class Audio:
         pieces: list[tuple[float, Audio]] = []
         start = 0
         while self.num_frames - start > longest:
-            search_from = start + max(window, longest * 3 // 4)
+            search_from = start + max(window, longest // 2)
             stop = start + longest
             # Mean level of each 100 ms window starting in [search_from, stop - window].
             levels = np.convolve(mono[search_from:stop], np.ones(window), mode="valid")

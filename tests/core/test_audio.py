@@ -143,3 +143,15 @@ def test_any_wav_body_after_a_real_header_decodes_or_raises_invalid_audio(body: 
 def test_any_raw_pcm_decodes_or_raises_invalid_audio(data: bytes, rate: int, channels: int, fmt: str) -> None:
     with contextlib.suppress(InvalidAudioError):
         Audio.from_bytes(data, sample_rate=rate, channels=channels, sample_format=fmt)  # type: ignore[arg-type]
+
+
+def test_split_at_silences_cuts_in_the_pause_and_keeps_every_sample() -> None:
+    speech = Audio(np.full(16_000, 0.5, dtype=np.float32), 16_000)  # 1 s "speech" blocks
+    audio = Audio.concat([speech, Audio.silence(0.5), speech, Audio.silence(0.5), speech])
+    pieces = audio.split_at_silences(2.0)
+    assert sum(p.num_frames for _, p in pieces) == audio.num_frames
+    assert all(p.duration <= 2.0 for _, p in pieces)
+    assert 1.0 <= pieces[1][0] <= 1.5  # the first cut fell in the first pause
+    assert [start for start, _ in audio.split_at_silences(10.0)] == [0.0]
+    with pytest.raises(ValueError, match="max_duration must be positive"):
+        audio.split_at_silences(0)

@@ -337,3 +337,15 @@ async def test_stream_all_engines_fail_raises_all_providers_failed() -> None:
     with pytest.raises(AllProvidersFailed) as info:
         await collect(Chain([a, b]).stream(frames(range(1, 5))))
     assert [name for name, _ in info.value.errors] == ["a", "b"]
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    import email.utils
+
+    from stt_core import parse_retry_after
+
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert parse_retry_after(in_ten) == pytest.approx(10, abs=1.5)
+    assert parse_retry_after(email.utils.formatdate(time.time() - 60, usegmt=True)) == 0.0
