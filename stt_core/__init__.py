@@ -20,6 +20,7 @@ from ._errors import (
     error_for_status,
     parse_retry_after,
 )
+from ._files import transcribe_file
 from ._provider import Provider, ProviderSettings
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
@@ -65,4 +66,5 @@ __all__ = [
     "load_config",
     "parse_retry_after",
     "registry",
+    "transcribe_file",
 ]

@@ -43,6 +43,11 @@ class Segment:
     confidence: float | None = None
     words: tuple[Word, ...] = ()
 
+    def shifted(self, offset: float) -> Segment:
+        """The same segment with its times (and its words' times) moved by ``offset`` seconds."""
+        words = tuple(Word(w.text, w.start + offset, w.end + offset, w.confidence) for w in self.words)
+        return Segment(self.text, self.start + offset, self.end + offset, self.confidence, words)
+
 
 @dataclass(frozen=True)
 class Attempt:

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from ._audio import Audio
 from ._chain import Chain
 from ._config import LoadedConfig, load_config
 from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
+from ._files import transcribe_file
 from ._registry import registry
 from ._types import Attempt, Transcript
 
@@ -154,9 +154,7 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
         with _progress(len(files)) as advance:
             for path in files:
                 try:
-                    result = await chain.transcribe(
-                        Audio.from_file(path), language=args.language
-                    )
+                    result = await transcribe_file(chain, path, language=args.language)
                 except (InvalidAudioError, ConfigError) as e:
                     err.print(f"error: {path}: {e}", markup=False)
                     worst = max(worst, EXIT_BAD_INPUT)

@@ -86,7 +86,7 @@ class GroqProvider(Provider):
         return Transcript(
             text=" ".join(r.text for _, r in results if r.text),
             language=results[0][1].language,
-            segments=tuple(_shift(s, offset) for offset, r in results for s in r.segments),
+            segments=tuple(s.shifted(offset) for offset, r in results for s in r.segments),
             metadata={"pieces": len(results)},
         )
 
@@ -184,11 +184,6 @@ def _transcript(result: Any, language: str | None) -> Transcript:
         duration=data.get("duration"),
         metadata={"request_id": (data.get("x_groq") or {}).get("id")},
     )
-
-
-def _shift(segment: Segment, offset: float) -> Segment:
-    words = tuple(Word(w.text, w.start + offset, w.end + offset, w.confidence) for w in segment.words)
-    return Segment(segment.text, segment.start + offset, segment.end + offset, segment.confidence, words)
 
 
 def _whisper_language(language: str | None) -> str | None:
