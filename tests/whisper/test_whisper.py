@@ -149,3 +149,11 @@ class TestWhisperConformance(ProviderConformance):
     @pytest.fixture
     def failing_provider(self, tmp_path: Path) -> stt_core.Provider:
         return stt_core.get_provider("whisper", model=str(tmp_path))
+
+
+def test_silence_and_faint_noise_give_no_invented_words(whisper: stt_core.Provider) -> None:
+    import numpy as np
+
+    noise = (np.random.default_rng(0).standard_normal(5 * 16_000) * 0.003).astype(np.float32)
+    for audio in (Audio.silence(5.0), Audio(noise, 16_000)):
+        assert transcribe(whisper, audio).text == ""  # tiny.en says "You" / "." here unfiltered

@@ -55,6 +55,9 @@ class WhisperSettings(ProviderSettings):
     num_workers: int = Field(1, ge=1)
     beam_size: int = Field(5, ge=1)
     vad_filter: bool = False
+    no_speech_threshold: float = Field(0.8, ge=0, le=1)
+    """Segments the model rates likelier than this to be no speech are dropped: Whisper's
+    well-known inventions on silence ("You", ".")."""
     word_timestamps: bool = False
     language: str | None = None
     download_root: str | None = None
@@ -132,7 +135,9 @@ class WhisperProvider(Provider):
                 vad_filter=self.settings.vad_filter,
                 word_timestamps=word_timestamps,
             )
-            segments = [_segment(s) for s in segments_iter]  # decoding happens while iterating
+            segments = [  # decoding happens while iterating
+                _segment(s) for s in segments_iter if s.no_speech_prob <= self.settings.no_speech_threshold
+            ]
         except RuntimeError as e:
             raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
         return Transcript(
