@@ -1,0 +1,83 @@
+"""Load: a few hundred concurrent requests through a chain whose first engine (the real groq SDK
+against the fake Groq API) fails a third of the time. Every request gets a transcript, and
+afterwards no task, thread, socket or file handle is left and memory is back where it was."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import tracemalloc
+from collections import deque
+
+import pytest
+
+from fakes.groq_api import KEY, FakeGroq
+from stt_core import Audio, BreakerPolicy, Chain, RetryPolicy
+from stt_core.testing import FakeProvider, level_chunks
+from stt_core_groq._provider import GroqProvider
+
+REQUESTS = 300
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def threads() -> int:
+    """Threads other than asyncio's default executor pool (bounded and reused by design: the
+    SDKs resolve host names there)."""
+    return sum(not t.name.startswith("asyncio_") for t in threading.enumerate())
+
+
+@pytest.mark.slow
+async def test_three_hundred_concurrent_requests_lose_nothing_and_leak_nothing(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeGroq(text="from groq")
+    fake.faults = deque(["500" if i % 3 == 0 else "ok" for i in range(REQUESTS * 3)])
+    fake.url = await serve(fake.app())
+    audio = [Audio.concat(level_chunks([n % 50 + 1] * 5)) for n in range(REQUESTS)]
+
+    def make_chain(fallback: FakeProvider) -> Chain:
+        return Chain(
+            [GroqProvider(api_key=KEY, base_url=fake.url, timeout=10.0), fallback],
+            retry=RetryPolicy(attempts=1),  # a failure falls over at once: the fallback must catch it
+            breaker=BreakerPolicy(failures=50, cooldown=0.1),
+        )
+
+    # First use imports the SDK and warms its caches: a one-off cost, not a leak.
+    async with make_chain(FakeProvider(name="fallback")) as warm:
+        await asyncio.gather(*(warm.transcribe(a) for a in audio[:10]))
+    fake.faults = deque(["500" if i % 3 == 0 else "ok" for i in range(REQUESTS * 3)])
+    fake.attempts, fake.requests = 0, []
+    gc.collect()
+    tracemalloc.start()
+    before = (asyncio.all_tasks(), threads(), open_fds(), tracemalloc.get_traced_memory()[0])
+    fallback = FakeProvider(name="fallback", text="from the fallback")
+    chain = make_chain(fallback)
+    async with chain:
+        results = await asyncio.gather(*(chain.transcribe(a) for a in audio), return_exceptions=True)
+
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert failures == []
+    by = {name: sum(r.provider == name for r in results) for name in ("groq", "fallback")}  # type: ignore[union-attr]
+    assert by["groq"] + by["fallback"] == REQUESTS
+    assert by["fallback"] >= REQUESTS // 4  # about a third of groq's answers were 500s
+    assert fake.attempts == by["groq"] + by["fallback"]  # no retries at all: attempts=1
+
+    # Nothing left behind once the chain is closed.
+    for _ in range(50):  # the server side closes its half of each connection a moment later
+        await asyncio.sleep(0.02)
+        if open_fds() <= before[2]:
+            break
+    # The test doubles' own records of what they were sent are not the library's memory.
+    fallback.calls.clear()
+    fake.requests.clear()
+    del results, audio, chain
+    gc.collect()
+    after = (asyncio.all_tasks(), threads(), open_fds(), tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    assert after[0] - before[0] == set(), "tasks left running"
+    assert after[1] <= before[1], "threads left running"
+    assert after[2] <= before[2], "file handles or sockets left open"
+    assert after[3] - before[3] < 2 * 2**20, f"memory grew by {(after[3] - before[3]) / 2**20:.1f} MB"
