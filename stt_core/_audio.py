@@ -254,7 +254,7 @@ def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
 def _first_line(e: BaseException) -> str:
     """The error's first line; for libsndfile, its own words without the "Error opening <object>" prefix."""
     if isinstance(e, sf.LibsndfileError) and e.error_string:
-        return e.error_string.strip()
+        return str(e.error_string).strip()
     lines = str(e).strip().splitlines()
     return lines[0] if lines else type(e).__name__
 
