@@ -90,7 +90,7 @@ def cmd_providers(args: argparse.Namespace) -> int:
         config = None
     table = Table(title="stt-core providers")
     for column in ("name", "distribution", "version", "can serve", "model", "capabilities"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap long paths and reasons, never cut them
     for info in plugins:
         cls = info.provider_class
         model, caps = None, cls.capabilities
