@@ -40,7 +40,9 @@ async def test_three_hundred_concurrent_requests_lose_nothing_and_leak_nothing(s
 
     def make_chain(fallback: FakeProvider) -> Chain:
         return Chain(
-            [GroqProvider(api_key=KEY, base_url=fake.url, timeout=10.0), fallback],
+            # The fake shares this loop with 300 clients: on a busy machine it can take seconds to
+            # answer. A timeout would fall over correctly, but this test is about 500s.
+            [GroqProvider(api_key=KEY, base_url=fake.url, timeout=60.0), fallback],
             retry=RetryPolicy(attempts=1),  # a failure falls over at once: the fallback must catch it
             # Kept closed, so every request tries groq first: 500s come back faster than answers,
             # and in a burst of them an ordinary breaker would (rightly) open.
@@ -65,7 +67,8 @@ async def test_three_hundred_concurrent_requests_lose_nothing_and_leak_nothing(s
     by = {name: sum(r.provider == name for r in results) for name in ("groq", "fallback")}  # type: ignore[union-attr]
     assert by["groq"] + by["fallback"] == REQUESTS
     assert by["fallback"] >= REQUESTS // 4  # about a third of groq's answers were 500s
-    assert fake.attempts == by["groq"] + by["fallback"]  # no retries at all: attempts=1
+    assert all(r.attempts[0].provider == "groq" for r in results)  # type: ignore[union-attr]
+    assert fake.attempts <= REQUESTS  # no retries at all: attempts=1
 
     # Nothing left behind once the chain is closed.
     for _ in range(50):  # the server side closes its half of each connection a moment later
