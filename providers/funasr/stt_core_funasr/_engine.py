@@ -90,6 +90,7 @@ class Engine:
     def __init__(self, settings: FunASRSettings, model_dir: Path) -> None:
         self.settings = settings
         self.model_dir = model_dir
+        self.model: Any = None  # funasr's AutoModel (torch) or our ONNX runner, set by the builder
         self._recognise = self._build_recogniser()
         self._vad = self._build_vad()
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -107,8 +108,9 @@ class Engine:
         if self.settings.backend == "onnx":
             from ._onnx import OnnxSenseVoice
 
-            return OnnxSenseVoice.load(self.model_dir, self.settings)
-        model = auto_model(self.settings, str(self.model_dir))
+            self.model = OnnxSenseVoice.load(self.model_dir, self.settings)
+            return self.model  # type: ignore[no-any-return]
+        model = self.model = auto_model(self.settings, str(self.model_dir))
 
         def recognise(batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
             return model.generate(  # type: ignore[no-any-return]
