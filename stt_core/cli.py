@@ -100,7 +100,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
         err.print(f"warning: {e}; showing providers with default settings", markup=False)
         config = None
     table = Table(title="stt-core providers")
-    for column in ("name", "distribution", "version", "can serve", "model", "capabilities"):
+    table.add_column("name", no_wrap=True)
+    for column in ("distribution", "version", "can serve", "model", "capabilities"):
         table.add_column(column, overflow="fold")  # wrap long paths and reasons, never cut them
     for info in plugins:
         cls = info.provider_class
@@ -175,13 +176,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
     """Each engine on its own, then the chain: load, first call, and the median of ``repeats``
     calls, on this machine. (benchmarks/ in the repository compares stt_core with the engines.)"""
-    table = Table(title=f"stt-core bench: {audio.duration:.1f} s of audio, median of {repeats} calls")
-    for column in ("engine", "load ms", "first call ms", "median ms", "x real time", "result"):
+    table = Table(title=f"stt-core bench: {audio.duration:.1f} s of audio, median of {repeats} calls, "
+                        f"chain {chain.model}")
+    table.add_column("engine", no_wrap=True)
+    for column in ("load ms", "first call ms", "median ms", "x real time", "result"):
         table.add_column(column, overflow="fold")
     served = False
     async with chain:
         for provider in [*chain.providers, chain]:
-            name = f"chain ({chain.model})" if provider is chain else provider.name
+            name = "chain" if provider is chain else provider.name
             if reason := provider.why_unavailable():
                 table.add_row(name, "-", "-", "-", "-", f"[red]skipped[/]: {escape(reason)}")
                 continue
