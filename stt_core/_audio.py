@@ -57,12 +57,7 @@ class Audio:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Audio:
         """Decode an audio file (WAV, FLAC, OGG, MP3 ...)."""
-        try:
-            size = os.path.getsize(path)
-        except OSError as e:
-            raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
-        if size == 0:
-            raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
+        _check_nonempty_file(path)
         with open(path, "rb") as f:
             return cls._decode(f, what=os.fspath(path))
 
@@ -245,6 +240,16 @@ class Audio:
             start = cut
         pieces.append((start / self.sample_rate, Audio(self._samples[start:], self.sample_rate)))
         return pieces
+
+
+def _check_nonempty_file(path: str | os.PathLike[str]) -> None:
+    """A file there, with bytes in it: ``InvalidAudioError`` naming the problem otherwise."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
+    if size == 0:
+        raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
 
 
 def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

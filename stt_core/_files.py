@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ._audio import Audio, _first_line
+from ._audio import Audio, _check_nonempty_file, _first_line
 from ._errors import InvalidAudioError
 from ._provider import Provider
 from ._types import Transcript
@@ -43,15 +43,12 @@ async def transcribe_file(
 
 
 def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
+    _check_nonempty_file(path)
     name = os.fspath(path)
     try:
-        if os.path.getsize(path) == 0:
-            raise InvalidAudioError(f"file is empty: {name}")
         info = sf.info(name)
-    except OSError as e:
+    except OSError as e:  # gone or unreadable since the check
         raise InvalidAudioError(f"cannot read {name!r}: {e.strerror}") from e
-    except InvalidAudioError:
-        raise
     except Exception as e:  # libsndfile's own errors for unreadable data
         raise InvalidAudioError(f"cannot decode {name}: {_first_line(e)}") from e
     if info.frames <= 0:
