@@ -55,7 +55,7 @@ def find_model(model: str, hub: str) -> Path | None:
         return path if path.is_dir() else None
     repo = hub_id(model, hub)
     for candidate in (models_dir() / repo, *_hub_cache_dirs(repo, hub)):
-        if any((candidate / name).is_file() for name in _CONFIG_FILES):
+        if _is_model_dir(candidate):
             return candidate
     return None
 
@@ -66,7 +66,7 @@ def missing_reason(what: str, model: str, hub: str) -> str | None:
         path = Path(model).expanduser()
         if not path.is_dir():
             return f"{what} directory {path} does not exist"
-        if not any((path / name).is_file() for name in _CONFIG_FILES):
+        if not _is_model_dir(path):
             return f"{path} is not a FunASR model directory (no config.yaml or configuration.json)"
         return None
     if find_model(model, hub) is None:
@@ -103,6 +103,10 @@ def download(model: str, *, hub: str, target: Path | None = None) -> Path:
             provider="funasr",
         ) from e
     return target
+
+
+def _is_model_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in _CONFIG_FILES)
 
 
 def _hub_cache_dirs(repo: str, hub: str) -> list[Path]:
