@@ -39,7 +39,7 @@ async def transcribe_file(
     results: list[tuple[float, Transcript]] = []
     for offset, piece in _pieces(path, info, piece_seconds):
         results.append((offset, await engine.transcribe(piece, language=language)))
-    return _joined(results, info.frames / info.samplerate)
+    return Transcript.joined(results, info.frames / info.samplerate)
 
 
 def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
@@ -82,18 +82,3 @@ def _pieces(
     for start, rest in Audio(pending, PIECE_RATE).split_at_silences(piece_seconds):
         yield (emitted / PIECE_RATE) + start, rest
 
-
-def _joined(results: list[tuple[float, Transcript]], duration: float) -> Transcript:
-    segments = tuple(s.shifted(offset) for offset, r in results for s in r.segments)
-    last = results[-1][1]
-    return Transcript(
-        text=" ".join(r.text for _, r in results if r.text),
-        language=next((r.language for _, r in results if r.language), None),
-        segments=segments,
-        duration=duration,
-        provider=last.provider,
-        model=last.model,
-        latency=sum(r.latency for _, r in results),
-        attempts=tuple(a for _, r in results for a in r.attempts),
-        metadata={"pieces": len(results)},
-    )

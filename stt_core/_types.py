@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,6 +78,23 @@ class Transcript:
 
     def replace(self, **changes: Any) -> Transcript:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def joined(cls, pieces: Sequence[tuple[float, Transcript]], duration: float) -> Transcript:
+        """One transcript of a recording sent in consecutive pieces, each given with the second
+        it starts at: texts joined, segment times shifted, latencies and attempts added up."""
+        last = pieces[-1][1]
+        return cls(
+            text=" ".join(t.text for _, t in pieces if t.text),
+            language=next((t.language for _, t in pieces if t.language), None),
+            segments=tuple(s.shifted(offset) for offset, t in pieces for s in t.segments),
+            duration=duration,
+            provider=last.provider,
+            model=last.model,
+            latency=sum(t.latency for _, t in pieces),
+            attempts=tuple(a for _, t in pieces for a in t.attempts),
+            metadata={"pieces": len(pieces)},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -83,12 +83,7 @@ class GroqProvider(Provider):
         pieces = audio.split_at_silences(audio.duration * limit / len(encoded) * 0.9)
         results = [(offset, await self._request(piece.encode(self._format()), language, prompt))
                    for offset, piece in pieces]
-        return Transcript(
-            text=" ".join(r.text for _, r in results if r.text),
-            language=results[0][1].language,
-            segments=tuple(s.shifted(offset) for offset, r in results for s in r.segments),
-            metadata={"pieces": len(results)},
-        )
+        return Transcript.joined(results, audio.duration)
 
     async def _request(self, encoded: bytes, language: str | None, prompt: str | None) -> Transcript:
         settings = self.settings
