@@ -56,7 +56,8 @@ class STT(stt.STT[Any]):
     def __init__(self, engine: Provider, *, language: str | None = None,
                  word_timestamps: bool | None = None) -> None:
         self._chain = engine if isinstance(engine, Chain) else Chain([engine])
-        first = self._chain.providers[0].capabilities if self._chain.providers else stt_core.Capabilities()
+        first_engine = self._chain.providers[0] if self._chain.providers else None
+        first = first_engine.capabilities if first_engine else stt_core.Capabilities()
         # Ask for word times only when every engine can give them: asking routes around any that cannot.
         every = all(p.capabilities.word_timestamps for p in self._chain.providers)
         self._word_timestamps = every if word_timestamps is None else word_timestamps
@@ -67,8 +68,7 @@ class STT(stt.STT[Any]):
             offline_recognize=True,
         ))
         self._language = language
-        first_name = self._chain.providers[0].name if self._chain.providers else "none"
-        self._answered = (first_name, self._chain.providers[0].model if self._chain.providers else None)
+        self._answered = (first_engine.name, first_engine.model) if first_engine else ("none", None)
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **options: Any) -> STT:
