@@ -191,13 +191,16 @@ class Engine:
         limit = self.settings.batch_size_s * SAMPLE_RATE
         for piece in pieces:
             if batch and sum(map(len, batch)) + len(piece) > limit:
-                results += self._recognise(batch, options)
-                self.generate_calls += 1
+                results += self._generate(batch, options)
                 batch = []
             batch.append(piece)
         if batch:
-            results += self._recognise(batch, options)
-            self.generate_calls += 1
+            results += self._generate(batch, options)
+        return results
+
+    def _generate(self, batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
+        results = self._recognise(batch, options)
+        self.generate_calls += 1
         return results
 
 
