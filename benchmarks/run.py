@@ -209,17 +209,12 @@ class Unavailable(FakeProvider):
 
 def failover(repeats: int) -> tuple[list[Compared], dict[str, int]]:
     """Time added by a failing first engine over the second engine alone; breaker call counts."""
-    from aiohttp import web
-
+    import fakes
     from fakes.groq_api import KEY, FakeGroq
     from stt_core_groq._provider import GroqProvider
 
     fake = FakeGroq()
-    runner = web.AppRunner(fake.app())
-    run(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    run(site.start())
-    fake.url = "http://{}:{}".format(*runner.addresses[0][:2])
+    runner, fake.url = run(fakes.start(fake.app()))
     fake.faults.extend(["500"] * 10_000)
 
     clip = Audio.from_file(AUDIO / "fox.wav")

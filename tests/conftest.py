@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 
+import fakes
+
 Serve = Callable[[web.Application], Awaitable[str]]
 
 
@@ -20,16 +22,12 @@ async def serve() -> AsyncIterator[Serve]:
     """
     runners: list[web.AppRunner] = []
 
-    async def start(app: web.Application) -> str:
-        runner = web.AppRunner(app, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+    async def serve_app(app: web.Application) -> str:
+        runner, url = await fakes.start(app)
         runners.append(runner)
-        host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        return url
 
-    yield start
+    yield serve_app
     for runner in runners:
         await runner.cleanup()
 
@@ -43,18 +41,12 @@ def serve_in_thread() -> Iterator[Callable[[web.Application], str]]:
     thread.start()
     runners: list[web.AppRunner] = []
 
-    def start(app: web.Application) -> str:
-        async def up() -> str:
-            runner = web.AppRunner(app, shutdown_timeout=0.5)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            runners.append(runner)
-            host, port = runner.addresses[0][:2]
-            return f"http://{host}:{port}"
+    def serve_app(app: web.Application) -> str:
+        runner, url = asyncio.run_coroutine_threadsafe(fakes.start(app), loop).result(timeout=10)
+        runners.append(runner)
+        return url
 
-        return asyncio.run_coroutine_threadsafe(up(), loop).result(timeout=10)
-
-    yield start
+    yield serve_app
     for runner in runners:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
     loop.call_soon_threadsafe(loop.stop)
