@@ -1,4 +1,12 @@
-"""A circuit breaker per provider: skip an engine that keeps failing, probe it after a cool-down."""
+"""A circuit breaker per provider: skip an engine that keeps failing or asked to be left alone.
+
+- closed: calls pass.
+- open: calls skip. An engine with a ``health()`` check is probed in the background by the chain
+  and closed as soon as it passes; one without is probed after ``cooldown`` by one user request,
+  with a single short attempt (half-open while that request runs).
+- held: an engine that answered 429 with Retry-After N is skipped by every request for N seconds,
+  then used again without a probe.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +21,52 @@ Gate = Literal["call", "probe", "skip"]
 @dataclass(frozen=True)
 class BreakerPolicy:
     failures: int = 3
-    """Consecutive failed requests that open the breaker."""
-    cooldown: float = 30.0
-    """Seconds an open breaker skips its provider before one probe decides."""
+    """Consecutive failed calls that open the breaker (each retry is a call)."""
+    cooldown: float = 5.0
+    """Seconds an open breaker skips an engine without ``health()`` before one request probes it."""
+    probe_interval: float = 1.0
+    """Seconds between background ``health()`` probes of an open engine (jittered by 20 %)."""
+    probe_timeout: float = 2.0
+    """Bound on one probe: a ``health()`` call, or the single attempt of a probing request."""
 
 
 class CircuitBreaker:
-    """closed: calls pass. open: calls skip until the cool-down ends. half-open: one probe
-    is let through; success closes the breaker, failure opens it again."""
-
     def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
         self.state: Literal["closed", "open", "half_open"] = "closed"
         self._failures = 0
         self._opened_at = 0.0
+        self._held_until = 0.0
 
-    def gate(self) -> Gate:
-        """What to do with the next request."""
+    def held_for(self) -> float:
+        """Seconds left of a Retry-After hold (0 when none)."""
+        return max(0.0, self._held_until - self._clock())
+
+    def blocked(self, *, probes_in_background: bool) -> str | None:
+        """Why a request would skip this engine now, without changing any state; else ``None``."""
+        if self.state == "half_open":
+            return "circuit breaker half-open: another request is probing it"
+        if self.state == "open" and (probes_in_background or not self._cooled_down()):
+            return "circuit breaker open after repeated failures"
+        if held := self.held_for():
+            return f"rate limited: asked to wait {held:.1f} s more (Retry-After)"
+        return None
+
+    def gate(self, *, probes_in_background: bool) -> Gate:
+        """What to do with this request: call, probe (this request is the one probe), or skip."""
+        if self.held_for():
+            return "skip"
         if self.state == "closed":
             return "call"
-        if self.state == "open" and self._clock() - self._opened_at >= self.policy.cooldown:
+        if self.state == "open" and not probes_in_background and self._cooled_down():
             self.state = "half_open"  # this caller is the one probe; others skip meanwhile
             return "probe"
         return "skip"
+
+    def hold(self, seconds: float) -> None:
+        """Skip this engine for ``seconds`` (its Retry-After), for every request."""
+        self._held_until = max(self._held_until, self._clock() + seconds)
 
     def record_success(self) -> None:
         self.state = "closed"
@@ -49,6 +79,9 @@ class CircuitBreaker:
             self._opened_at = self._clock()
 
     def release(self) -> None:
-        """The probe ended without a verdict (bad input, cancelled): the next request probes."""
+        """The probe ended without a verdict (bad input, cancelled): a later request probes."""
         if self.state == "half_open":
             self.state = "open"
+
+    def _cooled_down(self) -> bool:
+        return self._clock() - self._opened_at >= self.policy.cooldown

@@ -1,10 +1,16 @@
 """The fallback chain: itself a Provider that tries its engines in order.
 
-Per engine: skip it if it cannot take the request (language, word times) or its breaker is
-open; otherwise call it with tenacity retries on retryable errors (honouring Retry-After) and a
-time limit per attempt. Unavailable or misconfigured engines are passed at once, bad audio goes
-straight back to the caller, and when nobody answered, ``AllProvidersFailed`` lists every cause.
-Streams fail over too: the audio since the last final result is replayed to the next engine.
+Per request and engine: skip it if it cannot take the request (language, word times), cannot
+serve (no key, no model), its breaker is open or it asked to be left alone (429 + Retry-After).
+Otherwise call it. A retryable failure falls over to the next engine at once when one can take
+the request; the last such engine is retried with backoff, honouring Retry-After (tenacity).
+With ``hedge_after`` set, an engine that has not answered in time races the rest of the chain.
+Unavailable or misconfigured engines are passed at once, bad audio goes straight back to the
+caller, and when nobody answered, ``AllProvidersFailed`` lists every cause.
+
+Streams follow the same rules at connect and mid-stream: the audio since the last final result is
+replayed to the next engine, and a stream that takes audio but says nothing for
+``stream_stall_timeout`` seconds counts as failed.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import statistics
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
+from types import SimpleNamespace
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -26,28 +36,59 @@ from ._breaker import BreakerPolicy, CircuitBreaker
 from ._errors import (
     AllProvidersFailed,
     ConfigError,
-    InvalidAudioError,
-    ProviderError,
+        ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     STTError,
 )
 from ._provider import Provider
+from ._tape import Tape
 from ._types import Attempt, AttemptOutcome, Capabilities, StreamEvent, Transcript
 
 logger = logging.getLogger("stt_core.chain")
 T = TypeVar("T")
 
+_LATENCIES_KEPT = 100  # recent answers per engine, for a percentile hedge delay
+_MIN_LATENCIES = 10  # a percentile hedge waits for this many answers before it hedges
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 3
-    """Calls per engine per request, the first included."""
+    """Calls per engine per request, the first included (only where the chain retries: below)."""
     initial_backoff: float = 0.2
     max_backoff: float = 5.0
     jitter: float = 0.2
     max_retry_after: float = 20.0
     """A Retry-After longer than this is not waited for: the chain moves on instead."""
+    retry_before_fallover: bool = False
+    """False (the default): retry only the last engine that can take the request, and fall over
+    at once from the others. True: retry every engine before moving on, for users who would
+    rather wait for their first engine (cost, privacy) than fall over."""
+
+
+class _FellOver(Exception):
+    """An engine failed this request in a way the next engine may still answer (cause recorded)."""
+
+
+@dataclass
+class _Request:
+    """One request's record: what the chain did, and why each engine could not answer."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    causes: list[tuple[str, BaseException]] = field(default_factory=list)
+
+    def failed(self) -> AllProvidersFailed:
+        return AllProvidersFailed(self.causes, attempts=self.attempts)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to call an engine for one request."""
+
+    attempts: int
+    timeout: float | None
+    probe: bool
 
 
 class Chain(Provider):
@@ -62,6 +103,8 @@ class Chain(Provider):
         retry: RetryPolicy | None = None,
         breaker: BreakerPolicy | None = None,
         attempt_timeout: float | None = 60.0,
+        hedge_after: float | str | None = None,
+        stream_stall_timeout: float | None = 10.0,
         on_attempt: Callable[[Attempt], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -72,9 +115,17 @@ class Chain(Provider):
             multiplier=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
         )
         self.attempt_timeout = attempt_timeout
+        self.hedge_after = hedge_setting(hedge_after)
+        self.stream_stall_timeout = stream_stall_timeout
         self.on_attempt = on_attempt
-        policy = breaker or BreakerPolicy()
-        self.breakers = [CircuitBreaker(policy, clock) for _ in self.providers]
+        self.breaker_policy = breaker or BreakerPolicy()
+        self.breakers = [CircuitBreaker(self.breaker_policy, clock) for _ in self.providers]
+        self._latencies = [deque[float](maxlen=_LATENCIES_KEPT) for _ in self.providers]
+        # Engines without a health() check: a user request probes them after the cool-down.
+        self._without_health = {
+            i for i, p in enumerate(self.providers) if type(p).health is Provider.health
+        }
+        self._probers: dict[int, asyncio.Task[None]] = {}
         members = [p.capabilities for p in self.providers]
         languages = [c.languages for c in members]
         self.capabilities = Capabilities(
@@ -97,6 +148,13 @@ class Chain(Provider):
                 await provider.warmup()
 
     async def _aclose(self) -> None:
+        probers = list(self._probers.values())
+        for task in probers:
+            task.cancel()
+        for task in probers:
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError):  # RuntimeError: another loop's
+                await task
+        self._probers.clear()
         for provider in self.providers:
             await provider.aclose()
 
@@ -105,71 +163,156 @@ class Chain(Provider):
     async def _transcribe(
         self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
     ) -> Transcript:
-        attempts: list[Attempt] = []
-        causes: list[tuple[str, BaseException]] = []
-        for provider, breaker in zip(self.providers, self.breakers, strict=True):
-            if not await self._admit(provider, breaker, language, word_timestamps, attempts, causes):
+        request = _Request()
+
+        def call(provider: Provider) -> Awaitable[Transcript]:
+            return provider.transcribe(
+                audio, language=language, prompt=prompt, word_timestamps=word_timestamps
+            )
+
+        result = await self._try_from(0, call, request, language, word_timestamps)
+        return result.replace(attempts=tuple(request.attempts))
+
+    async def _try_from(
+        self,
+        first: int,
+        call: Callable[[Provider], Awaitable[Transcript]],
+        request: _Request,
+        language: str | None,
+        word_timestamps: bool,
+    ) -> Transcript:
+        """Engines ``first`` onward, in order, until one answers."""
+        for index in range(first, len(self.providers)):
+            plan = await self._admit(index, request, language, word_timestamps)
+            if plan is None:
                 continue
+            attempt = self._call(index, plan, call, request)
+            delay = self._hedge_delay(index)
+            if delay is not None and self._next_admissible(index, language, word_timestamps) is not None:
+                return await self._hedged(index, attempt, delay, call, request, language, word_timestamps)
             try:
-                result: Transcript = await self._with_retries(
-                    provider,
-                    partial(
-                        provider.transcribe,
-                        audio, language=language, prompt=prompt, word_timestamps=word_timestamps,
-                    ),
-                    attempts,
-                )
-            except InvalidAudioError:
-                breaker.release()
-                raise
-            except (ProviderUnavailable, ConfigError) as e:
-                breaker.release()
-                causes.append((provider.name, e))
-            except ProviderError as e:
-                breaker.record_failure()
-                causes.append((provider.name, e))
-            except BaseException:
-                breaker.release()
-                raise
-            else:
-                breaker.record_success()
-                return result.replace(attempts=tuple(attempts))
-        raise AllProvidersFailed(causes, attempts=attempts)
+                return await attempt
+            except _FellOver:
+                continue
+        raise request.failed()
+
+    async def _hedged(
+        self,
+        index: int,
+        attempt: Awaitable[Transcript],
+        delay: float,
+        call: Callable[[Provider], Awaitable[Transcript]],
+        request: _Request,
+        language: str | None,
+        word_timestamps: bool,
+    ) -> Transcript:
+        """Engine ``index`` and, if it has not answered within ``delay``, the rest of the chain
+        beside it: the first answer wins and the other is cancelled."""
+        slow = asyncio.ensure_future(attempt)
+        racing = {slow}
+        try:
+            await asyncio.wait(racing, timeout=delay)
+            if not slow.done():
+                logger.info("%s: no answer in %.3fs, hedging", self.providers[index].name, delay)
+                racing.add(asyncio.ensure_future(
+                    self._try_from(index + 1, call, request, language, word_timestamps)))
+            while racing:
+                done, racing = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    with contextlib.suppress(_FellOver, AllProvidersFailed):
+                        return task.result()
+                if slow in done and not racing:  # it failed before the delay: go on as usual
+                    return await self._try_from(index + 1, call, request, language, word_timestamps)
+            raise request.failed()
+        finally:
+            for task in racing:
+                task.cancel()
+            for task in racing:
+                with contextlib.suppress(asyncio.CancelledError, _FellOver, STTError):
+                    await task
+
+    async def _call(
+        self, index: int, plan: _Plan, call: Callable[[Provider], Awaitable[T]], request: _Request
+    ) -> T:
+        """One engine, with retries where the plan allows.
+
+        Raises ``_FellOver`` when the next engine may answer; bad audio and cancellation go on up.
+        """
+        provider = self.providers[index]
+        try:
+            return await self._with_retries(index, plan, partial(call, provider), request)
+        except ProviderError as e:
+            request.causes.append((provider.name, e))
+            raise _FellOver from e
+        except BaseException as e:
+            # No verdict on the engine (it cannot serve now, the audio is bad, the caller gave
+            # up): a probe in flight is released, so a later request probes again.
+            self.breakers[index].release()
+            if isinstance(e, ProviderUnavailable | ConfigError):
+                request.causes.append((provider.name, e))
+                raise _FellOver from e
+            raise
 
     async def _with_retries(
-        self, provider: Provider, call: Callable[[], Awaitable[T]], attempts: list[Attempt]
+        self, index: int, plan: _Plan, call: Callable[[], Awaitable[T]], request: _Request
     ) -> T:
+        breaker = self.breakers[index]
+
+        def should_retry(error: BaseException) -> bool:
+            # Never retry into an engine whose breaker another request opened meanwhile.
+            return self._retryable(error) and breaker.state == "closed"
+
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retry.attempts),
+            stop=stop_after_attempt(plan.attempts),
             wait=self._backoff,
-            retry=retry_if_exception(self._should_retry),
+            retry=retry_if_exception(should_retry),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(provider, call, attempts)
+                return await self._attempt(index, call, request, plan.timeout)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _attempt(
-        self, provider: Provider, call: Callable[[], Awaitable[T]], attempts: list[Attempt]
+        self, index: int, call: Callable[[], Awaitable[T]], request: _Request, limit: float | None
     ) -> T:
+        """One call; the breaker learns its outcome (each failed call counts)."""
+        provider = self.providers[index]
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.attempt_timeout):
+            async with asyncio.timeout(limit):
                 result = await call()
         except TimeoutError as e:
-            error = ProviderTimeout(
-                f"{provider.name} took longer than {self.attempt_timeout}s", provider=provider.name
-            )
-            self._record(attempts, provider, "timeout", time.perf_counter() - started, str(error))
+            error = ProviderTimeout(f"{provider.name} took longer than {limit}s", provider=provider.name)
+            self._failed(index, request, error, started)
             raise error from e
         except STTError as e:
-            self._record(attempts, provider, _outcome(e), time.perf_counter() - started, str(e))
+            self._failed(index, request, e, started)
             raise
-        self._record(attempts, provider, "ok", time.perf_counter() - started)
+        except asyncio.CancelledError:
+            self._record(request, provider, "cancelled", time.perf_counter() - started)
+            raise
+        latency = time.perf_counter() - started
+        self._latencies[index].append(latency)
+        self.breakers[index].record_success()
+        self._record(request, provider, "ok", latency)
         return result
 
-    def _should_retry(self, error: BaseException) -> bool:
+    def _failed(self, index: int, request: _Request, error: STTError, started: float) -> None:
+        """Record a failed call; an engine failure counts toward its breaker, and a 429 with
+        Retry-After holds the engine for every request."""
+        latency = time.perf_counter() - started
+        self._record(request, self.providers[index], _outcome(error), latency, str(error))
+        if not isinstance(error, ProviderError):
+            return
+        breaker = self.breakers[index]
+        if error.status_code == 429 and error.retry_after:
+            breaker.hold(error.retry_after)
+        breaker.record_failure()
+        if breaker.state == "open" and self._probes_in_background(index):
+            self._start_prober(index)
+
+    def _retryable(self, error: BaseException) -> bool:
         if not (isinstance(error, ProviderError) and error.retryable):
             return False
         return error.retry_after is None or error.retry_after <= self.retry.max_retry_after
@@ -180,25 +323,52 @@ class Chain(Provider):
             return max(0.0, error.retry_after)
         return float(self._exponential(state))
 
-    # -- routing, breakers, reporting ------------------------------------------------------------
+    # -- routing, breakers, probes ------------------------------------------------------------
 
     async def _admit(
-        self,
-        provider: Provider,
-        breaker: CircuitBreaker,
-        language: str | None,
-        word_timestamps: bool,
-        attempts: list[Attempt],
-        causes: list[tuple[str, BaseException]],
-    ) -> bool:
-        """Whether to call ``provider`` for this request; a skip is recorded with its reason."""
-        blocked = self._route(provider, language, word_timestamps) or await self._pass_breaker(
-            provider, breaker
-        )
+        self, index: int, request: _Request, language: str | None, word_timestamps: bool
+    ) -> _Plan | None:
+        """How to call engine ``index`` for this request, or ``None`` (skip, reason recorded)."""
+        provider, breaker = self.providers[index], self.breakers[index]
+        later = self._next_admissible(index, language, word_timestamps)
+        blocked = self._route(provider, language, word_timestamps)
+        if blocked is None and later is None and breaker.state == "closed":
+            # The last engine that can answer: wait out its Retry-After (if we would) rather than fail.
+            held = breaker.held_for()
+            if 0 < held <= self.retry.max_retry_after:
+                await asyncio.sleep(held)
+        if blocked is None:
+            background = self._probes_in_background(index)
+            gate = breaker.gate(probes_in_background=background)
+            if gate == "skip":
+                blocked = breaker.blocked(probes_in_background=background)
+                if breaker.state == "open" and background:
+                    self._start_prober(index)
+            elif gate == "probe":
+                # A user request probes an engine without health(): one short attempt, no retries.
+                return _Plan(1, _min(self.attempt_timeout, self.breaker_policy.probe_timeout), probe=True)
         if blocked:
-            self._record(attempts, provider, "skipped", 0.0, blocked)
-            causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
-        return not blocked
+            self._record(request, provider, "skipped", 0.0, blocked)
+            request.causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
+            return None
+        retries = self.retry.retry_before_fallover or later is None
+        return _Plan(self.retry.attempts if retries else 1, self.attempt_timeout, probe=False)
+
+    def _next_admissible(self, index: int, language: str | None, word_timestamps: bool) -> int | None:
+        """The first engine after ``index`` that could take this request now, judged without calling it."""
+        for later in range(index + 1, len(self.providers)):
+            provider, breaker = self.providers[later], self.breakers[later]
+            if self._route(provider, language, word_timestamps):
+                continue
+            if breaker.blocked(probes_in_background=self._probes_in_background(later)):
+                continue
+            try:
+                if provider.why_unavailable():
+                    continue
+            except Exception:  # a plugin's check that raises cannot serve either
+                continue
+            return later
+        return None
 
     @staticmethod
     def _route(provider: Provider, language: str | None, word_timestamps: bool) -> str | None:
@@ -209,37 +379,56 @@ class Chain(Provider):
             return "does not give word timestamps"
         return None
 
-    async def _pass_breaker(self, provider: Provider, breaker: CircuitBreaker) -> str | None:
-        """``None`` if the provider may be called; else why it is skipped."""
-        gate = breaker.gate()
-        if gate == "call":
+    def _probes_in_background(self, index: int) -> bool:
+        return index not in self._without_health
+
+    def _start_prober(self, index: int) -> None:
+        """Probe an open engine's ``health()`` in the background until it passes (lazily, in the
+        running loop; ``aclose()`` stops it)."""
+        task = self._probers.get(index)
+        loop = asyncio.get_running_loop()
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        self._probers[index] = loop.create_task(self._probe_until_healthy(index))
+
+    async def _probe_until_healthy(self, index: int) -> None:
+        provider, breaker, policy = self.providers[index], self.breakers[index], self.breaker_policy
+        while breaker.state == "open":
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(policy.probe_timeout):
+                    healthy = await provider.health()
+            except Exception as e:  # a failing health check is a "no", whatever it raised
+                logger.info("%s: health probe failed: %s", provider.name, _one_line(e))
+                healthy = False
+            if healthy is None:  # no health(): a user request will probe it after the cool-down
+                self._without_health.add(index)
+                return
+            logger.info("%s: health probe %s (%.3fs)", provider.name, "passed" if healthy else "failed",
+                        time.perf_counter() - started)
+            if healthy:
+                breaker.record_success()
+                return
+            await asyncio.sleep(policy.probe_interval * random.uniform(0.8, 1.2))
+
+    def _hedge_delay(self, index: int) -> float | None:
+        if self.hedge_after is None or isinstance(self.hedge_after, float):
+            return self.hedge_after
+        seen = self._latencies[index]
+        if len(seen) < _MIN_LATENCIES:
             return None
-        if gate == "skip":
-            return "circuit breaker open after repeated failures"
-        # Half-open: a cheap health check decides where the provider has one; where it has
-        # none, this request's own call is the probe.
-        try:
-            async with asyncio.timeout(self.attempt_timeout):
-                healthy = await provider.health()
-        except Exception:  # a failing health check is a "no", whatever it raised
-            healthy = False
-        if healthy is False:
-            breaker.record_failure()
-            return "circuit breaker open: health check failed"
-        if healthy:
-            breaker.record_success()
-        return None
+        return statistics.quantiles(seen, n=100, method="inclusive")[self.hedge_after - 1]
 
     def _record(
         self,
-        attempts: list[Attempt],
+        request: _Request,
         provider: Provider,
         outcome: AttemptOutcome,
         latency: float,
         error: str | None = None,
     ) -> None:
         attempt = Attempt(provider.name, outcome, latency, error)
-        attempts.append(attempt)
+        request.attempts.append(attempt)
         level = logging.DEBUG if outcome == "ok" else logging.INFO
         logger.log(level, "%s: %s (%.3fs)%s", provider.name, outcome, latency,
                    f": {error}" if error else "")
@@ -251,98 +440,125 @@ class Chain(Provider):
     async def _stream(
         self, audio: AsyncIterable[Audio], *, language: str | None
     ) -> AsyncIterator[StreamEvent]:
-        tape = _Tape(audio)
+        tape = Tape(audio)
         try:
             async for event in self._stream_through(tape, language):
                 yield event
         finally:
             tape.close()
 
-    async def _stream_through(self, tape: _Tape, language: str | None) -> AsyncIterator[StreamEvent]:
-        attempts: list[Attempt] = []
-        causes: list[tuple[str, BaseException]] = []
-        for provider, breaker in zip(self.providers, self.breakers, strict=True):
-            if not await self._admit(provider, breaker, language, False, attempts, causes):
+    async def _stream_through(self, tape: Tape, language: str | None) -> AsyncIterator[StreamEvent]:
+        request = _Request()
+        for index, provider in enumerate(self.providers):
+            plan = await self._admit(index, request, language, False)
+            if plan is None:
                 continue
-            offset, replay = tape.replay_start, tape.replay()
-            started = time.perf_counter()
+            breaker, verdict = self.breakers[index], False
             try:
-                async for event in provider.stream(replay, language=language):
-                    event = event.shifted(offset)
-                    if event.is_final:
-                        tape.commit(event.end)
-                    yield event
-            except InvalidAudioError:
-                breaker.release()
-                raise
-            except STTError as e:
-                if isinstance(e, ProviderError):
-                    breaker.record_failure()
-                else:
-                    breaker.release()
-                self._record(attempts, provider, _outcome(e), time.perf_counter() - started, str(e))
-                causes.append((provider.name, e))
-                continue
+                for number in range(1, plan.attempts + 1):
+                    started = time.perf_counter()
+                    try:
+                        async for event in self._engine_events(provider, tape, language, plan):
+                            yield event
+                    except (ProviderError, ProviderUnavailable, ConfigError) as e:
+                        self._failed(index, request, e, started)
+                        verdict = isinstance(e, ProviderError)
+                        again = number < plan.attempts and breaker.state == "closed"
+                        if isinstance(e, ProviderError) and again and self._retryable(e):
+                            await asyncio.sleep(self._wait_before(number, e))
+                            continue
+                        request.causes.append((provider.name, e))
+                        break
+                    verdict = True
+                    breaker.record_success()
+                    self._record(request, provider, "ok", time.perf_counter() - started)
+                    return
             finally:
-                with contextlib.suppress(RuntimeError):  # still running: the provider leaked a task
-                    await replay.aclose()
-            breaker.record_success()
-            self._record(attempts, provider, "ok", time.perf_counter() - started)
-            return
-        raise AllProvidersFailed(causes, attempts=attempts)
+                if not verdict:
+                    breaker.release()
+        raise request.failed()
+
+    async def _engine_events(
+        self, provider: Provider, tape: Tape, language: str | None, plan: _Plan
+    ) -> AsyncIterator[StreamEvent]:
+        """One engine's events for the replayed and live audio, on the stream's clock.
+
+        Bounds: an engine that streams natively must say something within ``stream_stall_timeout``
+        of being given audio; one that answers at the end must do so within the attempt timeout
+        of the end of the input. Final results commit the audio they cover, if they are believable.
+        """
+        offset, replay = tape.replay_start, tape.replay()
+        events = provider.stream(replay, language=language)
+        stall = self.stream_stall_timeout if provider.capabilities.streaming else None
+        tape.answered()
+        try:
+            while True:
+                next_event = asyncio.ensure_future(anext(events))
+                try:
+                    while not next_event.done():
+                        deadline = tape.deadline(stall, plan.timeout)
+                        wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+                        await asyncio.wait({next_event}, timeout=wait)
+                        if not next_event.done() and deadline is not None and time.monotonic() >= deadline:
+                            raise ProviderTimeout(
+                                f"{provider.name} said nothing for {stall if tape.live else plan.timeout}s "
+                                f"of {'audio' if tape.live else 'waiting after the end of the audio'}",
+                                provider=provider.name,
+                            )
+                    event = next_event.result()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    if not next_event.done():
+                        next_event.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, STTError):
+                            await next_event
+                tape.answered()
+                event = event.shifted(offset)
+                if event.is_final:
+                    tape.commit(event.end, provider.name)
+                yield event
+        finally:
+            with contextlib.suppress(RuntimeError):  # still running: the provider leaked a task
+                await events.aclose()  # type: ignore[attr-defined]
+            with contextlib.suppress(RuntimeError):
+                await replay.aclose()
+
+    def _wait_before(self, attempt_number: int, error: ProviderError) -> float:
+        """The backoff before retry ``attempt_number + 1`` of a stream: as for batch requests."""
+        if error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        return float(self._exponential(SimpleNamespace(attempt_number=attempt_number)))  # type: ignore[arg-type]
 
 
-class _Tape:
-    """The live input, recorded from the last final result on, so a failed engine's
-    unfinished audio can be replayed to the next one."""
+def hedge_setting(value: float | str | None) -> float | int | None:
+    """``hedge_after`` as seconds (a float) or a percentile (an int from 1 to 99)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower().startswith("p"):
+        try:
+            percentile = int(value.strip()[1:])
+        except ValueError:
+            percentile = 0
+        if not 1 <= percentile <= 99:
+            raise ConfigError(f"hedge_after {value!r}: a percentile is written p1 to p99, e.g. 'p95'")
+        return percentile
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"hedge_after {value!r}: give seconds (e.g. 0.5) or a percentile ('p95')") from None
+    if not 0 <= seconds <= 3600:
+        raise ConfigError(f"hedge_after {value!r}: seconds must be between 0 and 3600")
+    return seconds
 
-    def __init__(self, source: AsyncIterable[Audio]) -> None:
-        self._source = aiter(source)
-        self._kept: list[tuple[float, Audio]] = []  # (start second in the stream, chunk)
-        self._pulled = 0.0  # seconds taken from the source so far
-        self._ended = False
-        self._next: asyncio.Future[Audio] | None = None  # the source's next chunk, being read
 
-    @property
-    def replay_start(self) -> float:
-        return self._kept[0][0] if self._kept else self._pulled
+def _min(a: float | None, b: float) -> float:
+    return b if a is None else min(a, b)
 
-    async def replay(self) -> AsyncGenerator[Audio, None]:
-        for _, chunk in list(self._kept):
-            yield chunk
-        while not self._ended:
-            if self._next is None:
-                self._next = asyncio.ensure_future(anext(self._source))
-            try:
-                # Shielded: an engine that stops reading mid-chunk (it failed, or was cancelled)
-                # must not cancel the caller's source; the next engine picks the read up.
-                chunk = await asyncio.shield(self._next)
-            except StopAsyncIteration:
-                self._ended = True
-                return
-            self._next = None
-            self._kept.append((self._pulled, chunk))
-            self._pulled += chunk.duration
-            yield chunk
 
-    def close(self) -> None:
-        """Stop a read left pending when the stream ends early (the caller gave up)."""
-        if self._next is not None and not self._next.done():
-            self._next.cancel()
-
-    def commit(self, end: float | None) -> None:
-        """Forget the audio before ``end``: a final result covers it. ``None``: keep all."""
-        if end is None:
-            return
-        kept = []
-        for start, chunk in self._kept:
-            if start + chunk.duration <= end:
-                continue
-            if start < end:
-                chunk, start = chunk.slice(end - start), end
-            if chunk.num_frames:
-                kept.append((start, chunk))
-        self._kept = kept
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _outcome(error: BaseException) -> AttemptOutcome:
@@ -351,3 +567,4 @@ def _outcome(error: BaseException) -> AttemptOutcome:
     if isinstance(error, ProviderUnavailable | ConfigError):
         return "unavailable"
     return "error"
+

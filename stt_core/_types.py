@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped"]
+AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped", "cancelled"]
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,32 @@ async def test_retryable_error_is_retried_then_succeeds() -> None:
     assert [x.outcome for x in result.attempts] == ["error", "error", "ok"]
 
 
-async def test_retries_exhausted_falls_over_to_next() -> None:
+async def test_retryable_error_falls_over_at_once_when_another_engine_can_answer() -> None:
     a = FakeProvider(name="a", script=[retryable()] * 3)
     b = FakeProvider(name="b", text="from b")
-    result = await Chain([a, b], retry=FAST).transcribe(AUDIO)
-    assert result.provider == "b"
-    assert len(a.calls) == 3
+    chain = Chain([a, b], retry=RetryPolicy(initial_backoff=1.0))
+    started = time.perf_counter()
+    result = await chain.transcribe(AUDIO)
+    assert result.provider == "b" and len(a.calls) == 1
+    assert time.perf_counter() - started < 0.5  # no backoff spent on a
+    assert chain.breakers[0]._failures == 1  # the failure still counts toward a's breaker
+
+
+async def test_retry_before_fallover_retries_the_first_engine_then_falls_over() -> None:
+    a = FakeProvider(name="a", script=[retryable()] * 3)
+    b = FakeProvider(name="b", text="from b")
+    patient = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0, jitter=0.0,
+                          retry_before_fallover=True)
+    result = await Chain([a, b], retry=patient).transcribe(AUDIO)
+    assert result.provider == "b" and len(a.calls) == 3
+
+
+async def test_the_last_engine_that_can_answer_is_retried() -> None:
+    # b cannot take French: a is the last engine for this request, so a is retried.
+    a = FakeProvider(name="a", script=[retryable(), "second time"])
+    b = FakeProvider(name="b", capabilities=Capabilities(languages=frozenset({"en"})))
+    result = await Chain([a, b], retry=FAST).transcribe(AUDIO, language="fr")
+    assert result.text == "second time" and len(a.calls) == 2
 
 
 async def test_non_retryable_error_falls_over_without_retry() -> None:
@@ -93,7 +113,8 @@ async def test_retry_after_is_honoured() -> None:
 
 async def test_retry_after_beyond_the_cap_falls_over_instead_of_waiting() -> None:
     a = FakeProvider(name="a", script=[retryable(429, retry_after=3600)])
-    chain = Chain([a, FakeProvider(name="b")], retry=RetryPolicy(max_retry_after=5))
+    patient = RetryPolicy(max_retry_after=5, retry_before_fallover=True)
+    chain = Chain([a, FakeProvider(name="b")], retry=patient)
     result = await asyncio.wait_for(chain.transcribe(AUDIO), timeout=5)
     assert result.provider == "b" and len(a.calls) == 1
 
@@ -108,7 +129,9 @@ async def test_backoff_grows_exponentially_without_retry_after() -> None:
 
 async def test_attempt_timeout_is_retryable_then_falls_over() -> None:
     slow = FakeProvider(name="slow", delay=10)
-    chain = Chain([slow, FakeProvider(name="b")], retry=FAST, attempt_timeout=0.05)
+    patient = RetryPolicy(attempts=3, initial_backoff=0.0, max_backoff=0.0, jitter=0.0,
+                          retry_before_fallover=True)
+    chain = Chain([slow, FakeProvider(name="b")], retry=patient, attempt_timeout=0.05)
     result = await chain.transcribe(AUDIO)
     assert result.provider == "b"
     assert [x.outcome for x in result.attempts] == ["timeout", "timeout", "timeout", "ok"]
@@ -139,18 +162,26 @@ class Clock:
         return self.now
 
 
-async def test_breaker_opens_skips_then_half_open_probe_closes_it() -> None:
+async def test_breaker_opens_skips_then_one_request_probes_an_engine_without_health() -> None:
     clock = Clock()
-    a = FakeProvider(name="a", script=[ProviderError("down")] * 2)
+    a = FakeProvider(name="a", script=[ProviderError("down")] * 2)  # health() says None: it has none
     b = FakeProvider(name="b")
     chain = Chain([a, b], retry=FAST, breaker=BreakerPolicy(failures=2, cooldown=10), clock=clock)
     for _ in range(2):
         await chain.transcribe(AUDIO)
     assert chain.breakers[0].state == "open"
+    await asyncio.sleep(0.05)  # the background prober learns that a has no health check
     result = await chain.transcribe(AUDIO)  # open: a is not called at all
     assert len(a.calls) == 2
     assert result.attempts[0] == Attempt("a", "skipped", 0.0, "circuit breaker open after repeated failures")
-    clock.now = 11  # cool-down over: the next request is the probe (a has no health check)
+    clock.now = 11  # cool-down over: the next request is the probe, with one short attempt
+    a.delay = 5.0
+    result = await chain.transcribe(AUDIO)
+    assert result.provider == "b" and result.attempts[0].outcome == "timeout"
+    assert result.attempts[0].latency < BreakerPolicy().probe_timeout + 0.5
+    assert len(a.calls) == 3 and chain.breakers[0].state == "open"
+    clock.now = 22
+    a.delay = 0.0
     result = await chain.transcribe(AUDIO)
     assert result.provider == "a" and chain.breakers[0].state == "closed"
 
@@ -163,6 +194,7 @@ async def test_failed_probe_reopens_the_breaker() -> None:
     )
     for _ in range(2):
         await chain.transcribe(AUDIO)
+    await asyncio.sleep(0.05)
     clock.now = 11
     await chain.transcribe(AUDIO)  # the probe fails
     assert chain.breakers[0].state == "open" and len(a.calls) == 3
@@ -171,24 +203,26 @@ async def test_failed_probe_reopens_the_breaker() -> None:
     assert len(a.calls) == 3
 
 
-async def test_half_open_probes_with_health_check_not_a_paid_call() -> None:
-    clock = Clock()
+async def test_an_engine_with_health_is_probed_in_the_background_not_with_user_requests() -> None:
     a = FakeProvider(name="a", script=[ProviderError("down")] * 2, healthy=False)
-    chain = Chain(
-        [a, FakeProvider(name="b")], retry=FAST, breaker=BreakerPolicy(failures=2, cooldown=10), clock=clock
-    )
-    for _ in range(2):
-        await chain.transcribe(AUDIO)
-    clock.now = 11
-    result = await chain.transcribe(AUDIO)
-    assert a.health_checks == 1 and len(a.calls) == 2  # health said no: no transcription sent
-    assert result.attempts[0].error == "circuit breaker open: health check failed"
-    assert chain.breakers[0].state == "open"
-    a.healthy = True
-    clock.now = 22
-    result = await chain.transcribe(AUDIO)
-    assert a.health_checks == 2 and result.provider == "a"
-    assert chain.breakers[0].state == "closed"
+    b = FakeProvider(name="b")
+    policy = BreakerPolicy(failures=2, cooldown=600, probe_interval=0.02)
+    async with Chain([a, b], retry=FAST, breaker=policy) as chain:
+        for _ in range(2):
+            await chain.transcribe(AUDIO)
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+            assert (await chain.transcribe(AUDIO)).provider == "b"
+        assert a.health_checks >= 3 and len(a.calls) == 2  # probed, never sent a user's audio
+        a.healthy = True
+        for _ in range(100):
+            if chain.breakers[0].state == "closed":
+                break
+            await asyncio.sleep(0.01)
+        assert chain.breakers[0].state == "closed"  # long before the 600 s cool-down
+        assert (await chain.transcribe(AUDIO)).provider == "a"
+        assert chain._probers  # one prober ran ...
+    assert all(task.done() for task in chain._probers.values()) or not chain._probers  # ... none left
 
 
 async def test_routing_skips_providers_that_do_not_declare_the_language() -> None:
@@ -333,10 +367,12 @@ async def test_stream_event_without_end_time_keeps_everything_for_replay() -> No
 
 async def test_stream_all_engines_fail_raises_all_providers_failed() -> None:
     a = FakeProvider(name="a", fail_stream_after=1)
-    b = FakeProvider(name="b", fail_stream_after=2)
+    b = FakeProvider(name="b", fail_stream_after=0)
     with pytest.raises(AllProvidersFailed) as info:
-        await collect(Chain([a, b]).stream(frames(range(1, 5))))
+        await collect(Chain([a, b], retry=FAST).stream(frames(range(1, 5))))
     assert [name for name, _ in info.value.errors] == ["a", "b"]
+    # a fell over at once (b could answer); b, the last engine, was retried.
+    assert [x.provider for x in info.value.attempts] == ["a", "b", "b", "b"]
 
 
 def test_retry_after_in_seconds_or_as_an_http_date() -> None:

@@ -5,7 +5,10 @@
 ``timestamp_granularities[]``) with ``Authorization: Bearer <key>``, decodes the audio, records the
 request, and answers with verbose_json. ``GET /openai/v1/models`` answers a model list. Faults are
 queued per request: ``429`` (with Retry-After), ``500``, ``401``, ``slow`` (answers after
-``slow_seconds``), ``drop`` (closes the connection in the middle of the body), ``bad_json``.
+``slow_seconds``), ``drop`` (closes the connection in the middle of the body), ``bad_json``, and
+answers that are not transcripts: ``html`` (a proxy's 502 page with status 200), ``empty_object``
+(``{}``), ``empty`` (no body). ``down = True`` is an outage: every endpoint answers 500, the
+model list (the provider's health check) included.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from aiohttp import web
 from stt_core import Audio
 
 KEY = "gsk_test_secret_key_0123456789"
+NOT_TRANSCRIPTS = {  # 200s that a proxy, a broken deploy or a half-configured gateway send
+    "html": (b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", "text/html"),
+    "empty_object": (b"{}", "application/json"),
+    "empty": (b"", "application/json"),
+}
 
 
 @dataclass
@@ -40,6 +48,9 @@ class FakeGroq:
     slow_seconds: float = 3.0
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0  # every request, faulty or not
+    health_checks: int = 0
+    down: bool = False
+    slow_transports: list[asyncio.BaseTransport] = field(default_factory=list)  # sockets of "slow" requests
     url: str = ""
 
     def app(self) -> web.Application:
@@ -52,6 +63,9 @@ class FakeGroq:
         return request.headers.get("Authorization") == f"Bearer {KEY}"
 
     async def models(self, request: web.Request) -> web.StreamResponse:
+        self.health_checks += 1
+        if self.down:
+            return _error(500, "Internal Server Error", "internal_server_error")
         if not self._authorised(request):
             return _error(401, "Invalid API Key", "invalid_api_key")
         models = [{"id": "whisper-large-v3-turbo", "object": "model"}]
@@ -79,16 +93,21 @@ class FakeGroq:
         if fault == "429":
             return _error(429, "Rate limit reached for model", "rate_limit_exceeded",
                           headers={"retry-after": self.retry_after})
-        if fault == "500":
+        if fault == "500" or self.down:
             return _error(500, "Internal Server Error", "internal_server_error")
         if fault == "bad_audio":
             return _error(400, "could not process file - is it a valid media file?", "invalid_request_error")
         if fault == "slow":
+            assert request.transport is not None
+            self.slow_transports.append(request.transport)
             await asyncio.sleep(self.slow_seconds)
         self.requests.append(Received(fields, audio, filename))
         body = json.dumps(self._verbose(audio, len(self.requests))).encode()
         if fault == "bad_json":
             return web.Response(body=b'{"text": "half an ans', content_type="application/json")
+        if fault in NOT_TRANSCRIPTS:
+            body, content_type = NOT_TRANSCRIPTS[fault]
+            return web.Response(body=body, headers={"Content-Type": content_type})
         if fault == "drop":
             response = web.StreamResponse(headers={"Content-Type": "application/json",
                                                    "Content-Length": str(len(body))})

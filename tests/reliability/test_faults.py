@@ -51,7 +51,7 @@ async def test_garbage_from_a_cloud_engine_falls_over(serve) -> None:  # type: i
     fake.faults.extend(["bad_json", "drop"])
     groq = GroqProvider(api_key=KEY, base_url=fake.url, timeout=2.0)
     chain = Chain([groq, FakeProvider(name="backup", text="answered")],
-                  retry=RetryPolicy(attempts=2, initial_backoff=0))
+                  retry=RetryPolicy(attempts=2, initial_backoff=0, retry_before_fallover=True))
     result = await chain.transcribe(AUDIO / "fox.wav")
     assert result.provider == "backup" and fake.attempts == 2  # both tries answered garbage
     assert [a.outcome for a in result.attempts] == ["error", "error", "ok"]
