@@ -21,7 +21,7 @@ from ._errors import (
     parse_retry_after,
 )
 from ._files import transcribe_file
-from ._provider import Provider, ProviderSettings
+from ._provider import ApiKey, Provider, ProviderSettings
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_CHAIN",
     "AllProvidersFailed",
+    "ApiKey",
     "Attempt",
     "Audio",
     "AudioSource",

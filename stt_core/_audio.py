@@ -3,6 +3,11 @@
 Decoding is soundfile's (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3), resampling is soxr's.
 Every way of making an ``Audio`` ends in one validation, so a bad input fails here with an
 ``InvalidAudioError`` that names the problem, before any engine sees it.
+
+What one request may decode into memory is bounded, since a tiny file can claim hours (a header
+rate of 1 Hz) or gigabytes (a sparse WAV): ``STT_MAX_AUDIO_SECONDS`` (default 4 hours) is the
+longest audio accepted at all, and ``STT_MAX_DECODED_MB`` (default 1024) the most decoded at once;
+longer files given by path are streamed in pieces instead (``transcribe_file``).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from ._errors import InvalidAudioError
+from ._errors import ConfigError, InvalidAudioError
 
 SampleFormat = Literal["int16", "float32"]
 MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
+MIN_SAMPLE_RATE = 2_000  # below any speech codec's (8 kHz telephony): a lower rate is a bad header
+MAX_AUDIO_SECONDS_ENV, MAX_DECODED_MB_ENV = "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB"
+_DEFAULT_MAX_AUDIO_SECONDS, _DEFAULT_MAX_DECODED_MB = 4 * 3600.0, 1024.0
 _INT16_SCALE = 32768.0
 
 
@@ -43,9 +51,10 @@ class Audio:
                 raise InvalidAudioError("audio contains NaN or infinite samples")
         else:
             raise InvalidAudioError(f"unsupported sample type {array.dtype} (use int16 or float)")
-        if not isinstance(sample_rate, int | np.integer) or not 0 < sample_rate <= MAX_SAMPLE_RATE:
+        if (not isinstance(sample_rate, int | np.integer)
+                or not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE):
             raise InvalidAudioError(
-                f"sample rate {sample_rate!r} Hz is not valid (1 to {MAX_SAMPLE_RATE} Hz)"
+                f"sample rate {sample_rate!r} Hz is not valid ({MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
             )
         if array.shape[1] == 0:
             raise InvalidAudioError("audio has no channels")
@@ -108,7 +117,12 @@ class Audio:
     @classmethod
     def _decode(cls, file: io.BufferedIOBase | io.BytesIO | io.BufferedReader, *, what: str) -> Audio:
         try:
-            samples, rate = sf.read(file, dtype="float32", always_2d=True)
+            with sf.SoundFile(file) as f:
+                check_plausible(f.frames, f.samplerate, f.channels, what=what, whole=True)
+                samples = f.read(dtype="float32", always_2d=True)
+                rate = f.samplerate
+        except InvalidAudioError:
+            raise
         except Exception as e:  # libsndfile reports every bad input in its own way
             raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
         if samples.shape[0] == 0:
@@ -243,13 +257,63 @@ class Audio:
 
 
 def _check_nonempty_file(path: str | os.PathLike[str]) -> None:
-    """A file there, with bytes in it: ``InvalidAudioError`` naming the problem otherwise."""
+    """A file there that we may read, with bytes in it: ``InvalidAudioError`` naming the problem
+    otherwise (libsndfile would say only "System error.")."""
     try:
         size = os.path.getsize(path)
+        if os.path.isdir(path):
+            raise InvalidAudioError(f"{os.fspath(path)!r} is a directory, not an audio file")
+        if size == 0:  # a FIFO has no size either: never opened here, where it would block
+            raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
+        with open(path, "rb"):
+            pass
     except OSError as e:
         raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
-    if size == 0:
-        raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
+
+
+def limits() -> tuple[float, int]:
+    """(longest audio accepted in seconds, most bytes decoded into memory at once), from the
+    environment (``STT_MAX_AUDIO_SECONDS``, ``STT_MAX_DECODED_MB``) or the defaults."""
+    return (
+        _positive_env(MAX_AUDIO_SECONDS_ENV, _DEFAULT_MAX_AUDIO_SECONDS),
+        int(_positive_env(MAX_DECODED_MB_ENV, _DEFAULT_MAX_DECODED_MB) * 1024 * 1024),
+    )
+
+
+def check_plausible(frames: int, rate: int, channels: int, *, what: str, whole: bool) -> None:
+    """Refuse audio whose header claims an implausible rate or more than the limits allow.
+
+    ``whole``: the audio is to be decoded into memory at once (not streamed in pieces).
+    """
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"{what}: sample rate {rate} Hz is not plausible ({MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
+        )
+    max_seconds, max_bytes = limits()
+    if frames / rate > max_seconds:
+        raise InvalidAudioError(
+            f"{what} is {frames / rate / 3600:.1f} h long, over the {max_seconds / 3600:g} h limit "
+            f"(set {MAX_AUDIO_SECONDS_ENV} to allow more)"
+        )
+    decoded = frames * channels * 4  # float32 samples
+    if whole and decoded > max_bytes:
+        raise InvalidAudioError(
+            f"{what} decodes to {decoded / 2**20:.0f} MB, over the {max_bytes / 2**20:g} MB limit for "
+            f"audio held in memory (pass a file path to stream it, or set {MAX_DECODED_MB_ENV})"
+        )
+
+
+def _positive_env(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name}={text!r} is not a positive number")
+    return value
 
 
 def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

@@ -78,15 +78,21 @@ class AllProvidersFailed(STTError):
         self.errors = list(errors)
         self.attempts = tuple(attempts)
         if self.errors:
-            causes = "; ".join(f"{name}: {_one_line(err)}" for name, err in self.errors)
+            shown = self.errors[:_CAUSES_SHOWN]
+            causes = "; ".join(f"{name}: {_one_line(err)}" for name, err in shown)
+            if len(self.errors) > len(shown):
+                causes += f"; and {len(self.errors) - len(shown)} more"
         else:
             causes = "the chain is empty"
         super().__init__(f"no provider could transcribe the audio ({causes})")
 
 
+_CAUSES_SHOWN = 8  # the message stays one readable line; ``errors`` holds every cause
+
+
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return text[0][:300] if text else type(err).__name__
 
 
 # -- for cloud providers: one reading of HTTP failures -------------------------------------------

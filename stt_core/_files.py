@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from ._audio import Audio, _check_nonempty_file, _first_line
+from ._audio import Audio, _check_nonempty_file, _first_line, check_plausible, limits
 from ._errors import InvalidAudioError
 from ._provider import Provider
 from ._types import Transcript
 
 PIECE_RATE = 16_000  # every engine takes 16 kHz; converting early keeps pieces small
 _BLOCK_SECONDS = 30.0
+_BLOCK_BYTES = 64 * 2**20
 
 
 async def transcribe_file(
@@ -30,15 +32,22 @@ async def transcribe_file(
     path: str | os.PathLike[str],
     *,
     language: str | None = None,
+    prompt: str | None = None,
+    word_timestamps: bool = False,
     piece_seconds: float = 300.0,
 ) -> Transcript:
-    """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain)."""
+    """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain).
+
+    ``engine.transcribe(path)`` comes here too, so a path is never decoded whole when it is long.
+    """
     info = _info(path)
-    if info.frames <= piece_seconds * info.samplerate:
-        return await engine.transcribe(Audio.from_file(path), language=language)
+    options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
+    _, max_bytes = limits()
+    if info.frames <= piece_seconds * info.samplerate and info.frames * info.channels * 4 <= max_bytes:
+        return await engine.transcribe(Audio.from_file(path), **options)
     results: list[tuple[float, Transcript]] = []
     for offset, piece in _pieces(path, info, piece_seconds):
-        results.append((offset, await engine.transcribe(piece, language=language)))
+        results.append((offset, await engine.transcribe(piece, **options)))
     return Transcript.joined(results, info.frames / info.samplerate)
 
 
@@ -53,6 +62,7 @@ def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo:
         raise InvalidAudioError(f"cannot decode {name}: {_first_line(e)}") from e
     if info.frames <= 0:
         raise InvalidAudioError(f"{name} has no audio samples (only a header)")
+    check_plausible(info.frames, info.samplerate, info.channels, what=name, whole=False)
     return info
 
 
@@ -63,7 +73,8 @@ def _pieces(
     resampler = soxr.ResampleStream(info.samplerate, PIECE_RATE, 1, dtype="float32")
     pending = np.zeros(0, dtype=np.float32)
     emitted = 0  # samples (at PIECE_RATE) already handed out
-    block = max(1, int(_BLOCK_SECONDS * info.samplerate))
+    # 30 s blocks, fewer seconds for wide files, so one block never passes _BLOCK_BYTES decoded.
+    block = max(1, min(int(_BLOCK_SECONDS * info.samplerate), _BLOCK_BYTES // (4 * info.channels)))
     piece = int(piece_seconds * PIECE_RATE)
     try:
         with sf.SoundFile(os.fspath(path)) as f:

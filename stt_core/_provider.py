@@ -7,13 +7,14 @@ a provider implements ``_transcribe`` (and ``_stream`` if its engine streams nat
 from __future__ import annotations
 
 import abc
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError
 
 from ._audio import Audio, AudioSource, as_audio
 from ._errors import (
@@ -27,10 +28,27 @@ from ._errors import (
 from ._types import Capabilities, StreamEvent, Transcript
 
 
+def _clean_api_key(value: Any) -> Any:
+    """Surrounding whitespace is dropped (a key read from a file ends in a newline); a key with
+    spaces, control or non-ASCII characters inside is refused, without echoing it, since it would
+    end in an HTTP header error that prints it."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        value = value.strip()
+        if any(not 0x21 <= ord(c) <= 0x7E for c in value):
+            raise ValueError("the key holds spaces, control or non-ASCII characters (it is not shown)")
+    return value
+
+
+ApiKey = Annotated[SecretStr, BeforeValidator(_clean_api_key)]
+"""The type for a provider's API key setting: a ``SecretStr``, stripped and checked."""
+
+
 class ProviderSettings(BaseModel):
     """Base of every provider's settings: unknown keys are errors, secrets are ``SecretStr``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Provider(abc.ABC):
@@ -58,7 +76,9 @@ class Provider(abc.ABC):
         try:
             return cls.Settings(**fields)
         except ValidationError as e:
-            raise ConfigError(_describe_validation(cls.name, e, source)) from None
+            problem = _describe_validation(cls.name, e, source)
+        # Raised out here, so the error carries no context: pydantic's holds the values, secrets too.
+        raise ConfigError(problem)
 
     @classmethod
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
@@ -103,7 +123,17 @@ class Provider(abc.ABC):
         prompt: str | None = None,
         word_timestamps: bool = False,
     ) -> Transcript:
-        """Transcribe one utterance or file. Raises only errors of the ``STTError`` tree."""
+        """Transcribe one utterance or file. Raises only errors of the ``STTError`` tree.
+
+        A file path is read as it is needed: a long file goes through in pieces
+        (``transcribe_file``), so no request holds more than the decoding limits allow.
+        """
+        if isinstance(audio, str | os.PathLike):
+            from ._files import transcribe_file  # _files builds on this module
+
+            return await transcribe_file(
+                self, audio, language=language, prompt=prompt, word_timestamps=word_timestamps
+            )
         audio = as_audio(audio)
         if audio.num_frames == 0:
             raise InvalidAudioError("audio is empty (no samples)")
@@ -206,6 +236,10 @@ class Provider(abc.ABC):
         """Keep the tree's errors as they are; anything else is this engine failing."""
         if isinstance(e, STTError):
             return e
+        if isinstance(e, MemoryError):
+            # This request was too big for the memory left: not a fault of the engine, so it opens
+            # no breaker for everyone else, and a lighter engine further on may still answer.
+            return ProviderUnavailable(f"{self.name} ran out of memory for this request", provider=self.name)
         detail = f"{type(e).__name__}: {e}".rstrip(": ")
         if isinstance(e, TimeoutError):
             return ProviderTimeout(f"{self.name} timed out ({detail})", provider=self.name)
