@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._breaker import BreakerPolicy
-from ._chain import Chain, RetryPolicy
+from ._chain import Chain, RetryPolicy, hedge_setting
 from ._errors import ConfigError, ProviderUnavailable
 from ._provider import Provider, validation_problems
 from ._registry import Registry, registry
@@ -55,19 +55,29 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
 }
 
 
+# Every number has a bound a sane deployment stays far inside: a value past it is a typo or an
+# attack (a cooldown of inf, 10**6 threads), refused here with the key's name.
+_HOUR = 3600.0
+MAX_CHAIN = 32
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 class RetrySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    attempts: int = Field(RetryPolicy.attempts, ge=1)
-    initial_backoff: float = Field(RetryPolicy.initial_backoff, ge=0)
-    max_backoff: float = Field(RetryPolicy.max_backoff, ge=0)
-    jitter: float = Field(RetryPolicy.jitter, ge=0)
-    max_retry_after: float = Field(RetryPolicy.max_retry_after, ge=0)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    attempts: int = Field(RetryPolicy.attempts, ge=1, le=20)
+    initial_backoff: float = Field(RetryPolicy.initial_backoff, ge=0, le=60)
+    max_backoff: float = Field(RetryPolicy.max_backoff, ge=0, le=300)
+    jitter: float = Field(RetryPolicy.jitter, ge=0, le=60)
+    max_retry_after: float = Field(RetryPolicy.max_retry_after, ge=0, le=_HOUR)
+    retry_before_fallover: bool = RetryPolicy.retry_before_fallover
 
 
 class BreakerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    failures: int = Field(BreakerPolicy.failures, ge=1)
-    cooldown: float = Field(BreakerPolicy.cooldown, ge=0)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    failures: int = Field(BreakerPolicy.failures, ge=1, le=1000)
+    cooldown: float = Field(BreakerPolicy.cooldown, ge=0, le=_HOUR)
+    probe_interval: float = Field(BreakerPolicy.probe_interval, ge=0.05, le=_HOUR)
+    probe_timeout: float = Field(BreakerPolicy.probe_timeout, ge=0.01, le=_HOUR)
 
 
 class _EnvSource(PydanticBaseSettingsSource):
@@ -87,8 +97,16 @@ class _EnvSource(PydanticBaseSettingsSource):
             rest = name[len("STT_"):].lower()
             if "__" in rest:
                 section, key = rest.split("__", 1)
-                data.setdefault(section, {})[key] = value
+                table = data.setdefault(section, {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"STT_{section.upper()} and {name} are both set: "
+                                      f"{section!r} is a table, set only its fields")
+                table[key] = value
             elif rest in STTConfig.model_fields:
+                if isinstance(data.get(rest), dict):
+                    raise ConfigError(
+                        f"{name} is set, but {rest!r} is a table: set STT_{rest.upper()}__<FIELD>"
+                    )
                 data[rest] = value
         return data
 
@@ -96,14 +114,28 @@ class _EnvSource(PydanticBaseSettingsSource):
 class STTConfig(BaseSettings):
     """The chain and its policies; provider tables are kept as extra fields."""
 
-    model_config = SettingsConfigDict(extra="allow")
+    model_config = SettingsConfigDict(extra="allow", allow_inf_nan=False)
 
-    chain: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN))
+    chain: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN), min_length=1, max_length=MAX_CHAIN)
     provider: str | None = None
     """Seed alias ``STT_PROVIDER``: this engine goes first, the rest of the chain follows."""
-    attempt_timeout: float | None = Field(60.0, gt=0)
+    attempt_timeout: float | None = Field(60.0, ge=0.01, le=_HOUR)
+    hedge_after: float | str | None = None
+    """Off by default. Seconds (0.5), or a percentile of the engine's own recent latencies ('p95'):
+    an engine that has not answered by then races the next one, and the first answer wins."""
+    stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
+    """A streaming engine that takes audio and says nothing for this long has failed."""
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
+
+    @field_validator("hedge_after")
+    @classmethod
+    def _check_hedge(cls, value: float | str | None) -> float | str | None:
+        try:
+            hedge_setting(value)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -164,8 +196,11 @@ class LoadedConfig:
         for section in self.config.provider_sections:
             if section in plugins:
                 self._settings_for(plugins, section)
+        order = names or self.config.chain_order
+        if len(order) > MAX_CHAIN:
+            raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         members: list[Provider] = []
-        for name in names or self.config.chain_order:
+        for name in order:
             if name in plugins:
                 cls = plugins.get(name).provider_class
                 members.append(cls(self._settings_for(plugins, name)))
@@ -177,6 +212,8 @@ class LoadedConfig:
             retry=RetryPolicy(**c.retry.model_dump()),
             breaker=BreakerPolicy(**c.breaker.model_dump()),
             attempt_timeout=c.attempt_timeout,
+            hedge_after=c.hedge_after,
+            stream_stall_timeout=c.stream_stall_timeout,
             on_attempt=on_attempt,
         )
 
@@ -192,6 +229,8 @@ class LoadedConfig:
             "config_file": str(self.path) if self.path else None,
             "chain": c.chain_order,
             "attempt_timeout": c.attempt_timeout,
+            "hedge_after": c.hedge_after,
+            "stream_stall_timeout": c.stream_stall_timeout,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
         }
@@ -211,21 +250,41 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     file_data: dict[str, Any] = {}
     file_path = Path(chosen) if chosen else None
     if file_path is not None:
-        try:
-            file_data = tomllib.loads(file_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {file_path}") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"cannot read config file {file_path}: {e}") from None
+        file_data = _read_toml(file_path)
     try:
         config = STTConfig(**file_data)
     except ValidationError as e:
         raise ConfigError(_describe(e, file_path)) from None
+    except RecursionError:
+        raise ConfigError(f"config in {file_path or 'the environment'} is nested too deeply") from None
     for key, value in config.provider_sections.items():
         if not isinstance(value, dict):
             where = file_path if key in file_data else "the environment"
             raise ConfigError(f"unknown config key {key!r} in {where}")
     return LoadedConfig(config, file_path, file_data)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A config file's tables: a regular file of at most ``MAX_CONFIG_BYTES`` (never a FIFO that
+    blocks or a device that never ends), with one clear error for anything else."""
+    try:
+        if not path.is_file():
+            if not path.exists():
+                raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file {path} is not a regular file")
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KB")
+        return tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {_one_line(e)}") from None
+    except RecursionError:
+        raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from stt_core import (
+    ApiKey,
     Audio,
     Capabilities,
     Provider,
@@ -38,20 +39,20 @@ _END_OF_INPUT = None
 
 
 class DeepgramSettings(ProviderSettings):
-    api_key: SecretStr | None = None
+    api_key: ApiKey | None = None
     """DEEPGRAM_API_KEY or STT_DEEPGRAM__API_KEY."""
     model: str = "nova-3"
     language: str | None = None
     """A code such as 'en' or 'es', or 'multi' for Nova-3's code-switching; none: the model's default."""
     smart_format: bool = True
     punctuate: bool = True
-    endpointing: int | bool = 300
+    endpointing: Annotated[int, Field(ge=0, le=60_000)] | bool = 300
     """Live: silence (ms) that ends an utterance, or false to leave it to Deepgram."""
     interim_results: bool = True
-    keepalive_interval: float = Field(5.0, gt=0)
+    keepalive_interval: float = Field(5.0, ge=0.1, le=9)
     """Live: send KeepAlive after this many idle seconds (Deepgram closes after 10 s without data)."""
     base_url: str = "https://api.deepgram.com"
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=600)
 
 
 class DeepgramProvider(Provider):
@@ -86,8 +87,13 @@ class DeepgramProvider(Provider):
             )
         except Exception as e:
             raise _map_error(e) from e
-        channel = response.results.channels[0]
-        best = channel.alternatives[0]
+        try:
+            channel = response.results.channels[0]
+            best = channel.alternatives[0]
+            if not isinstance(best.transcript, str):
+                raise TypeError("no transcript")
+        except (AttributeError, IndexError, TypeError) as e:
+            raise _not_a_transcript(self.name) from e
         words = tuple(_word(w) for w in best.words or ())
         segments: tuple[Segment, ...] = ()
         if words:
@@ -119,13 +125,19 @@ class DeepgramProvider(Provider):
                 sender = asyncio.create_task(self._send(socket, audio))
                 try:
                     async for message in socket:
-                        if event := _event(message, self.name):
+                        try:
+                            event = _event(message, self.name)
+                        except (AttributeError, IndexError, TypeError, ValueError) as e:
+                            raise _not_a_transcript(self.name) from e
+                        if event:
                             yield event
                 finally:
                     if not sender.done():
                         sender.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await sender
+                    # Always collected: a send that failed on an aborted socket is reported by the
+                    # reader above, not as an asyncio "exception was never retrieved".
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await sender
                 if sender.cancelled() or not sender.result():
                     raise ProviderError("deepgram closed the stream before the end of the audio",
                                         provider=self.name, retryable=True)
@@ -208,6 +220,11 @@ def _event(message: Any, provider: str) -> StreamEvent | None:
         language=(best.languages or [None])[0] if getattr(best, "languages", None) else None,
         provider=provider,
     )
+
+
+def _not_a_transcript(provider: str) -> ProviderError:
+    return ProviderError(f"{provider} answered with something that is not a transcript", provider=provider,
+                         retryable=True)
 
 
 def _word(w: Any) -> Word:

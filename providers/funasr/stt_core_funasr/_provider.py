@@ -49,19 +49,19 @@ class FunASRSettings(ProviderSettings):
     vad: str = SILERO_VAD
     """'silero-vad' (weights ship in its wheel: offline), 'fsmn-vad' (from the hub), a local VAD
     model directory, or 'none'."""
-    vad_min_audio_s: float = Field(10.0, ge=0)
+    vad_min_audio_s: float = Field(10.0, ge=0, le=3600)
     """Audio up to this long skips the VAD: a voice agent's utterances come already cut."""
-    max_single_segment_time: int = Field(30_000, ge=1_000)
+    max_single_segment_time: int = Field(30_000, ge=1_000, le=300_000)
     """Longest piece (ms) the VAD hands to the model."""
-    batch_size_s: int = Field(60, ge=1)
+    batch_size_s: int = Field(60, ge=1, le=3600)
     """Most seconds of audio recognised in one ``generate()`` call."""
-    max_batch: int = Field(8, ge=1)
+    max_batch: int = Field(8, ge=1, le=256)
     """Most waiting requests recognised together; 1 turns batching off."""
-    ncpu: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1)
+    ncpu: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=256)
     backend: Literal["torch", "onnx"] = "torch"
     quantize: bool = False
     """ONNX backend: run the int8 model (model_quant.onnx)."""
-    min_free_memory_gb: float = Field(2.0, ge=0)
+    min_free_memory_gb: float = Field(2.0, ge=0, le=1_000_000)
     trust_remote_code: bool = False
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from stt_core import (
+    ApiKey,
     Audio,
     Capabilities,
     Provider,
@@ -31,18 +32,18 @@ SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
 
 
 class GroqSettings(ProviderSettings):
-    api_key: SecretStr | None = None
+    api_key: ApiKey | None = None
     """GROQ_API_KEY or STT_GROQ__API_KEY."""
     model: str = "whisper-large-v3-turbo"
     base_url: str = "https://api.groq.com"
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=600)
     language: str | None = None
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0, le=1)
     response_format: Literal["verbose_json", "json", "text"] = "verbose_json"
     """verbose_json brings segments, word times and the detected language back."""
     audio_format: Literal["flac", "wav"] = "flac"
-    max_upload_mb: float = Field(25.0, gt=0)
+    max_upload_mb: float = Field(25.0, gt=0, le=1000)
     """Groq's upload limit (25 MB on the free tier); longer audio is cut at silences to fit."""
 
 
@@ -99,11 +100,13 @@ class GroqProvider(Provider):
         if settings.response_format == "verbose_json":
             options["timestamp_granularities"] = ["word", "segment"]
         try:
-            result = await self._groq().audio.transcriptions.create(
+            raw = await self._groq().audio.transcriptions.with_raw_response.create(
                 file=(f"audio.{self._format().lower()}", encoded), **options
             )
+            result = await raw.parse()
         except Exception as e:
             raise _map_error(e) from e
+        _check_answer(result, raw.headers.get("content-type", ""), settings.response_format)
         return _transcript(result, language)
 
     def _format(self) -> Literal["WAV", "FLAC"]:
@@ -147,6 +150,20 @@ def _map_error(e: Exception) -> STTError:
         return ProviderError(f"groq sent an unreadable answer: {type(e).__name__}", provider="groq",
                              retryable=True)
     return ProviderError(f"groq failed: {type(e).__name__}", provider="groq")
+
+
+def _check_answer(result: Any, content_type: str, response_format: str) -> None:
+    """A 200 that is not a transcript (a proxy's HTML page, ``{}``, JSON without text) is a
+    retryable failure, never text for the caller."""
+    kind = content_type.split(";")[0].strip().lower() or "no content type"
+    if response_format == "text":
+        ok = isinstance(result, str) and kind == "text/plain"
+    else:
+        ok = kind.endswith("json") and isinstance(getattr(result, "text", None), str)
+    if not ok:
+        what = kind if kind != "application/json" else "JSON without a text field"
+        raise ProviderError(f"groq answered HTTP 200 with {what}, not a transcript", provider="groq",
+                            retryable=True)
 
 
 def _error_message(body: object) -> str:

@@ -51,9 +51,10 @@ class WhisperSettings(ProviderSettings):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     compute_type: str | None = None
     """CTranslate2 compute type; default int8 on CPU, float16 on CUDA."""
-    cpu_threads: int = Field(0, ge=0)
-    num_workers: int = Field(1, ge=1)
-    beam_size: int = Field(5, ge=1)
+    cpu_threads: int = Field(0, ge=0, le=256)
+    """0: CTranslate2's default (all cores)."""
+    num_workers: int = Field(1, ge=1, le=64)
+    beam_size: int = Field(5, ge=1, le=20)
     vad_filter: bool = False
     no_speech_threshold: float = Field(0.8, ge=0, le=1)
     """Segments the model rates likelier than this to be no speech are dropped: Whisper's
