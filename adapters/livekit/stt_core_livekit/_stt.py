@@ -9,6 +9,7 @@ LiveKit one ``APIError`` when the whole chain has failed, its ``retryable`` flag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -165,18 +166,26 @@ class SpeechStream(stt.RecognizeStream):
             queue: asyncio.Queue[Audio | None] = asyncio.Queue()
             segment: asyncio.Task[None] | None = None
             ended = True
-            async for item in self._input_ch:
-                if isinstance(item, self._FlushSentinel):
-                    ended = False
-                    break
-                audio = frames_to_audio(item)
-                if segment is None:
-                    segment = asyncio.create_task(self._recognise(queue, offset=self._heard))
-                self._heard += audio.duration
-                queue.put_nowait(audio)
-            queue.put_nowait(None)
-            if segment is not None:
-                await segment
+            try:
+                async for item in self._input_ch:
+                    if isinstance(item, self._FlushSentinel):
+                        ended = False
+                        break
+                    audio = frames_to_audio(item)
+                    if segment is None:
+                        segment = asyncio.create_task(self._recognise(queue, offset=self._heard))
+                    self._heard += audio.duration
+                    queue.put_nowait(audio)
+                queue.put_nowait(None)
+                if segment is not None:
+                    await segment
+            finally:
+                # Closed mid-utterance (the caller hung up): the chain's stream, its engine's
+                # socket and tasks end with it, not whenever the input would have ended.
+                if segment is not None and not segment.done():
+                    segment.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await segment
 
     async def _recognise(self, queue: asyncio.Queue[Audio | None], *, offset: float) -> None:
         async def audio() -> AsyncIterator[Audio]:
