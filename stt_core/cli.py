@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import statistics
 import sys
 import time
@@ -48,10 +49,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except STTError as e:
         if args.debug:
             err.print_exception()
-        err.print(f"error: {e}", markup=False)
+        _error(str(e))
         return EXIT_BAD_INPUT if isinstance(e, ConfigError | InvalidAudioError) else EXIT_FAILED
+    except OSError as e:  # the last net for a file the checks above did not catch
+        if args.debug:
+            err.print_exception()
+        _error(f"{e.strerror or type(e).__name__}: {e.filename or ''}")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+
+
+_LONGEST_ERROR = 2000  # characters of one error line; --debug shows the rest
+
+
+def _error(message: str) -> None:
+    err.print(f"error: {_one_line(message)}", markup=False)
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one line, whatever it holds: control characters (a file name with a newline)
+    are shown escaped, and a huge text is cut."""
+    line = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    if len(line) > _LONGEST_ERROR:
+        line = f"{line[:_LONGEST_ERROR]}... ({len(line) - _LONGEST_ERROR} more characters; --debug shows all)"
+    return line
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -225,12 +250,12 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
                 try:
                     result = await transcribe_file(chain, path, language=args.language)
                 except (InvalidAudioError, ConfigError) as e:
-                    err.print(f"error: {path}: {e}", markup=False)
+                    _error(f"{path}: {e}")
                     worst = max(worst, EXIT_BAD_INPUT)
                 except AllProvidersFailed as e:
                     if not args.quiet:
                         _report(path, e.attempts)
-                    err.print(f"error: {path}: {e}", markup=False)
+                    _error(f"{path}: {e}")
                     worst = max(worst, EXIT_FAILED)
                 else:
                     if not args.quiet:
@@ -244,7 +269,7 @@ def _report(path: Path, attempts: Sequence[Attempt]) -> None:
     for attempt in attempts:
         detail = f": {attempt.error}" if attempt.error else ""
         err.print(
-            f"{path.name}: {attempt.provider} {attempt.outcome} ({attempt.latency:.2f}s){detail}",
+            _one_line(f"{path.name}: {attempt.provider} {attempt.outcome} ({attempt.latency:.2f}s){detail}"),
             markup=False,
         )
 
