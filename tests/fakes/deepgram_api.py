@@ -8,8 +8,11 @@
 
 The fake does not recognise speech: a test scripts what the audio says (``utterances``, with
 times), and the fake checks the audio it received. Faults: queued HTTP statuses (``429`` with
-Retry-After, ``500``, ``401``, ``bad_json``, ``slow``), a bad key refused at the WebSocket
-handshake, and ``drop_after`` seconds of streamed audio, when the socket dies with no close frame.
+Retry-After, ``500``, ``401``, ``bad_json``, ``slow``, and 200s that are not transcripts:
+``html``, ``empty_object``), a bad key refused at the WebSocket handshake, ``drop_after`` seconds
+of streamed audio, when the socket dies with no close frame, and live ``mode``s: ``"mute"`` takes
+audio and says nothing (pings still answered), ``"skipped"`` sends only messages the SDK skips,
+``"bogus_final"`` sends an empty final result claiming to end at 1000 s after the first audio.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class FakeDeepgram:
     faults: deque[str] = field(default_factory=deque)
     slow_seconds: float = 3.0
     drop_after: float | None = None
+    mode: str = "normal"
     url: str = ""
+    open_sockets: int = 0  # live sockets the server still holds
     # What the fake saw, for the tests to check.
     batch_requests: list[tuple[dict[str, str], Audio]] = field(default_factory=list)
     stream_params: list[dict[str, str]] = field(default_factory=list)
@@ -76,6 +81,10 @@ class FakeDeepgram:
         self.batch_requests.append((dict(request.query), audio))
         if fault == "bad_json":
             return web.Response(body=b'{"metadata": {', content_type="application/json")
+        if fault == "html":
+            return web.Response(body=b"<html><title>502 Bad Gateway</title></html>", content_type="text/html")
+        if fault == "empty_object":
+            return web.json_response({})
         words = [w for _, _, text in self.utterances for w in text.split()]
         transcript = " ".join(words)
         return web.json_response({
@@ -96,8 +105,15 @@ class FakeDeepgram:
         if not self._authorised(request):
             return _error(401, "INVALID_AUTH", "Invalid credentials.")
         self.stream_params.append(dict(request.query))
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
+        self.open_sockets += 1
+        try:
+            return await self._live(request, ws)
+        finally:
+            self.open_sockets -= 1
+
+    async def _live(self, request: web.Request, ws: web.WebSocketResponse) -> web.WebSocketResponse:
         received = 0.0
         interim_sent: set[int] = set()
         final_sent: set[int] = set()
@@ -111,8 +127,16 @@ class FakeDeepgram:
 
         async for message in ws:
             if message.type == WSMsgType.BINARY:
+                first = not self.streamed
                 self.streamed += message.data
                 received = len(self.streamed) / 2 / RATE
+                if self.mode == "mute":
+                    continue
+                if self.mode == "skipped":
+                    await ws.send_json({"type": "SpeechStarted", "channel": [0], "timestamp": received})
+                    continue
+                if self.mode == "bogus_final" and first:
+                    await ws.send_json(_results(0.0, 1000.0, "", True, False))
                 if self.drop_after is not None and received >= self.drop_after:
                     assert request.transport is not None
                     request.transport.abort()  # dies with no close frame, as a network fault does
@@ -148,7 +172,7 @@ def _words(utterances: list[tuple[float, float, str]]) -> list[dict[str, object]
     out = []
     for start, end, text in utterances:
         words = text.split()
-        step = (end - start) / len(words)
+        step = (end - start) / max(1, len(words))
         out += [{"word": w.lower().strip(".,"), "punctuated_word": w, "start": start + i * step,
                  "end": start + (i + 1) * step, "confidence": 0.97} for i, w in enumerate(words)]
     return out
