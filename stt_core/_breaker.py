@@ -20,8 +20,10 @@ Gate = Literal["call", "probe", "skip"]
 
 @dataclass(frozen=True)
 class BreakerPolicy:
-    failures: int = 3
-    """Consecutive failed calls that open the breaker (each retry is a call)."""
+    failures: int = 1
+    """Consecutive failed calls that open the breaker (each retry is a call). One, because opening
+    is cheap: an engine with ``health()`` is probed at once and closes again if that passes (a
+    blip costs one health check), while an engine that is down gets no more traffic."""
     cooldown: float = 5.0
     """Seconds an open breaker skips an engine without ``health()`` before one request probes it."""
     probe_interval: float = 1.0
@@ -48,7 +50,7 @@ class CircuitBreaker:
         if self.state == "half_open":
             return "circuit breaker half-open: another request is probing it"
         if self.state == "open" and (probes_in_background or not self._cooled_down()):
-            return "circuit breaker open after repeated failures"
+            return "circuit breaker open: it failed and has not recovered yet"
         if held := self.held_for():
             return f"rate limited: asked to wait {held:.1f} s more (Retry-After)"
         return None
@@ -72,11 +74,14 @@ class CircuitBreaker:
         self.state = "closed"
         self._failures = 0
 
-    def record_failure(self) -> None:
+    def record_failure(self) -> bool:
+        """Count a failed call; whether it opened the breaker."""
         self._failures += 1
-        if self.state == "half_open" or self._failures >= self.policy.failures:
+        if self.state != "open" and (self.state == "half_open" or self._failures >= self.policy.failures):
             self.state = "open"
             self._opened_at = self._clock()
+            return True
+        return False
 
     def release(self) -> None:
         """The probe ended without a verdict (bad input, cancelled): a later request probes."""

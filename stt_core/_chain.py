@@ -77,6 +77,11 @@ class _Request:
 
     attempts: list[Attempt] = field(default_factory=list)
     causes: list[tuple[str, BaseException]] = field(default_factory=list)
+    opened: set[int] = field(default_factory=set)  # engines whose breaker this request's failures opened
+
+    def may_retry(self, index: int, breaker: CircuitBreaker) -> bool:
+        """Never retry into an engine whose breaker another request opened meanwhile."""
+        return breaker.state == "closed" or index in self.opened
 
     def failed(self) -> AllProvidersFailed:
         return AllProvidersFailed(self.causes, attempts=self.attempts)
@@ -259,8 +264,7 @@ class Chain(Provider):
         breaker = self.breakers[index]
 
         def should_retry(error: BaseException) -> bool:
-            # Never retry into an engine whose breaker another request opened meanwhile.
-            return self._retryable(error) and breaker.state == "closed"
+            return self._retryable(error) and request.may_retry(index, breaker)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(plan.attempts),
@@ -299,18 +303,20 @@ class Chain(Provider):
         return result
 
     def _failed(self, index: int, request: _Request, error: STTError, started: float) -> None:
-        """Record a failed call; an engine failure counts toward its breaker, and a 429 with
-        Retry-After holds the engine for every request."""
+        """Record a failed call: an engine failure counts toward its breaker; a 429 with
+        Retry-After holds the engine for every request instead."""
         latency = time.perf_counter() - started
         self._record(request, self.providers[index], _outcome(error), latency, str(error))
         if not isinstance(error, ProviderError):
             return
         breaker = self.breakers[index]
         if error.status_code == 429 and error.retry_after:
-            breaker.hold(error.retry_after)
-        breaker.record_failure()
-        if breaker.state == "open" and self._probes_in_background(index):
-            self._start_prober(index)
+            breaker.hold(error.retry_after)  # a rate limit with its own wait: not a broken engine
+            return
+        if breaker.record_failure():
+            request.opened.add(index)
+            if self._probes_in_background(index):
+                self._start_prober(index)
 
     def _retryable(self, error: BaseException) -> bool:
         if not (isinstance(error, ProviderError) and error.retryable):
@@ -463,7 +469,7 @@ class Chain(Provider):
                     except (ProviderError, ProviderUnavailable, ConfigError) as e:
                         self._failed(index, request, e, started)
                         verdict = isinstance(e, ProviderError)
-                        again = number < plan.attempts and breaker.state == "closed"
+                        again = number < plan.attempts and request.may_retry(index, breaker)
                         if isinstance(e, ProviderError) and again and self._retryable(e):
                             await asyncio.sleep(self._wait_before(number, e))
                             continue

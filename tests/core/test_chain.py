@@ -173,7 +173,8 @@ async def test_breaker_opens_skips_then_one_request_probes_an_engine_without_hea
     await asyncio.sleep(0.05)  # the background prober learns that a has no health check
     result = await chain.transcribe(AUDIO)  # open: a is not called at all
     assert len(a.calls) == 2
-    assert result.attempts[0] == Attempt("a", "skipped", 0.0, "circuit breaker open after repeated failures")
+    skipped = Attempt("a", "skipped", 0.0, "circuit breaker open: it failed and has not recovered yet")
+    assert result.attempts[0] == skipped
     clock.now = 11  # cool-down over: the next request is the probe, with one short attempt
     a.delay = 5.0
     result = await chain.transcribe(AUDIO)

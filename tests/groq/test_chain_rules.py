@@ -43,9 +43,9 @@ async def test_an_immediate_500_falls_over_at_once_and_counts_toward_the_breaker
         assert result.provider == "local"
         assert outcomes(result.attempts) == [("groq", "error"), ("local", "ok")]  # no retry, no backoff
         assert groq.attempts == 1
-        for _ in range(2):
-            await chain.transcribe(FOX)
-        assert chain.breakers[0].state == "open"  # three failed calls: the default threshold
+        assert chain.breakers[0].state == "open"  # one failed call: the default threshold
+        again = await chain.transcribe(FOX)  # the next request does not pay for the failing engine
+        assert outcomes(again.attempts) == [("groq", "skipped"), ("local", "ok")] and groq.attempts == 1
 
 
 async def test_a_429_holds_the_engine_for_every_request_then_it_is_used_again_without_a_probe(
