@@ -17,6 +17,7 @@ test: setup
 	$(VENV)/bin/python -m pytest
 
 bench: setup
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[bench]"
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:

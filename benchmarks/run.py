@@ -9,6 +9,7 @@ Nothing here is asserted in the test suite. Sections:
 - overhead: stt_core (provider alone, and a one-engine chain) vs the engine called directly
   with the same model and audio (faster-whisper; funasr's AutoModel.generate);
 - failover: time a failing first engine adds on top of the second engine's own time;
+- failover side by side with LiveKit's FallbackAdapter and liteasr (``failover_peers.py``);
 - concurrency: 1-16 sessions on one shared local model: throughput, latency, memory;
 - start-up: import and `stt-core providers` time; first utterance with and without prewarm;
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere.
@@ -49,9 +50,13 @@ from stt_core import (  # noqa: E402
 )
 from stt_core.testing import FakeProvider  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+import failover_peers  # noqa: E402
+
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
 TINY_SENSEVOICE = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 DOC, PLOT = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png"
+PEERS_PLOT = ROOT / "docs" / "benchmarks-failover.png"
 MIN_SECONDS, MAX_ROUNDS = 10.0, 300
 loop = asyncio.new_event_loop()
 
@@ -384,6 +389,9 @@ def main() -> None:
     over = overhead(repeats)
     print("failover ...", flush=True)
     added, counts = failover(repeats)
+    print("failover side by side ...", flush=True)
+    peer_rounds = max(3, repeats // 5)
+    peers = failover_peers.summarise(asyncio.run(failover_peers.measure(peer_rounds)))
     print("concurrency ...", flush=True)
     levels = [1, 2, 4, 8, 16]
     passes = max(2, repeats // 3)
@@ -432,7 +440,11 @@ def main() -> None:
         "so what is left is the chain's part of a failover that involves a real HTTP error.",
         "",
         f"Breaker open: {counts['requests']} requests, {counts['calls to the failing engine']} calls to the "
-        "failing engine (it opens after 3 failed requests, then the engine is not called).",
+        "failing engine (it opens after 3 failed calls here; the engine's health check passes while its "
+        "transcriptions fail, so each passing probe lets one call through, at doubling intervals).",
+        "",
+        *failover_peers.markdown(peers, peer_rounds),
+        "Plot: [benchmarks-failover.png](benchmarks-failover.png).",
         "",
         f"## Concurrency: sessions sharing one local model ({UTTERANCES_PER_SESSION} utterances each, "
         f"median of {passes} passes)",
@@ -457,6 +469,7 @@ def main() -> None:
     ]
     DOC.write_text("\n".join(lines))
     plot(over, added, conc, start)
+    failover_peers.plot(peers, PEERS_PLOT)
     print(DOC.read_text())
 
 

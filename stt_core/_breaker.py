@@ -4,6 +4,9 @@
 - open: calls skip. An engine with a ``health()`` check is probed in the background by the chain
   and closed as soon as it passes; one without is probed after ``cooldown`` by one user request,
   with a single short attempt (half-open while that request runs).
+- on probation: closed by a health check, which can pass while transcription still fails (a
+  partial outage). The first failed call reopens it at once and the probes back off, doubling
+  their interval each time (``relapses``), until a real call succeeds.
 - held: an engine that answered 429 with Retry-After N is skipped by every request for N seconds,
   then used again without a probe.
 """
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Gate = Literal["call", "probe", "skip"]
+_MAX_DOUBLINGS = 6  # probes of a relapsing engine at most every 64 intervals
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._held_until = 0.0
+        self._probation = False
+        self.relapses = 0  # times it failed again right after a health check closed it
 
     def held_for(self) -> float:
         """Seconds left of a Retry-After hold (0 when none)."""
@@ -73,15 +79,32 @@ class CircuitBreaker:
     def record_success(self) -> None:
         self.state = "closed"
         self._failures = 0
+        self._probation = False
+        self.relapses = 0
+
+    def probe_passed(self) -> None:
+        """A background health check passed: calls again, on probation until one succeeds."""
+        self.state = "closed"
+        self._failures = 0
+        self._probation = True
 
     def record_failure(self) -> bool:
         """Count a failed call; whether it opened the breaker."""
         self._failures += 1
-        if self.state != "open" and (self.state == "half_open" or self._failures >= self.policy.failures):
-            self.state = "open"
-            self._opened_at = self._clock()
-            return True
-        return False
+        if self.state == "open":
+            return False
+        if self._probation:
+            self.relapses += 1
+        elif self.state != "half_open" and self._failures < self.policy.failures:
+            return False
+        self.state = "open"
+        self._probation = False
+        self._opened_at = self._clock()
+        return True
+
+    def probe_delay(self) -> float:
+        """Seconds before the next background probe: the interval, doubled for each relapse."""
+        return self.policy.probe_interval * 2 ** min(self.relapses, _MAX_DOUBLINGS)
 
     def release(self) -> None:
         """The probe ended without a verdict (bad input, cancelled): a later request probes."""

@@ -399,6 +399,8 @@ class Chain(Provider):
 
     async def _probe_until_healthy(self, index: int) -> None:
         provider, breaker, policy = self.providers[index], self.breakers[index], self.breaker_policy
+        if breaker.relapses:  # it failed again right after a probe passed: do not probe at once
+            await asyncio.sleep(breaker.probe_delay() * random.uniform(0.8, 1.2))
         while breaker.state == "open":
             started = time.perf_counter()
             try:
@@ -413,9 +415,9 @@ class Chain(Provider):
             logger.info("%s: health probe %s (%.3fs)", provider.name, "passed" if healthy else "failed",
                         time.perf_counter() - started)
             if healthy:
-                breaker.record_success()
+                breaker.probe_passed()
                 return
-            await asyncio.sleep(policy.probe_interval * random.uniform(0.8, 1.2))
+            await asyncio.sleep(breaker.probe_delay() * random.uniform(0.8, 1.2))
 
     def _hedge_delay(self, index: int) -> float | None:
         if self.hedge_after is None or isinstance(self.hedge_after, float):

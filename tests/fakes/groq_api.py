@@ -46,6 +46,7 @@ class FakeGroq:
     faults: deque[str] = field(default_factory=deque)
     retry_after: str = "1"
     slow_seconds: float = 3.0
+    latency: float = 0.0  # every answer takes this long, as a real engine's inference does
     requests: list[Received] = field(default_factory=list)
     attempts: int = 0  # every request, faulty or not
     health_checks: int = 0
@@ -97,6 +98,8 @@ class FakeGroq:
             return _error(500, "Internal Server Error", "internal_server_error")
         if fault == "bad_audio":
             return _error(400, "could not process file - is it a valid media file?", "invalid_request_error")
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if fault == "slow":
             assert request.transport is not None
             self.slow_transports.append(request.transport)

@@ -129,3 +129,17 @@ async def test_a_down_engine_is_probed_in_the_background_and_back_within_seconds
             await asyncio.sleep(0.05)
         assert groq.attempts == 4  # the only transcription it was sent after the outage is a real one
     assert all(task.done() for task in chain._probers.values())  # aclose() stopped the prober
+
+
+async def test_an_engine_whose_health_passes_while_it_fails_is_probed_less_and_less(groq: FakeGroq) -> None:
+    groq.faults.extend(["500"] * 100)  # a partial outage: transcriptions fail, the model list answers
+    async with Chain([groq_engine(groq), FakeProvider(name="local")],
+                     breaker=BreakerPolicy(probe_interval=0.2)) as chain:
+        for _ in range(30):
+            assert (await chain.transcribe(FOX)).provider == "local"
+            await asyncio.sleep(0.02)
+        assert chain.breakers[0].relapses >= 1
+    # The first failure, then one call after each passing probe, the probes doubling their wait
+    # (0.2 s, 0.4 s, 0.8 s): not every other request, as a health check taken at its word would give.
+    assert groq.attempts <= 4
+    assert groq.health_checks >= 2
