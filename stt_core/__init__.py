@@ -8,7 +8,7 @@
 from ._audio import Audio, AudioSource, as_audio
 from ._breaker import BreakerPolicy, CircuitBreaker
 from ._chain import Chain, RetryPolicy
-from ._config import DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
+from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
     ConfigError,
@@ -29,6 +29,7 @@ from .hookspecs import hookimpl, hookspec
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONFIG_ENV",
     "DEFAULT_CHAIN",
     "AllProvidersFailed",
     "ApiKey",

@@ -104,7 +104,7 @@ class CircuitBreaker:
 
     def probe_delay(self) -> float:
         """Seconds before the next background probe: the interval, doubled for each relapse."""
-        return self.policy.probe_interval * 2 ** min(self.relapses, _MAX_DOUBLINGS)
+        return self.policy.probe_interval * float(2 ** min(self.relapses, _MAX_DOUBLINGS))
 
     def release(self) -> None:
         """The probe ended without a verdict (bad input, cancelled): a later request probes."""

@@ -189,9 +189,13 @@ class LoadedConfig:
         names: list[str] | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
         plugins: Registry | None = None,
+        adapt: Callable[[Provider], Provider] | None = None,
     ) -> Chain:
         """The chain this config declares; engines that are not installed are kept as
-        unavailable links so the chain reports them, but bad settings fail here, up front."""
+        unavailable links so the chain reports them, but bad settings fail here, up front.
+
+        ``adapt`` may stand another link in for each engine (an adapter serving local engines
+        from another process does)."""
         plugins = plugins or registry()
         for section in self.config.provider_sections:
             if section in plugins:
@@ -206,6 +210,8 @@ class LoadedConfig:
                 members.append(cls(self._settings_for(plugins, name)))
             else:
                 members.append(_NotInstalled(name, plugins.missing_reason(name)))
+        if adapt is not None:
+            members = [adapt(member) for member in members]
         c = self.config
         return Chain(
             members,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -98,6 +98,22 @@ class Transcript:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transcript:
+        """The inverse of ``to_dict``: a transcript that crossed a process or a network."""
+        segments = tuple(
+            Segment(s["text"], s["start"], s["end"], s.get("confidence"),
+                    tuple(Word(**w) for w in s.get("words") or ()))
+            for s in data.get("segments") or ()
+        )
+        return cls(
+            text=data["text"], language=data.get("language"), segments=segments,
+            duration=data.get("duration"), provider=data.get("provider", ""), model=data.get("model"),
+            latency=data.get("latency", 0.0),
+            attempts=tuple(Attempt(**a) for a in data.get("attempts") or ()),
+            metadata=dict(data.get("metadata") or {}),
+        )
 
     def to_srt(self) -> str:
         """SubRip subtitles, one cue per segment (the whole text as one cue if there are none)."""

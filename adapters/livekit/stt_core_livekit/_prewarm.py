@@ -1,4 +1,5 @@
-"""Load local models once per worker process, before the first job.
+"""Load local models once per worker process, before the first job (or once per host, with
+shared inference: see ``_shared``).
 
 LiveKit starts job processes ahead of time and calls the server's setup function in each
 (``AgentServer(setup_fnc=...)``, ``prewarm_fnc`` in ``WorkerOptions``). ``prewarm`` builds the
@@ -19,15 +20,30 @@ from typing import Any
 import stt_core
 from stt_core import Chain
 
+from ._shared import SharedEngine, is_local, shared_inference_on
+
 USERDATA_KEY = "stt_core.chain"
+
+
+def configured_chain(config: str | Path | None = None, *, names: list[str] | None = None) -> Chain:
+    """The chain stt.toml (or ``config``) declares, or of the engines ``names`` gives. With shared
+    inference on, its local engines are links to LiveKit's inference process, and nothing is
+    loaded in this process."""
+    loaded = stt_core.load_config(config)
+    if not shared_inference_on(loaded):
+        return loaded.build_chain(names=names)
+    return loaded.build_chain(
+        names=names, adapt=lambda engine: SharedEngine(engine) if is_local(engine) else engine
+    )
 
 
 def prewarm(proc: Any, config: str | Path | None = None) -> Chain:
     """Build and warm the configured chain in a LiveKit ``JobProcess``; keep it in ``proc.userdata``.
 
-    Use as ``AgentServer(setup_fnc=prewarm)``, or call it from your own setup function.
+    Use as ``AgentServer(setup_fnc=prewarm)``, or call it from your own setup function. With
+    shared inference on, the local models are loaded once, in the inference process, instead.
     """
-    chain = stt_core.load_config(config).build_chain()
+    chain = configured_chain(config)
     _run(chain.warmup())
     proc.userdata[USERDATA_KEY] = chain
     return chain

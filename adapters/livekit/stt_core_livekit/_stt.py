@@ -74,7 +74,9 @@ class STT(stt.STT[Any]):
     @classmethod
     def from_config(cls, path: str | Path | None = None, **options: Any) -> STT:
         """The chain that ``stt.toml`` (or ``path``) and the environment declare."""
-        return cls(stt_core.load_config(path).build_chain(), **options)
+        from ._prewarm import configured_chain
+
+        return cls(configured_chain(path), **options)
 
     @classmethod
     def from_process(cls, proc: Any, config: str | Path | None = None, **options: Any) -> STT:

@@ -1,0 +1,287 @@
+"""One copy of each local model per worker host, in LiveKit's inference process, shared by every job.
+
+LiveKit runs each job in its own process; loading FunASR or faster-whisper in each would hold one
+model copy per process and make every new process wait for a load. As LiveKit's turn detector does,
+this registers an inference runner: the worker starts one inference process, the runner loads the
+chain's local engines there once (before the worker takes jobs), and in each job the chain gets a
+``SharedEngine`` link in place of each local engine, which reaches the runner over LiveKit's IPC.
+
+LiveKit's inference process serves requests one at a time, so a request is two messages: *submit*
+(queued on the engine at once, where requests from all sessions batch together) and *collect*
+(which waits at most ``COLLECT_WAIT`` and is repeated until the answer is there), so no session's
+long utterance holds the others' requests back.
+
+When the inference process dies, LiveKit (1.8) does not restart it: the worker's health check
+reports 503, a request in flight is never answered and a later one fails at once. The chain bounds
+the first with ``attempt_timeout`` and passes the engine for the rest: its cloud engines answer.
+
+``_InferenceRunner`` is private in LiveKit; the tested range is pinned in this dist's
+pyproject.toml and ``tests/livekit/test_shared.py`` fails loudly if its API moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import threading
+import uuid
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+from livekit.agents.inference_runner import _InferenceRunner
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+import stt_core
+from stt_core import (
+    Audio,
+    ConfigError,
+    InvalidAudioError,
+    Provider,
+    ProviderError,
+    ProviderUnavailable,
+    STTError,
+    Transcript,
+)
+
+METHOD = "stt_core.transcribe"
+SETTINGS_SECTION = "livekit"
+SWITCH_ENV = "STT_LIVEKIT__SHARED_INFERENCE"
+COLLECT_WAIT = 0.02  # seconds one collect may hold LiveKit's inference loop
+RATE = 16_000  # what goes over the IPC: 16 kHz mono int16, what the local engines take
+
+
+class LiveKitSettings(BaseModel):
+    """``[livekit]`` in stt.toml (``STT_LIVEKIT__<FIELD>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    shared_inference: bool = False
+    """Serve the chain's local engines from LiveKit's inference process: one model per host."""
+
+
+def livekit_settings(config: stt_core.LoadedConfig) -> LiveKitSettings:
+    try:
+        return LiveKitSettings(**config.provider_settings(SETTINGS_SECTION))
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        where = config.source_of(SETTINGS_SECTION)
+        raise ConfigError(f"bad [{SETTINGS_SECTION}] settings in {where}: {problems}") from None
+
+
+def is_local(provider: Provider) -> bool:
+    """Engines that run on this host (they load a model): those the inference process serves."""
+    return provider.capabilities.offline
+
+
+# -- switching it on -----------------------------------------------------------------------------
+
+
+def enable_shared_inference(config: str | Path | None = None) -> None:
+    """Serve local engines from LiveKit's inference process (one model per host).
+
+    Call it at the top of the agent module, where it runs on import in the main thread, before
+    the worker starts (as ``cli.run_app``). ``[livekit] shared_inference = true`` in stt.toml does
+    the same on ``import stt_core_livekit``.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "enable_shared_inference() must run in the main thread before the worker starts: "
+            "call it at the top of your agent module, not in a setup function or a job"
+        )
+    if config is not None:
+        os.environ[stt_core.CONFIG_ENV] = str(Path(config).resolve())  # the processes LiveKit starts
+    os.environ[SWITCH_ENV] = "true"  # job processes start later and inherit it
+    if METHOD not in _InferenceRunner.registered_runners:
+        _InferenceRunner.register_runner(SharedEngineRunner)
+
+
+def shared_inference_on(config: stt_core.LoadedConfig) -> bool:
+    return livekit_settings(config).shared_inference
+
+
+def register_if_configured() -> None:
+    """On ``import stt_core_livekit`` in a worker's main thread: register when stt.toml asks."""
+    child = multiprocessing.parent_process() is not None
+    if child or threading.current_thread() is not threading.main_thread():
+        return  # a LiveKit child process, or an import off the main thread: not where it registers
+    try:
+        on = shared_inference_on(stt_core.load_config())
+    except ConfigError:
+        return  # a bad config is reported where the chain is built, with its context
+    if on:
+        enable_shared_inference()
+
+
+# -- the inference process side ------------------------------------------------------------------
+
+
+class SharedEngineRunner(_InferenceRunner):
+    """Runs in LiveKit's inference process: the chain's local engines, loaded once, for every job."""
+
+    INFERENCE_METHOD = METHOD
+
+    def initialize(self) -> None:
+        chain = stt_core.load_config(os.environ.get(stt_core.CONFIG_ENV)).build_chain()
+        self.engines = {p.name: p for p in chain.providers if is_local(p)}
+        self._tickets: dict[str, Future[Transcript]] = {}
+        self._loop = asyncio.new_event_loop()
+        threading.Thread(target=self._loop.run_forever, name="stt-core-shared", daemon=True).start()
+        for engine in self.engines.values():  # loaded before the worker takes its first job
+            asyncio.run_coroutine_threadsafe(engine.warmup(), self._loop).result()
+
+    def run(self, data: bytes) -> bytes | None:
+        header, pcm = unpack(data)
+        op = header["op"]
+        if op == "submit":
+            return self._submit(header, pcm)
+        if op == "collect":
+            return self._collect(str(header["ticket"]))
+        if op == "engines":
+            return pack({"engines": sorted(self.engines), "stats": self._stats()})
+        raise ValueError(f"unknown operation {op!r}")
+
+    def _submit(self, header: dict[str, Any], pcm: bytes) -> bytes:
+        engine = self.engines.get(str(header["engine"]))
+        if engine is None:
+            return pack({"error": _error_dict(ProviderUnavailable(
+                f"{header['engine']} is not a local engine of the inference process's chain "
+                f"({', '.join(self.engines) or 'none'})"))})
+        audio = Audio.from_bytes(pcm, sample_rate=RATE)
+        ticket = uuid.uuid4().hex
+        self._tickets[ticket] = asyncio.run_coroutine_threadsafe(
+            engine.transcribe(audio, language=header.get("language"), prompt=header.get("prompt"),
+                              word_timestamps=bool(header.get("word_timestamps"))),
+            self._loop,
+        )
+        return pack({"ticket": ticket})
+
+    def _collect(self, ticket: str) -> bytes:
+        future = self._tickets.get(ticket)
+        if future is None:
+            return pack({"error": _error_dict(ProviderError("unknown ticket", retryable=True))})
+        try:
+            result = future.result(timeout=COLLECT_WAIT)
+        except FutureTimeout:
+            return pack({"pending": True})
+        except STTError as e:
+            del self._tickets[ticket]
+            return pack({"error": _error_dict(e)})
+        except Exception as e:  # the base class maps engine errors; this is a last net
+            del self._tickets[ticket]
+            return pack({"error": _error_dict(ProviderError(f"{type(e).__name__}: {e}", retryable=True))})
+        del self._tickets[ticket]
+        return pack({"transcript": result.to_dict()})
+
+    def _stats(self) -> dict[str, Any]:
+        """What each engine did (for tests and benchmarks): FunASR's count of batched calls."""
+        stats = {}
+        for name, engine in self.engines.items():
+            loaded = getattr(engine, "_engine", None)
+            stats[name] = {"generate_calls": getattr(loaded, "generate_calls", None)}
+        return stats
+
+
+# -- the job side ----------------------------------------------------------------------------------
+
+
+class SharedEngine(Provider):
+    """A chain link in a job process for a local engine served by the inference process.
+
+    It takes the engine's name, model and capabilities (from the engine's class, built here without
+    loading anything), validates and converts the audio here, and sends it over LiveKit's IPC.
+    """
+
+    name = "shared"
+
+    def __init__(self, local: Provider) -> None:
+        super().__init__()
+        self.name = local.name  # type: ignore[misc]  # answers as the engine it stands for
+        self.capabilities = local.capabilities
+        self._model = local.model
+
+    @property
+    def model(self) -> str | None:
+        return self._model
+
+    async def _transcribe(
+        self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        header = {"op": "submit", "engine": self.name, "language": language, "prompt": prompt,
+                  "word_timestamps": word_timestamps}
+        answer = await self._call(header, audio.to(RATE, 1, "int16").pcm_bytes())
+        ticket = answer["ticket"]
+        while True:
+            answer = await self._call({"op": "collect", "ticket": ticket})
+            if not answer.get("pending"):
+                return Transcript.from_dict(answer["transcript"])
+
+    async def _call(self, header: dict[str, Any], pcm: bytes = b"") -> dict[str, Any]:
+        executor = _inference_executor(self.name)
+        try:
+            data = await executor.do_inference(METHOD, pack(header, pcm))
+        except RuntimeError as e:  # LiveKit reports every failure of the call this way
+            raise _ipc_error(self.name, str(e)) from e
+        answer = unpack(data or b"")[0]
+        if "error" in answer:
+            raise _error_from_dict(answer["error"], self.name)
+        return answer
+
+
+def _inference_executor(name: str) -> Any:
+    from livekit.agents import get_job_context
+
+    try:
+        executor = get_job_context().inference_executor
+    except RuntimeError:
+        executor = None
+    if executor is None:
+        raise ProviderUnavailable(f"{name} is shared through LiveKit's inference process, and this is "
+                                  "not a LiveKit job", provider=name)
+    return executor
+
+
+def _ipc_error(name: str, message: str) -> STTError:
+    if "no inference executor" in message or f"'{METHOD}'" in message:
+        return ProviderUnavailable(
+            f"{name}: shared inference is on, but the worker has no stt-core inference runner: call "
+            "stt_core_livekit.enable_shared_inference() at the top of the agent module (or set "
+            "[livekit] shared_inference = true in the stt.toml the worker reads)", provider=name)
+    return ProviderError(f"{name}: LiveKit's inference process failed: {message}", provider=name,
+                         retryable=True)
+
+
+# -- the wire: a JSON header and raw PCM ------------------------------------------------------------
+
+
+def pack(header: dict[str, Any], pcm: bytes = b"") -> bytes:
+    encoded = json.dumps(header).encode()
+    return len(encoded).to_bytes(4, "big") + encoded + pcm
+
+
+def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
+    size = int.from_bytes(data[:4], "big")
+    return json.loads(data[4:4 + size]), data[4 + size:]
+
+
+_ERRORS: dict[str, type[STTError]] = {
+    cls.__name__: cls for cls in (InvalidAudioError, ProviderUnavailable, ConfigError, ProviderError)
+}
+
+
+def _error_dict(error: STTError) -> dict[str, Any]:
+    kind = next((name for name, cls in _ERRORS.items() if isinstance(error, cls)), "ProviderError")
+    return {"type": kind, "message": str(error), "retryable": getattr(error, "retryable", False),
+            "status_code": getattr(error, "status_code", None)}
+
+
+def _error_from_dict(error: dict[str, Any], name: str) -> STTError:
+    kind, message = _ERRORS.get(str(error.get("type")), ProviderError), str(error.get("message"))
+    if kind is ProviderError:
+        return ProviderError(message, provider=name, retryable=bool(error.get("retryable")),
+                             status_code=error.get("status_code"))
+    if kind is ProviderUnavailable:
+        return ProviderUnavailable(message, provider=name)
+    return kind(message)
