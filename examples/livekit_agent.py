@@ -6,9 +6,11 @@
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)
 
 The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback) comes from
-examples/stt.toml, or the file STT_CONFIG names. Each worker process loads the local models once,
-in the server's setup function, before it takes a job. The LLM and TTS are LiveKit Inference
-model strings; set AGENT_LLM / AGENT_TTS to use others.
+examples/stt.toml, or the file STT_CONFIG names. With shared inference (on here), the worker loads
+FunASR's model once, in LiveKit's inference process, before it takes a job, and every job process
+uses it over LiveKit's IPC: job processes hold no model and start at once. If that process dies,
+the chain falls over to Groq. The LLM and TTS are LiveKit Inference model strings; set
+AGENT_LLM / AGENT_TTS to use others.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ from pathlib import Path
 from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
 from livekit.plugins import silero
 
-from stt_core_livekit import STT, prewarm
+from stt_core_livekit import STT, enable_shared_inference, prewarm
 
 logger = logging.getLogger("stt-core-agent")
 CONFIG = Path(os.environ.get("STT_CONFIG", Path(__file__).with_name("stt.toml")))
 
+# One FunASR model for the whole worker, in LiveKit's inference process. This line must run in the
+# main process before the worker starts: here, at import, is that place.
+enable_shared_inference(CONFIG)
+
 
 def setup(proc: JobProcess) -> None:
-    """Runs once per worker process, before its first job: load the models here, not per call."""
-    prewarm(proc, CONFIG)  # FunASR's model into this process's cache; the chain into proc.userdata
+    """Runs once per job process, before its job: the chain (its FunASR link points at the shared
+    model, so nothing loads here) into proc.userdata, and LiveKit's VAD."""
+    prewarm(proc, CONFIG)
     proc.userdata["vad"] = silero.VAD.load()
 
 
-# FunASR's first load (import funasr, read the model) can take longer than LiveKit's default
-# 10 s for starting a process; give it room.
+# Without shared inference, each process loads FunASR here, which can take longer than LiveKit's
+# default 10 s for starting a process: the room stays for users who turn it off.
 server = AgentServer(setup_fnc=setup, initialize_process_timeout=120)
 
 
@@ -45,7 +52,7 @@ class Assistant(Agent):
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
     session = AgentSession(
-        stt=STT.from_process(ctx.proc, CONFIG),  # the chain prewarm built, models already loaded
+        stt=STT.from_process(ctx.proc, CONFIG),  # the chain prewarm built
         vad=ctx.proc.userdata["vad"],  # FunASR does not stream: LiveKit cuts turns with this VAD
         llm=os.environ.get("AGENT_LLM", "openai/gpt-4.1-mini"),
         tts=os.environ.get("AGENT_TTS", "cartesia/sonic-3"),

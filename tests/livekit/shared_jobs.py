@@ -35,6 +35,7 @@ async def entrypoint(ctx: Any) -> None:
         else:
             await _until(orders.get("start_at", 0.0))
             report["results"] = await asyncio.gather(*(_recognize(ctx, item) for item in orders["items"]))
+            report["finished_at"] = time.time()
     except Exception as e:  # the test reads it from the report rather than a lost traceback
         report["error"] = f"{type(e).__name__}: {e}"
     report["heavy_modules"] = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))

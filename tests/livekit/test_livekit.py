@@ -267,11 +267,17 @@ def test_importing_the_adapter_imports_no_engine() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_example_agent_sets_up_a_worker_process() -> None:
+def test_the_example_agent_sets_up_a_worker_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """examples/livekit_agent.py: its setup function and stt.toml, as a worker would run them."""
     import importlib.util
 
-    from stt_core_livekit import prewarmed_chain
+    from livekit.agents.inference_runner import _InferenceRunner
+
+    from stt_core_livekit import SharedEngine, SharedEngineRunner, prewarmed_chain
+
+    for name in ("STT_CONFIG", "STT_LIVEKIT__SHARED_INFERENCE"):  # the example sets them: restored after
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_InferenceRunner, "registered_runners", {})
 
     path = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
     spec = importlib.util.spec_from_file_location("livekit_agent_example", path)
@@ -282,5 +288,8 @@ def test_the_example_agent_sets_up_a_worker_process() -> None:
     example.setup(proc)
     chain = prewarmed_chain(proc)
     assert chain is not None and [p.name for p in chain.providers] == ["funasr", "groq"]
+    # The shared path: the runner registered at import, FunASR a link to it, nothing loaded here.
+    assert _InferenceRunner.registered_runners == {SharedEngineRunner.INFERENCE_METHOD: SharedEngineRunner}
+    assert isinstance(chain.providers[0], SharedEngine)
     assert "vad" in proc.userdata
     assert STT.from_process(proc).chain is chain

@@ -82,7 +82,7 @@ class Worker(OfflineWorker):
     """The worker for these tests: shared inference on, the jobs of ``shared_jobs``."""
 
     def __init__(self, config: Path) -> None:
-        super().__init__(shared_jobs.setup, shared_jobs.entrypoint)
+        super().__init__(shared_jobs.setup, shared_jobs.entrypoint, context="spawn")  # a config per test
         self.config = config
 
     async def start(self) -> None:

@@ -1,6 +1,7 @@
 """Run real LiveKit job processes without a LiveKit server: for tests and benchmarks of agents.
 
-``OfflineWorker`` does what a LiveKit worker does with its processes, minus the connection: it
+``OfflineWorker`` does what a LiveKit worker does with its processes, minus the connection (and
+with LiveKit's own process kinds: a forkserver on Linux, spawn elsewhere): it
 starts LiveKit's inference process when runners are registered (``enable_shared_inference``), and
 runs fake jobs (as ``console`` mode does, with a mock room) in ``ProcJobExecutor`` processes with
 your setup and entrypoint functions. Both functions must be importable by name (module level), as
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from livekit.agents.inference_runner import _InferenceRunner
@@ -24,9 +26,19 @@ from livekit.protocol import models
 
 
 class OfflineWorker:
-    def __init__(self, setup: Callable[[Any], Any], entrypoint: Callable[[Any], Awaitable[None]]) -> None:
+    """``context``: how job processes start, LiveKit's default by default (a forkserver on Linux,
+    with ``preload`` imported once in it, as the worker does with plugin packages). A forkserver
+    keeps the environment it started with: a process that runs several workers with different
+    settings (tests) wants ``"spawn"``."""
+
+    def __init__(self, setup: Callable[[Any], Any], entrypoint: Callable[[Any], Awaitable[None]], *,
+                 context: str = "forkserver" if sys.platform.startswith("linux") else "spawn",
+                 preload: Sequence[str] = ("stt_core_livekit",)) -> None:
         self.setup, self.entrypoint = setup, entrypoint
-        self.mp_ctx = multiprocessing.get_context("spawn")
+        self.mp_ctx: Any = multiprocessing.get_context(context)
+        if context == "forkserver":
+            self.mp_ctx.set_forkserver_preload(
+                [*preload, "livekit.agents.ipc._preload", "livekit.agents.ipc._preload_freeze"])
         self.inference: InferenceProcExecutor | None = None
         self.jobs: list[ProcJobExecutor] = []
 

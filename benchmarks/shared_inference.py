@@ -1,0 +1,204 @@
+"""Per-process model loading against one shared model (LiveKit's inference process), side by side.
+
+    .venv/bin/python benchmarks/shared_inference.py     # this section alone; make bench runs it too
+
+For 1, 2, 4 and 8 LiveKit job processes on this host (real ``ProcJobExecutor`` processes, fake jobs,
+no server), with the SenseVoiceSmall-size model (``run.full_size_sensevoice``), each mode measures:
+the total RSS of every process (job processes, and the inference process where there is one),
+sampled while they work; the seconds until a new job process can serve (start, import, setup),
+started alone beside the others as LiveKit adds idle processes;
+and, with every process transcribing 3 clips at the same moment, throughput (audio seconds per
+wall second) and p50/p95 latency. A third run with no local engine in the chain gives the job
+processes' own memory, so the model's share can be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "livekit")]
+
+import shared_jobs  # noqa: E402
+from livekit.agents.inference_runner import _InferenceRunner  # noqa: E402
+
+import fakes  # noqa: E402
+from fakes.groq_api import KEY, FakeGroq  # noqa: E402
+from stt_core import Audio  # noqa: E402
+from stt_core_livekit import enable_shared_inference  # noqa: E402
+from stt_core_livekit._shared import METHOD, SWITCH_ENV  # noqa: E402
+from stt_core_livekit.testing import OfflineWorker  # noqa: E402
+
+LEVELS = (1, 2, 4, 8)
+CLIPS = ("chairs", "lights", "weather")  # each job process transcribes these three at once
+MODES = ("per-process", "shared", "no local engine")
+
+
+def config_text(model: Path, groq_url: str, mode: str) -> str:
+    chain = '["groq"]' if mode == "no local engine" else '["funasr", "groq"]'
+    return f"""chain = {chain}
+[livekit]
+shared_inference = {str(mode == "shared").lower()}
+attempt_timeout = 300
+[funasr]
+model = "{model}"
+vad = "none"
+min_free_memory_gb = 0
+[groq]
+api_key = "{KEY}"
+base_url = "{groq_url}"
+"""
+
+
+async def one(mode: str, processes: int, model: Path, groq_url: str, workdir: Path) -> dict[str, Any]:
+    # One path, rewritten per run, named before LiveKit's forkserver starts: its processes keep
+    # the environment it started with, so the switch is in the file, not in the environment.
+    config = workdir / "stt.toml"
+    config.write_text(config_text(model, groq_url, mode))
+    os.environ["STT_CONFIG"] = str(config)
+    _InferenceRunner.registered_runners.pop(METHOD, None)
+    if mode == "shared":
+        enable_shared_inference(config)
+    os.environ.pop(SWITCH_ENV, None)
+    worker = OfflineWorker(shared_jobs.setup, shared_jobs.entrypoint,
+                           preload=["stt_core_livekit", "shared_jobs"])
+    started = time.perf_counter()
+    await worker.start()
+    inference_ready = time.perf_counter() - started
+
+    async def ready() -> Any:
+        began = time.perf_counter()
+        process = await worker.start_process()
+        return process, time.perf_counter() - began
+
+    made = await asyncio.gather(*(ready() for _ in range(processes)))
+    # The figure a user waits for: LiveKit adds one idle process at a time beside the busy ones.
+    spare, new_ready = await ready()
+    await spare.aclose()
+    pids = [p.pid for p, _ in made] + ([worker.inference.pid] if worker.inference else [])
+    start_at = time.time() + 2
+    reports = [workdir / f"{mode}-{processes}-{i}.json" for i in range(processes)]
+    items = [{"fixture": name} for name in CLIPS]
+    for (process, _), report in zip(made, reports, strict=True):
+        orders = {"report": str(report), "start_at": start_at, "items": items}
+        await worker.run_job(json.dumps(orders), process)
+    peak = 0
+    while not all(r.exists() for r in reports):
+        peak = max(peak, _rss(pids))
+        await asyncio.sleep(0.2)
+    done = [json.loads(r.read_text()) for r in reports]
+    await worker.aclose()
+    _InferenceRunner.registered_runners.pop(METHOD, None)
+    errors = [d["error"] for d in done if "error" in d] + [
+        r["error"] for d in done for r in d["results"] if "error" in r]
+    seconds = sorted(r["seconds"] for d in done for r in d["results"] if "error" not in r)
+    audio = sum(Audio.from_file(shared_jobs.FIXTURES / f"{c}.wav").duration for c in CLIPS) * processes
+    wall = max(d.get("finished_at", start_at) for d in done) - start_at
+    return {
+        "mode": mode, "processes": processes, "rss_mb": peak / 2**20, "errors": errors,
+        "ready_s": new_ready, "inference_ready_s": inference_ready,
+        "throughput": audio / wall if wall > 0 else 0.0,
+        "p50": seconds[len(seconds) // 2] if seconds else float("nan"),
+        "p95": seconds[max(0, int(len(seconds) * 0.95) - 1)] if seconds else float("nan"),
+        "answered_by": sorted({r.get("provider", "-") for d in done for r in d["results"]}),
+    }
+
+
+def _rss(pids: list[int | None]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error, TypeError):
+            total += psutil.Process(pid).memory_info().rss
+    return total
+
+
+async def measure(model: Path) -> list[dict[str, Any]]:
+    groq = FakeGroq(text="from groq")
+    runner, groq.url = await fakes.start(groq.app())
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for processes in LEVELS:
+            for mode in MODES:
+                print(f"  {mode}, {processes} job process(es) ...", flush=True)
+                rows.append(await one(mode, processes, model, groq.url, Path(workdir)))
+    await runner.cleanup()
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> list[str]:
+    by = {(r["mode"], r["processes"]): r for r in rows}
+    model_mb = by[("per-process", 1)]["rss_mb"] - by[("no local engine", 1)]["rss_mb"]
+    top = max(LEVELS)
+    shared_model = by[("shared", top)]["rss_mb"] - by[("no local engine", top)]["rss_mb"]
+    per_model = by[("per-process", top)]["rss_mb"] - by[("no local engine", top)]["rss_mb"]
+    ratio = by[("shared", top)]["throughput"] / by[("per-process", top)]["throughput"]
+    return [
+        "## One model per host: LiveKit job processes loading their own model vs one shared model",
+        "",
+        "Real LiveKit job processes (`ProcJobExecutor`, spawned, fake jobs, no server) on this host, "
+        "the SenseVoiceSmall-size model (random weights, the real compute), FunASR first and the fake "
+        "Groq API behind it; every process transcribes 3 clips (8.6 s of audio) at the same moment. "
+        "\"shared\": `enable_shared_inference()`, the model in LiveKit's inference process; "
+        "\"no local engine\": a chain of the cloud engine only, the job processes' own memory. "
+        "Made by `benchmarks/shared_inference.py`.",
+        "",
+        "| mode | job processes | total RSS MB | new process ready s | audio s per wall s | p50 s | p95 s "
+        "| answered by |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+        *(f"| {r['mode']} | {r['processes']} | {r['rss_mb']:.0f} | {r['ready_s']:.2f} | "
+          f"{r['throughput']:.2f} | {r['p50']:.2f} | {r['p95']:.2f} | {', '.join(r['answered_by'])} |"
+          for r in rows),
+        "",
+        f"- The model's memory: {model_mb:.0f} MB in one process. At {top} job processes it is paid "
+        f"{per_model / model_mb:.1f}x with per-process loading and {shared_model / model_mb:.2f}x shared "
+        "(target at most 1.2x).",
+        f"- A new job process is ready in {by[('shared', top)]['ready_s']:.2f} s shared (target under 2 s) "
+        f"against {by[('per-process', top)]['ready_s']:.1f} s loading its own model; the inference "
+        f"process itself loads once, in {by[('shared', top)]['inference_ready_s']:.1f} s, before the "
+        "worker takes jobs.",
+        f"- Throughput at {top} processes, shared / per-process: {ratio:.2f} (target at least 1). "
+        "No job process imports torch or funasr in shared mode (tests/livekit/test_shared.py checks it).",
+        "",
+    ]
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    for ax, key, title in ((axes[0], "rss_mb", "total RSS of all processes, MB"),
+                           (axes[1], "ready_s", "new job process ready, s"),
+                           (axes[2], "throughput", "audio s per wall s, all transcribing")):
+        for mode in MODES:
+            mine = [r for r in rows if r["mode"] == mode]
+            ax.plot([r["processes"] for r in mine], [r[key] for r in mine], marker="o", label=mode)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("job processes")
+        ax.set_title(title)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def main() -> None:
+    from run import full_size_sensevoice
+
+    rows = asyncio.run(measure(full_size_sensevoice()))
+    print("\n".join(markdown(rows)))
+
+
+if __name__ == "__main__":
+    main()
