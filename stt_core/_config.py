@@ -15,6 +15,7 @@ chain is built. The seed's environment names are kept as aliases (``_ALIASES``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -33,6 +34,9 @@ from ._registry import Registry, registry
 from ._types import Attempt, Transcript
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
+ADAPTER_SECTIONS = {"livekit"}  # tables an adapter reads (stt-core-livekit's [livekit])
+# STT_ variables that are not config keys: read elsewhere (file, plugin and decoding limits).
+_OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB")
 CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
@@ -92,7 +96,7 @@ class _EnvSource(PydanticBaseSettingsSource):
             if name in os.environ:
                 data.setdefault(section, {})[key] = convert(os.environ[name])
         for name, value in os.environ.items():
-            if not name.startswith("STT_") or name in (CONFIG_ENV, "STT_CORE_LOAD_PLUGINS"):
+            if not name.startswith("STT_") or name.startswith(_OTHER_SETTINGS):
                 continue
             rest = name[len("STT_"):].lower()
             if "__" in rest:
@@ -102,7 +106,10 @@ class _EnvSource(PydanticBaseSettingsSource):
                     raise ConfigError(f"STT_{section.upper()} and {name} are both set: "
                                       f"{section!r} is a table, set only its fields")
                 table[key] = value
-            elif rest in STTConfig.model_fields:
+            elif rest not in STTConfig.model_fields:
+                raise ConfigError(f"unknown setting {name} in the environment"
+                                  f"{_did_you_mean(rest, set(STTConfig.model_fields), prefix='STT_')}")
+            else:
                 if isinstance(data.get(rest), dict):
                     raise ConfigError(
                         f"{name} is set, but {rest!r} is a table: set STT_{rest.upper()}__<FIELD>"
@@ -203,6 +210,7 @@ class LoadedConfig:
         order = names or self.config.chain_order
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
+        self.check_names(plugins, names)
         members: list[Provider] = []
         for name in order:
             if name in plugins:
@@ -223,6 +231,27 @@ class LoadedConfig:
             on_attempt=on_attempt,
         )
 
+    def check_names(self, plugins: Registry, names: list[str] | None = None) -> None:
+        """A chain entry or section that names no engine (installed, or this project's own) is a
+        typo, not an engine to skip quietly: one ``ConfigError`` naming it and where it came from."""
+        known = plugins.known_names()
+        for section in self.config.provider_sections:
+            if section not in known | ADAPTER_SECTIONS:
+                raise ConfigError(f"unknown section [{section}] in {self.source_of(section)}"
+                                  f"{_did_you_mean(section, known | ADAPTER_SECTIONS)}")
+        for name in names or self.config.chain_order:
+            if name in known:
+                continue
+            if names:
+                where = "--chain"
+            elif name == self.config.provider:
+                where = "STT_PROVIDER"
+            else:
+                where = "STT_CHAIN" if "STT_CHAIN" in os.environ else f"chain in {self.path}"
+            installed = ", ".join(info.name for info in plugins) or "none"
+            raise ConfigError(f"unknown engine {name!r} in {where} (installed: {installed})"
+                              f"{_did_you_mean(name, known)}")
+
     def _settings_for(self, plugins: Registry, name: str) -> Any:
         cls = plugins.get(name).provider_class
         return cls.build_settings(self.provider_settings(name), source=self.source_of(name))
@@ -230,6 +259,7 @@ class LoadedConfig:
     def redacted(self, plugins: Registry | None = None) -> dict[str, Any]:
         """The effective configuration with every secret replaced, for ``config show``."""
         plugins = plugins or registry()
+        self.check_names(plugins)
         c = self.config
         shown: dict[str, Any] = {
             "config_file": str(self.path) if self.path else None,
@@ -268,6 +298,13 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
             where = file_path if key in file_data else "the environment"
             raise ConfigError(f"unknown config key {key!r} in {where}")
     return LoadedConfig(config, file_path, file_data)
+
+
+def _did_you_mean(name: str, known: set[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.75)
+    if not close:
+        return ""
+    return f"; did you mean {prefix}{close[0].upper()}?" if prefix else f"; did you mean {close[0]!r}?"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
@@ -105,8 +106,14 @@ class Provider(abc.ABC):
         raise ConfigError(f"provider {cls.name!r} has no model to download")
 
     def why_unavailable(self) -> str | None:
-        """Why this instance cannot serve now, or ``None``; checked before every request."""
-        return type(self).unavailable_reason(self.settings)
+        """Why this instance cannot serve now, or ``None``; checked before every request.
+
+        A check that raises (a plugin's bug) is a reason not to call the engine, not a crash.
+        """
+        try:
+            return type(self).unavailable_reason(self.settings)
+        except Exception as e:
+            return f"{self.name} could not tell whether it can serve: {type(e).__name__}: {e}"
 
     @property
     def model(self) -> str | None:
@@ -134,6 +141,7 @@ class Provider(abc.ABC):
             return await transcribe_file(
                 self, audio, language=language, prompt=prompt, word_timestamps=word_timestamps
             )
+        check_language(language)
         audio = as_audio(audio)
         if audio.num_frames == 0:
             raise InvalidAudioError("audio is empty (no samples)")
@@ -145,9 +153,11 @@ class Provider(abc.ABC):
             )
         except Exception as e:
             raise self._map_unexpected(e) from e
+        # Stamped by the engine that answered; a chain passes its engine's stamp on untouched
+        # (its own "model" is only a description of its members).
+        answered = {"provider": self.name, "model": result.model or self.model} if not result.provider else {}
         return result.replace(
-            provider=result.provider or self.name,
-            model=result.model or self.model,
+            **answered,
             duration=audio.duration if result.duration is None else result.duration,
             latency=time.perf_counter() - started,
         )
@@ -156,6 +166,7 @@ class Provider(abc.ABC):
         self, audio: AsyncIterable[Audio], *, language: str | None = None
     ) -> AsyncIterator[StreamEvent]:
         """Transcribe live audio: push chunks in, get interim and final events out."""
+        check_language(language)
         self._check_ready()
         try:
             async for event in self._stream(audio, language=language):
@@ -245,6 +256,17 @@ class Provider(abc.ABC):
             return ProviderTimeout(f"{self.name} timed out ({detail})", provider=self.name)
         retryable = isinstance(e, ConnectionError)
         return ProviderError(f"{self.name} failed: {detail}", provider=self.name, retryable=retryable)
+
+
+_LANGUAGE_CODE = re.compile(r"(auto|multi|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)")
+
+
+def check_language(language: str | None) -> None:
+    """A request's language is a code (en, zh, yue, en-US), 'auto' or 'multi': anything else is a
+    mistake to report, not a language no engine happens to declare."""
+    if language is not None and not _LANGUAGE_CODE.fullmatch(language):
+        raise ConfigError(f"language {language!r} is not a language code (such as en, zh, yue or en-US; "
+                          "'auto' detects it)")
 
 
 def _describe_validation(provider: str, e: ValidationError, source: str) -> str:

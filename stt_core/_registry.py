@@ -7,6 +7,8 @@ still load.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 import re
 import threading
@@ -24,7 +26,7 @@ from ._provider import Provider
 ENTRY_POINT_GROUP = "stt_core"
 LOAD_PLUGINS_ENV = "STT_CORE_LOAD_PLUGINS"
 # Providers this project ships as extras, so a missing one gets an install hint.
-_FIRST_PARTY = ("funasr", "groq", "deepgram", "whisper")
+FIRST_PARTY = ("funasr", "groq", "deepgram", "whisper")
 
 
 @dataclass(frozen=True)
@@ -75,27 +77,37 @@ class Registry:
         distribution: str | None = None,
         version: str | None = None,
     ) -> None:
-        """Register a plugin object (a module with hookimpls) and the providers it registers."""
+        """Register a plugin object (a module with hookimpls) and the providers it registers.
+
+        A plugin whose hook raises, or registers something that is no usable provider class, is
+        recorded in ``plugin_errors`` with its error and skipped whole: it never breaks the host.
+        """
         if self.plugin_manager.is_registered(plugin):
             return
-        plugin_name = self.plugin_manager.register(plugin, name=name)
-        self.plugin_manager.check_pending()
-        caller = self.plugin_manager.hook.register_providers
-        for impl in caller.get_hookimpls():
-            if impl.plugin_name == plugin_name:
-                impl.function(
-                    register=lambda cls: self.add(cls, distribution=distribution, version=version)
-                )
+        found: list[Any] = []
+        try:
+            plugin_name = self.plugin_manager.register(plugin, name=name)
+            self.plugin_manager.check_pending()
+            for impl in self.plugin_manager.hook.register_providers.get_hookimpls():
+                if impl.plugin_name == plugin_name:
+                    impl.function(register=found.append)
+            for cls in found:
+                _check_provider_class(cls)
+        except Exception as e:  # anything a third party's hook does
+            with contextlib.suppress(Exception):
+                self.plugin_manager.unregister(plugin)
+            where = str(distribution or getattr(plugin, "__name__", None) or repr(plugin))
+            self.plugin_errors.append(PluginError(where, name or where, f"{type(e).__name__}: {e}"))
+            return
+        for cls in found:
+            self.add(cls, distribution=distribution, version=version)
 
     def add(
         self, cls: type[Provider], *, distribution: str | None = None, version: str | None = None
     ) -> None:
         """Make ``cls`` available under ``cls.name``. Two owners of one name is an error."""
-        if not (isinstance(cls, type) and issubclass(cls, Provider)):
-            raise TypeError(f"register() takes a Provider subclass, got {cls!r}")
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{cls.__qualname__} must set a class attribute 'name'")
+        _check_provider_class(cls)
+        name = cls.name
         existing = self._providers.get(name)
         if existing is not None and existing.provider_class is not cls:
             raise ConfigError(
@@ -112,9 +124,19 @@ class Registry:
         except KeyError:
             raise ConfigError(self.missing_reason(name)) from None
 
+    def known_names(self) -> set[str]:
+        """Every name a config may use for an engine: installed providers, this project's own
+        (installable as extras), and plugins that are installed but failed to load."""
+        failed = {problem.entry_point for problem in self.plugin_errors}
+        return set(self._providers) | set(FIRST_PARTY) | failed
+
     def missing_reason(self, name: str) -> str:
+        for problem in self.plugin_errors:
+            if name in (problem.entry_point, problem.distribution, f"stt-core-{name}"):
+                return (f"provider {name!r} is installed ({problem.distribution}) but failed to load: "
+                        f"{problem.error}")
         installed = ", ".join(sorted(self._providers)) or "none"
-        hint = f"; install it with: pip install 'stt-core[{name}]'" if name in _FIRST_PARTY else ""
+        hint = f"; install it with: pip install 'stt-core[{name}]'" if name in FIRST_PARTY else ""
         return f"provider {name!r} is not installed (installed: {installed}){hint}"
 
     def create(self, name: str, settings: dict[str, Any] | None = None, *, source: str = "") -> Provider:
@@ -152,6 +174,18 @@ def get_provider(name: str, /, **settings: Any) -> Provider:
 def list_providers() -> list[ProviderInfo]:
     """Every installed provider, by name."""
     return list(registry())
+
+
+def _check_provider_class(cls: Any) -> None:
+    """A class the registry can build: a concrete ``Provider`` subclass with a name."""
+    if not (isinstance(cls, type) and issubclass(cls, Provider)):
+        raise TypeError(f"register() takes a Provider subclass, got {cls!r}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} must set a class attribute 'name'")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise TypeError(f"{cls.__qualname__} ({name!r}) does not implement {missing}")
 
 
 def _plugins_to_load() -> set[str] | None:

@@ -133,10 +133,11 @@ def cmd_providers(args: argparse.Namespace) -> int:
         model, caps = None, cls.capabilities
         try:
             settings = cls.build_settings(config.provider_settings(info.name) if config else {})
-            reason, model = cls.unavailable_reason(settings), cls.model_status(settings)
-            caps = cls(settings).capabilities  # an instance may narrow them (an English-only model)
-        except ConfigError as e:
-            reason = str(e)
+            provider = cls(settings)
+            caps = provider.capabilities  # an instance may narrow them (an English-only model)
+            reason, model = provider.why_unavailable(), cls.model_status(settings)
+        except Exception as e:  # bad settings, or a plugin's class or check that raises
+            reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
         features = [
             name
             for name, present in (

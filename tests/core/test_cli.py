@@ -13,6 +13,7 @@ from tables import table_rows
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 SECRET = "gsk_live_secret_0123456789"
+NO_KEYS = {"GROQ_API_KEY": "", "DEEPGRAM_API_KEY": ""}
 
 
 def stt(
@@ -62,10 +63,11 @@ def test_bad_config_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_every_provider_failing_is_exit_1_with_each_reason(tmp_path: Path) -> None:
-    run = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "funasr,nosuch", cwd=tmp_path)
+    # Engines that exist but cannot serve here: no model downloaded, no key.
+    run = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "funasr,groq", cwd=tmp_path, env=NO_KEYS)
     assert run.returncode == 1
     last = run.stderr.strip().splitlines()[-1]
-    assert "no provider could transcribe" in last and "funasr" in last and "nosuch" in last
+    assert "no provider could transcribe" in last and "funasr" in last and "groq: no API key" in last
 
 
 def test_config_show_redacts_secrets(tmp_path: Path) -> None:
@@ -78,7 +80,8 @@ def test_config_show_redacts_secrets(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", ["json", "srt"])
 def test_formats_on_an_unusable_chain_still_fail_cleanly(tmp_path: Path, fmt: str) -> None:
-    run = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "nosuch", "--format", fmt, cwd=tmp_path)
+    fox = str(AUDIO / "fox.wav")
+    run = stt("transcribe", fox, "--chain", "groq", "--format", fmt, cwd=tmp_path, env=NO_KEYS)
     assert run.returncode == 1 and run.stdout == ""
 
 
@@ -91,9 +94,48 @@ def test_bench_bad_input_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_bench_with_no_engine_that_can_serve_is_exit_1(tmp_path: Path) -> None:
-    run = stt("bench", str(AUDIO / "fox.wav"), "--chain", "funasr,nosuch", cwd=tmp_path)
+    run = stt("bench", str(AUDIO / "fox.wav"), "--chain", "funasr,groq", cwd=tmp_path, env=NO_KEYS)
     assert run.returncode == 1, run.stderr
     rows = table_rows(run.stdout)
     assert rows["funasr"][-1].startswith("skipped: model 'iic/SenseVoiceSmall' is not downloaded")
-    assert rows["nosuch"][-1].startswith("skipped: ") and "nosuch" in rows["nosuch"][-1]
+    assert rows["groq"][-1].startswith("skipped: no API key")
     assert rows["chain"][-1].startswith("failed: no provider could transcribe")
+
+
+@pytest.mark.parametrize(("toml", "env", "said"), [
+    ('chain = ["whisperr"]', {}, "unknown engine 'whisperr' in chain in stt.toml"),
+    ("", {"STT_CHAIN": "whisperr,whisper"}, "unknown engine 'whisperr' in STT_CHAIN"),
+    ("", {"STT_PROVIDER": "nosuch"}, "unknown engine 'nosuch' in STT_PROVIDER"),
+    ("[whsiper]\nmodel = 'bundled'", {}, "unknown section [whsiper] in stt.toml; did you mean 'whisper'?"),
+    ("", {"STT_WHSIPER__MODEL": "bundled"}, "unknown section [whsiper] in the environment; did you mean"),
+    ("", {"STT_CHIAN": "whisper"}, "unknown setting STT_CHIAN in the environment; did you mean STT_CHAIN?"),
+])
+def test_typos_are_config_errors_that_name_them(
+    tmp_path: Path, toml: str, env: dict[str, str], said: str
+) -> None:
+    (tmp_path / "stt.toml").write_text(toml)
+    for args in (["config", "show"], ["transcribe", str(AUDIO / "fox.wav")]):
+        done = stt(*args, env=env, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert said in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_close_engine_name_gets_a_suggestion(tmp_path: Path) -> None:
+    done = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "whisperr", cwd=tmp_path)
+    assert done.returncode == 2 and "did you mean 'whisper'?" in done.stderr
+
+
+def test_a_language_that_is_no_language_code_is_exit_2(tmp_path: Path) -> None:
+    fox = str(AUDIO / "fox.wav")
+    done = stt("transcribe", fox, "--chain", "whisper", "--language", "klingon", cwd=tmp_path)
+    assert done.returncode == 2 and "'klingon' is not a language code" in done.stderr
+
+
+def test_json_names_the_engine_that_answered_not_the_chain(tmp_path: Path) -> None:
+    import json
+
+    fox = str(AUDIO / "fox.wav")
+    done = stt("transcribe", fox, "--chain", "groq,whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["provider"] == "whisper" and "->" not in str(result["model"])

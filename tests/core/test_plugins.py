@@ -160,3 +160,80 @@ def test_example_plugin_passes_the_conformance_suite_via_the_pytest_plugin(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "6 passed, 1 skipped" in run.stdout  # the optional failing_provider check skips
+
+
+BROKEN = {  # (distribution, module, entry point) -> source: every way a plugin can be broken
+    ("stt-raising-hook", "stt_raising_hook", "raising"): """
+        import stt_core
+
+        @stt_core.hookimpl
+        def register_providers(register):
+            raise RuntimeError("the hook exploded")
+    """,
+    ("stt-bad-register", "stt_bad_register", "badreg"): """
+        import stt_core
+
+        @stt_core.hookimpl
+        def register_providers(register):
+            register(42)
+    """,
+    ("stt-abstract", "stt_abstract", "abstract"): """
+        import stt_core
+
+        class Abstract(stt_core.Provider):
+            name = "abstract"
+
+        @stt_core.hookimpl
+        def register_providers(register):
+            register(Abstract)
+    """,
+    ("stt-checky", "stt_checky", "checky"): """
+        import stt_core
+        from stt_core.testing import FakeProvider
+
+        class Checky(FakeProvider):
+            name = "checky"
+
+            @classmethod
+            def unavailable_reason(cls, settings):
+                raise KeyError("boom")
+
+        @stt_core.hookimpl
+        def register_providers(register):
+            register(Checky)
+    """,
+    ("stt-broken", "stt_broken", "broken"): "raise ImportError('needs libfoo')\n",
+}
+
+
+def test_broken_plugins_of_every_kind_leave_the_host_working(site: Path, tmp_path: Path) -> None:
+    for (dist, module, entry), source in BROKEN.items():
+        install_dist(site, dist, module, source, entry)
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
+    fox = str(ROOT / "tests" / "fixtures" / "audio" / "fox.wav")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*STT_CORE, *args], env=env, capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120, check=False)
+
+    listed = cli("providers")
+    assert listed.returncode == 0, listed.stderr
+    for expected in ("the hook exploded", "got 42", "does not implement _transcribe",
+                     "could not tell whether it can serve: KeyError", "needs libfoo", "whisper"):
+        assert expected in listed.stdout, expected
+    assert "Traceback" not in listed.stdout + listed.stderr
+
+    # A chain of other engines works; the engine whose check raises is passed, not fatal.
+    done = cli("transcribe", fox, "--chain", "checky,whisper")
+    assert done.returncode == 0 and "fox" in done.stdout.lower(), done.stderr
+    assert "checky skipped" in done.stderr or "checky unavailable" in done.stderr
+    api = subprocess.run(
+        [sys.executable, "-c", "import stt_core; c = stt_core.load_config().build_chain(names=['whisper']); "
+         "print(type(c.providers[0]).__name__)"],
+        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=120, check=True)
+    assert api.stdout.strip() == "WhisperProvider"
+
+    # A plugin that failed to load is not "not installed": it says so, and why.
+    broken = cli("transcribe", fox, "--chain", "broken")
+    assert broken.returncode == 1
+    assert "'broken' is installed (stt-broken) but failed to load: ImportError: needs libfoo" in broken.stderr
