@@ -1,6 +1,8 @@
 """Decoded audio: PCM samples with their sample rate, made from files, bytes or arrays.
 
-Decoding is soundfile's (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3), resampling is soxr's.
+Decoding is soundfile's (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3), and PyAV's (FFmpeg) for
+the containers libsndfile does not read (m4a/AAC, WebM, MP4 audio) where it is installed (it comes
+with faster-whisper); resampling is soxr's.
 Every way of making an ``Audio`` ends in one validation, so a bad input fails here with an
 ``InvalidAudioError`` that names the problem, before any engine sees it.
 
@@ -13,9 +15,13 @@ longer files given by path are streamed in pieces instead (``transcribe_file``).
 from __future__ import annotations
 
 import io
+import itertools
+import logging
 import os
-from collections.abc import Sequence
-from typing import Literal
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,14 +36,16 @@ MIN_SAMPLE_RATE = 2_000  # below any speech codec's (8 kHz telephony): a lower r
 MAX_AUDIO_SECONDS_ENV, MAX_DECODED_MB_ENV = "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB"
 _DEFAULT_MAX_AUDIO_SECONDS, _DEFAULT_MAX_DECODED_MB = 4 * 3600.0, 1024.0
 _INT16_SCALE = 32768.0
+DECODE_RATE = 16_000  # what other containers are decoded to: the rate every engine takes
+logger = logging.getLogger("stt_core.audio")
 
 
 class Audio:
     """PCM samples shaped ``(frames, channels)``, int16 or float32, at ``sample_rate`` Hz."""
 
-    __slots__ = ("_sample_rate", "_samples")
+    __slots__ = ("_sample_rate", "_samples", "notes")
 
-    def __init__(self, samples: npt.ArrayLike, sample_rate: int) -> None:
+    def __init__(self, samples: npt.ArrayLike, sample_rate: int, *, notes: tuple[str, ...] = ()) -> None:
         array = np.asarray(samples)
         if array.ndim == 1:
             array = array[:, np.newaxis]
@@ -60,12 +68,18 @@ class Audio:
             raise InvalidAudioError("audio has no channels")
         self._samples = array
         self._sample_rate = int(sample_rate)
+        self.notes = notes
+        """What the caller should know about where this audio came from (a truncated file)."""
 
     # -- making -----------------------------------------------------------------------------
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Audio:
-        """Decode an audio file (WAV, FLAC, OGG, MP3 ...)."""
+        """Decode an audio file (WAV, FLAC, OGG, MP3 ...; m4a, AAC, WebM and others with PyAV).
+
+        A pipe (``-`` in the CLI, ``/dev/stdin``, a FIFO) is read to its end, up to the limits."""
+        if is_stream(path):
+            return cls.from_bytes(read_stream(path))
         _check_nonempty_file(path)
         with open(path, "rb") as f:
             return cls._decode(f, what=os.fspath(path))
@@ -120,14 +134,35 @@ class Audio:
             with sf.SoundFile(file) as f:
                 check_plausible(f.frames, f.samplerate, f.channels, what=what, whole=True)
                 samples = f.read(dtype="float32", always_2d=True)
-                rate = f.samplerate
+                rate, notes = f.samplerate, truncation_notes(f.extra_info, what)
         except InvalidAudioError:
             raise
+        except sf.LibsndfileError as e:
+            if "Format not recognised" not in str(e):
+                raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
+            file.seek(0)
+            return cls._decode_other(file, what=what)
         except Exception as e:  # libsndfile reports every bad input in its own way
             raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
         if samples.shape[0] == 0:
             raise InvalidAudioError(f"{what} has no audio samples (only a header)")
-        return cls(samples, rate)
+        for note in notes:
+            logger.warning("%s", note)
+        return cls(samples, rate, notes=notes)
+
+    @classmethod
+    def _decode_other(cls, file: io.BufferedIOBase | io.BytesIO | io.BufferedReader, *, what: str) -> Audio:
+        """What libsndfile cannot read (m4a/AAC, WebM, MP4 audio, ...), whole, within the limits."""
+        _, max_bytes = limits()
+        blocks, held = [], 0
+        for block in av_blocks(file, what=what):
+            blocks.append(block)
+            held += block.nbytes
+            if held > max_bytes:
+                check_plausible(held // 4, DECODE_RATE, 1, what=what, whole=True)
+        if not held:
+            raise InvalidAudioError(f"{what} has no audio samples")
+        return cls(np.concatenate(blocks), DECODE_RATE)
 
     def _nonempty(self) -> Audio:
         if self.num_frames == 0:
@@ -269,6 +304,74 @@ def _check_nonempty_file(path: str | os.PathLike[str]) -> None:
             pass
     except OSError as e:
         raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
+
+
+def av_blocks(source: Any, *, what: str) -> Iterator[npt.NDArray[np.float32]]:
+    """A container libsndfile cannot read (m4a/AAC, WebM, MP4 audio, ...) as 16 kHz mono float32
+    blocks, decoded by PyAV (FFmpeg, which faster-whisper installs) as they are read."""
+    try:
+        import av
+    except ImportError:
+        raise InvalidAudioError(
+            f"cannot decode {what}: not a format libsndfile reads (WAV, FLAC, OGG/Vorbis, Opus, MP3); "
+            "for m4a, AAC, WebM and other containers install PyAV: pip install av"
+        ) from None
+    max_seconds, _ = limits()
+    decoded = 0
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.audio:
+                raise InvalidAudioError(f"{what} has no audio stream")
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=DECODE_RATE)
+            frames = container.decode(container.streams.audio[0])
+            for out in itertools.chain.from_iterable(resampler.resample(f) for f in frames):
+                block = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                decoded += block.size
+                if decoded > max_seconds * DECODE_RATE:
+                    check_plausible(decoded, DECODE_RATE, 1, what=what, whole=False)
+                yield block
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+    except InvalidAudioError:
+        raise
+    except Exception as e:  # FFmpeg's own words for a file it cannot read either
+        raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
+
+
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """A pipe, FIFO or terminal rather than a file: read to its end, it has no size to check."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def read_stream(path: str | os.PathLike[str]) -> bytes:
+    """The bytes a pipe gives until it ends, refused past the decoded-size limit."""
+    _, max_bytes = limits()
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InvalidAudioError(f"{os.fspath(path)} gave more than the {max_bytes / 2**20:g} MB limit "
+                                f"for audio held in memory (set {MAX_DECODED_MB_ENV})")
+    if not data:
+        raise InvalidAudioError(f"{os.fspath(path)} gave no bytes")
+    return data
+
+
+def truncation_notes(extra_info: str, what: str) -> tuple[str, ...]:
+    """A warning when libsndfile found less data than the header promised (a cut-off upload):
+    what is there is transcribed, and the caller is told."""
+    found = _TRUNCATED.search(extra_info or "")
+    if not found:
+        return ()
+    promised, present = int(found.group(1)), int(found.group(2))
+    return (f"{what} is truncated: its header promises {promised} bytes of audio, the file holds "
+            f"{present}; transcribing what is there",)
+
+
+_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 def limits() -> tuple[float, int]:

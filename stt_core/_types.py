@@ -117,12 +117,20 @@ class Transcript:
 
     def to_srt(self) -> str:
         """SubRip subtitles, one cue per segment (the whole text as one cue if there are none)."""
-        segments = self.segments or (Segment(self.text, 0.0, self.duration or 0.0),)
         cues = [
-            f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text.strip()}\n"
-            for i, s in enumerate(segments, start=1)
+            f"{i}\n{_cue_time(s.start, ',')} --> {_cue_time(s.end, ',')}\n{s.text.strip()}\n"
+            for i, s in enumerate(self._cue_segments(), start=1)
         ]
         return "\n".join(cues)
+
+    def to_vtt(self) -> str:
+        """WebVTT subtitles (what browsers' <track> reads), one cue per segment."""
+        cues = [f"{_cue_time(s.start, '.')} --> {_cue_time(s.end, '.')}\n{s.text.strip()}\n"
+                for s in self._cue_segments()]
+        return "\n".join(["WEBVTT\n", *cues])
+
+    def _cue_segments(self) -> tuple[Segment, ...]:
+        return self.segments or (Segment(self.text, 0.0, self.duration or 0.0),)
 
 
 @dataclass(frozen=True)
@@ -162,9 +170,10 @@ class StreamEvent:
         )
 
 
-def _srt_time(seconds: float) -> str:
+def _cue_time(seconds: float, decimal: str) -> str:
+    """A subtitle timestamp: 00:01:02,345 for SRT, 00:01:02.345 for WebVTT."""
     millis = round(max(seconds, 0.0) * 1000)
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
-    return f"{hours:02}:{minutes:02}:{secs:02},{millis:03}"
+    return f"{hours:02}:{minutes:02}:{secs:02}{decimal}{millis:03}"
