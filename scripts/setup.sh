@@ -4,13 +4,17 @@
 # multi-GB CUDA build; 2.13.0 is a CPU build here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+step() { echo "set-up: $*" >&2; }  # a line per step: the whole set-up takes a couple of minutes
+step "creating .venv"
 python3 -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
+step "installing torch 2.13.0 (CPU build)"
 "${pip[@]}" install torch==2.13.0
 # The repo's own dists build with hatchling; installing it once and building without isolation
 # saves a fresh build environment per distribution.
 "${pip[@]}" install hatchling editables
+step "installing stt-core, its engines and the LiveKit adapter (editable)"
 "${pip[@]}" install --no-build-isolation \
   -e ".[dev]" \
   -e "providers/whisper[bundled]" \

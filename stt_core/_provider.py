@@ -155,7 +155,11 @@ class Provider(abc.ABC):
             raise self._map_unexpected(e) from e
         # Stamped by the engine that answered; a chain passes its engine's stamp on untouched
         # (its own "model" is only a description of its members).
-        answered = {"provider": self.name, "model": result.model or self.model} if not result.provider else {}
+        answered: dict[str, Any] = (
+            {"provider": self.name, "model": result.model or self.model} if not result.provider else {}
+        )
+        if audio.notes:  # what the caller should know about the input (a truncated file)
+            answered["metadata"] = {**result.metadata, "warnings": list(audio.notes)}
         return result.replace(
             **answered,
             duration=audio.duration if result.duration is None else result.duration,
@@ -255,7 +259,12 @@ class Provider(abc.ABC):
         if isinstance(e, TimeoutError):
             return ProviderTimeout(f"{self.name} timed out ({detail})", provider=self.name)
         retryable = isinstance(e, ConnectionError)
-        return ProviderError(f"{self.name} failed: {detail}", provider=self.name, retryable=retryable)
+        return UnmappedError(f"{self.name} failed: {detail}", provider=self.name, retryable=retryable)
+
+
+class UnmappedError(ProviderError):
+    """An engine error the provider did not map itself, wrapped by the base class so the chain can
+    still go on. The conformance suite flags these: a vendor's 401 or 429 should say what it is."""
 
 
 _LANGUAGE_CODE = re.compile(r"(auto|multi|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)")

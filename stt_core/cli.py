@@ -11,18 +11,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
+from rich.progress import Progress, TextColumn
 from rich.table import Table
 
+from . import __version__
 from ._audio import Audio
 from ._chain import Chain
 from ._config import LoadedConfig, load_config
@@ -32,18 +35,30 @@ from ._provider import Provider
 from ._registry import registry
 from ._types import Attempt, Transcript
 
+FORMATS = ("text", "json", "srt", "vtt")
+_EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt"}
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output has no terminal width: rich would fold tables to 80 columns, splitting headers and
+# long reasons over many lines; 200 keeps a row on a line (COLUMNS still wins where it is set).
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Given before or after the subcommand, or not at all. (Not parser defaults: argparse shares a
+    # parent's actions between parsers, and a default there would overwrite the flag.)
+    args.debug, args.config = getattr(args, "debug", False), getattr(args, "config", None)
+    # Our warnings, and everyone's with --debug; engines' own chatter (funasr warns on the root
+    # logger about trust_remote_code at every load) stays out of the user's output otherwise.
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
+        level=logging.DEBUG if args.debug else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("stt_core").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return int(args.run(args))
     except STTError as e:
@@ -80,39 +95,54 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stt-core", description="Speech to text through an engine chain.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and the chain's log")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: $STT_CONFIG or ./stt.toml)")
+    # --debug and --config go before or after the subcommand alike.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and the chain's log")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $STT_CONFIG or ./stt.toml)")
+    parser = argparse.ArgumentParser(prog="stt-core", description="Speech to text through an engine chain.",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    providers = commands.add_parser("providers", help="installed providers and whether they can serve")
+    def command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=summary)
+        return sub
+
+    providers = command(commands, "providers", "installed providers and whether they can serve")
     providers.set_defaults(run=cmd_providers)
 
-    transcribe = commands.add_parser("transcribe", help="transcribe audio files through the chain")
-    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe = command(commands, "transcribe", "transcribe audio files through the chain")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads stdin")
     transcribe.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
     transcribe.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
-    transcribe.add_argument("--format", choices=("text", "json", "srt"), default="text")
+    transcribe.add_argument("--format", choices=FORMATS, default="text",
+                            help="text, json (one object per line per file), srt or vtt subtitles")
+    outputs = transcribe.add_mutually_exclusive_group()
+    outputs.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the result here (one FILE)")
+    outputs.add_argument("--output-dir", type=Path, metavar="DIR",
+                         help="write one file per input, named after it (meeting.wav -> DIR/meeting.srt)")
     transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
     transcribe.set_defaults(run=cmd_transcribe)
 
-    bench = commands.add_parser("bench", help="time each engine of the chain, and the chain, on your audio")
+    bench = command(commands, "bench", "time each engine of the chain, and the chain, on your audio")
     bench.add_argument("file", metavar="FILE", help="an utterance (a few seconds) to transcribe")
     bench.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
     bench.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (default 5)")
     bench.set_defaults(run=cmd_bench)
 
-    models = commands.add_parser("models", help="local models")
+    models = command(commands, "models", "local models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
-    download = models_commands.add_parser("download", help="fetch a provider's model for offline use")
+    download = command(models_commands, "download", "fetch a provider's model for offline use")
     download.add_argument("provider", metavar="NAME", help="provider name, e.g. funasr")
     download.add_argument("--model", help="model id (default: the configured one)")
     download.add_argument("--dir", type=Path, help="directory to put it in (default: the provider's cache)")
     download.set_defaults(run=cmd_models_download)
 
-    config = commands.add_parser("config", help="configuration")
+    config = command(commands, "config", "configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    show = config_commands.add_parser("show", help="the effective configuration, secrets redacted")
+    show = command(config_commands, "show", "the effective configuration, secrets redacted")
     show.set_defaults(run=cmd_config_show)
     return parser
 
@@ -157,6 +187,10 @@ def cmd_providers(args: argparse.Namespace) -> int:
             ", ".join([*features, languages]),
         )
     out.print(table)
+    if not table.rows:
+        out.print("No engine is installed. For one that works offline: pip install 'stt-core[whisper]'; "
+                  "cloud ones: 'stt-core[groq]', 'stt-core[deepgram]'; SenseVoice: 'stt-core[funasr]'.",
+                  markup=False)
     for problem in plugins.plugin_errors:
         out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({problem.entry_point})')}: "
                   f"{escape(str(problem.error))}")
@@ -179,6 +213,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
+    several = len(args.files) > 1
+    if several and args.output:
+        raise ConfigError("-o takes one input file; for several, use --output-dir DIR")
+    if several and args.format in ("srt", "vtt") and not args.output_dir:
+        raise ConfigError(f"several files as {args.format} on stdout would not be one valid file: "
+                          "use --output-dir DIR (one file per input)")
     chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
     return asyncio.run(_transcribe_files(chain, args))
 
@@ -244,12 +284,13 @@ async def _time_calls(
 
 async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
     worst = EXIT_OK
-    files = [Path(f) for f in args.files]
+    files = [Path("/dev/stdin" if f == "-" else f) for f in args.files]  # "-": the audio on stdin
     async with chain:
-        with _progress(len(files)) as advance:
+        with _progress(len(files)) as (advance, piece_done):
             for path in files:
                 try:
-                    result = await transcribe_file(chain, path, language=args.language)
+                    result = await transcribe_file(chain, path, language=args.language,
+                                                   progress=piece_done if err.is_terminal else None)
                 except (InvalidAudioError, ConfigError) as e:
                     _error(f"{path}: {e}")
                     worst = max(worst, EXIT_BAD_INPUT)
@@ -261,7 +302,7 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
                 else:
                     if not args.quiet:
                         _report(path, result.attempts)
-                    _print_result(path, result, args.format, several=len(files) > 1)
+                    _print_result(path, result, args, several=len(files) > 1)
                 advance()
     return worst
 
@@ -275,24 +316,59 @@ def _report(path: Path, attempts: Sequence[Attempt]) -> None:
         )
 
 
-def _print_result(path: Path, result: Transcript, fmt: str, *, several: bool) -> None:
-    if fmt == "json":
-        out.print_json(json.dumps({"file": str(path), **result.to_dict()}), indent=None)
+def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, several: bool) -> None:
+    """The result in its format: into its own file (-o, --output-dir) or on stdout, which stays
+    one valid document (JSON gives one object per line per file)."""
+    rendered = _render(path, result, args.format)
+    target = args.output or (args.output_dir / f"{path.stem}.{_EXTENSIONS[args.format]}"
+                             if args.output_dir else None)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rendered + "\n", encoding="utf-8")
+        if not args.quiet:
+            err.print(_one_line(f"{path.name}: wrote {target}"), markup=False)
         return
-    if several:
-        out.print(f"# {path}", markup=False)
-    out.print(result.to_srt() if fmt == "srt" else result.text, markup=False)
+    if several and args.format == "text":
+        sys.stdout.write(f"# {path}\n")
+    sys.stdout.write(rendered + "\n")
+    sys.stdout.flush()
+
+
+def _render(path: Path, result: Transcript, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False)
+    if fmt == "srt":
+        return result.to_srt()
+    if fmt == "vtt":
+        return result.to_vtt()
+    return result.text
 
 
 @contextlib.contextmanager
-def _progress(total: int) -> Iterator[Callable[[], None]]:
-    """A progress bar on stderr when there are several files; nothing for one."""
-    if total < 2:
-        yield lambda: None
+def _progress(total: int) -> Iterator[tuple[Callable[[], None], Callable[[float, float], None]]]:
+    """On a terminal, progress on stderr (stdout stays the result's): files done, and the pieces of
+    a long file as seconds of audio and x real time. Nothing when stderr is not a terminal."""
+    if not err.is_terminal:
+        yield (lambda: None), (lambda done, length: None)
         return
-    with Progress(console=err, transient=True) as bar:
-        task = bar.add_task("transcribing", total=total)
-        yield lambda: bar.advance(task)
+    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[detail]}"))
+    with Progress(*columns, console=err, transient=True, redirect_stdout=False) as bar:  # stdout: the result
+        files = bar.add_task("files", total=total, visible=total > 1, detail="")
+        audio = bar.add_task("audio", total=None, visible=False, detail="")
+        started = time.perf_counter()
+
+        def piece_done(done: float, length: float) -> None:
+            speed = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(audio, completed=done, total=length, visible=True,
+                       detail=f"{done:.0f} / {length:.0f} s of audio, {speed:.1f}x real time")
+
+        def file_done() -> None:
+            nonlocal started
+            bar.advance(files)
+            bar.update(audio, visible=False, completed=0)
+            started = time.perf_counter()
+
+        yield file_done, piece_done
 
 
 if __name__ == "__main__":

@@ -10,16 +10,23 @@ A provider author subclasses ``ProviderConformance`` and defines one fixture::
             return MyProvider(model="small")
 
 Optional fixtures: ``conformance_audio`` (audio your engine can answer; default 1 s of a
-tone), and ``failing_provider`` (your provider pointed at a failing backend, to check that
-vendor errors are mapped to the stt-core error tree). The tests run their own event loops,
-so no async plugin is needed.
+tone), and, for an engine behind HTTP, ``failing_provider``: your provider pointed at the
+``fault_server`` fixture (a ``FaultServer`` on 127.0.0.1 that answers what each test queues),
+to check that your vendor's errors land in the right place of the stt-core tree::
+
+    @pytest.fixture
+    def failing_provider(self, fault_server):
+        return MyProvider(api_key="k", base_url=fault_server.url)
+
+Those checks are skipped for engines with no HTTP backend (a local model). The tests run their
+own event loops, so no async plugin is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,9 +34,10 @@ import pytest
 from pydantic import SecretStr
 
 from .._audio import Audio
-from .._errors import InvalidAudioError, STTError
-from .._provider import Provider, ProviderSettings
+from .._errors import InvalidAudioError, ProviderError, ProviderUnavailable, STTError
+from .._provider import Provider, ProviderSettings, UnmappedError
 from .._types import Capabilities, Transcript
+from ._faults import FaultServer
 
 T = TypeVar("T")
 
@@ -94,13 +102,34 @@ class ProviderConformance:
         with pytest.raises(InvalidAudioError):
             _run(provider.transcribe(empty))
 
+    @pytest.fixture
+    def fault_server(self) -> Iterator[FaultServer]:
+        with FaultServer() as server:
+            yield server
+
+    @pytest.mark.parametrize(("status", "retry_after", "expected", "retryable"), [
+        (401, None, ProviderUnavailable, None),  # a bad key: pass the engine, never retry
+        (429, 7.0, ProviderError, True),         # rate limited: retry after what it asked
+        (500, None, ProviderError, True),        # its own failure: worth another try
+    ])
     def test_vendor_errors_map_to_the_tree(
-        self, failing_provider: Provider | None, conformance_audio: Audio
+        self, failing_provider: Provider | None, fault_server: FaultServer, conformance_audio: Audio,
+        status: int, retry_after: float | None, expected: type[STTError], retryable: bool | None,
     ) -> None:
         if failing_provider is None:
-            pytest.skip("define a 'failing_provider' fixture to check error mapping")
-        with pytest.raises(STTError):
+            pytest.skip("no HTTP backend: define 'failing_provider' (pointed at fault_server) if it has one")
+        fault_server.fail_with(status, retry_after=retry_after)
+        with pytest.raises(STTError) as raised:
             _run(failing_provider.transcribe(conformance_audio))
+        error = raised.value
+        assert not isinstance(error, UnmappedError), (
+            f"HTTP {status} reached the base class unmapped ({error}): map your SDK's errors in the provider")
+        became = type(error).__name__
+        assert isinstance(error, expected), f"HTTP {status} became {became}, not {expected.__name__}"
+        if retryable is not None:
+            assert isinstance(error, ProviderError) and error.retryable is retryable
+        if retry_after is not None:
+            assert isinstance(error, ProviderError) and error.retry_after == pytest.approx(retry_after)
 
     def test_cancellation_leaves_no_task_behind(
         self, provider: Provider, conformance_audio: Audio

