@@ -10,6 +10,8 @@ Nothing here is asserted in the test suite. Sections:
   with the same model and audio (faster-whisper; funasr's AutoModel.generate);
 - failover: time a failing first engine adds on top of the second engine's own time;
 - failover side by side with LiveKit's FallbackAdapter and liteasr (``failover_peers.py``);
+- one model per host: LiveKit job processes loading their own vs LiveKit's inference process
+  (``shared_inference.py``);
 - concurrency: 1-16 sessions on one shared local model: throughput, latency, memory;
 - start-up: import and `stt-core providers` time; first utterance with and without prewarm;
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere.
@@ -52,11 +54,13 @@ from stt_core.testing import FakeProvider  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import failover_peers  # noqa: E402
+import shared_inference  # noqa: E402
 
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
 TINY_SENSEVOICE = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 DOC, PLOT = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png"
 PEERS_PLOT = ROOT / "docs" / "benchmarks-failover.png"
+SHARED_PLOT = ROOT / "docs" / "benchmarks-shared.png"
 MIN_SECONDS, MAX_ROUNDS = 10.0, 300
 loop = asyncio.new_event_loop()
 
@@ -385,6 +389,8 @@ def main() -> None:
     args = parser.parse_args()
     repeats = args.repeats
 
+    print("one model per host ...", flush=True)  # first, and in a process of its own: it needs the memory
+    shared = shared_inference.in_a_process_of_its_own(full_size_sensevoice())
     print("overhead ...", flush=True)
     over = overhead(repeats)
     print("failover ...", flush=True)
@@ -456,6 +462,9 @@ def main() -> None:
         "",
         *_concurrency_summary(conc),
         "",
+        *shared_inference.markdown(shared),
+        "Plot: [benchmarks-shared.png](benchmarks-shared.png).",
+        "",
         "## Start-up",
         "",
         "| what | ms |",
@@ -470,6 +479,7 @@ def main() -> None:
     DOC.write_text("\n".join(lines))
     plot(over, added, conc, start)
     failover_peers.plot(peers, PEERS_PLOT)
+    shared_inference.plot(shared, SHARED_PLOT)
     print(DOC.read_text())
 
 

@@ -5,7 +5,11 @@
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=... GROQ_API_KEY=...
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)
 
-The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback) comes from
+Offline, with no keys at all: `python examples/livekit_agent.py console` transcribes what you say
+with the local engines (bundled whisper when FunASR's model is not downloaded) and logs it; with
+LIVEKIT_API_KEY (or AGENT_LLM) it also answers.
+
+The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback, bundled whisper last) comes from
 examples/stt.toml, or the file STT_CONFIG names. With shared inference (on here), the worker loads
 FunASR's model once, in LiveKit's inference process, before it takes a job, and every job process
 uses it over LiveKit's IPC: job processes hold no model and start at once. If that process dies,
@@ -49,13 +53,24 @@ class Assistant(Agent):
         super().__init__(instructions="You are a helpful voice assistant. Answer briefly.")
 
 
+def voice_models() -> dict[str, str]:
+    """The LLM and TTS, when there are credentials for them. LiveKit Inference models need the
+    LiveKit keys; without them (console mode on a laptop, offline) the agent only transcribes,
+    and says so, instead of failing its job on the first reply."""
+    if os.environ.get("AGENT_LLM") or os.environ.get("LIVEKIT_API_KEY"):
+        return {"llm": os.environ.get("AGENT_LLM", "openai/gpt-4.1-mini"),
+                "tts": os.environ.get("AGENT_TTS", "cartesia/sonic-3")}
+    logger.warning("no LLM credentials (LIVEKIT_API_KEY or AGENT_LLM): transcribe-only mode, "
+                   "the agent logs what it hears and does not answer")
+    return {}
+
+
 @server.rtc_session()
 async def entrypoint(ctx: JobContext) -> None:
     session = AgentSession(
         stt=STT.from_process(ctx.proc, CONFIG),  # the chain prewarm built
         vad=ctx.proc.userdata["vad"],  # FunASR does not stream: LiveKit cuts turns with this VAD
-        llm=os.environ.get("AGENT_LLM", "openai/gpt-4.1-mini"),
-        tts=os.environ.get("AGENT_TTS", "cartesia/sonic-3"),
+        **voice_models(),  # type: ignore[arg-type]
     )
 
     @session.on("user_input_transcribed")

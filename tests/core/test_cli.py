@@ -139,3 +139,174 @@ def test_json_names_the_engine_that_answered_not_the_chain(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["provider"] == "whisper" and "->" not in str(result["model"])
+
+
+def test_debug_goes_after_the_subcommand_too_and_version_is_there(tmp_path: Path) -> None:
+    done = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "whisper", "--debug", cwd=tmp_path)
+    assert done.returncode == 0 and "DEBUG stt_core" in done.stderr
+    version = stt("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip().startswith("stt-core 0.")
+
+
+def test_subtitles_and_one_file_per_input(tmp_path: Path) -> None:
+    fox, lights = str(AUDIO / "fox.wav"), str(AUDIO / "lights.wav")
+    vtt = stt("transcribe", fox, "--chain", "whisper", "--format", "vtt", cwd=tmp_path)
+    assert vtt.returncode == 0 and vtt.stdout.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:0")
+    many = stt("transcribe", fox, lights, "--chain", "whisper", "--format", "srt", cwd=tmp_path)
+    assert many.returncode == 2 and "use --output-dir" in many.stderr  # not one invalid SRT on stdout
+    written = stt("transcribe", fox, lights, "--chain", "whisper", "--format", "srt",
+                  "--output-dir", str(tmp_path / "subs"), cwd=tmp_path)
+    assert written.returncode == 0 and written.stdout == ""
+    assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == ["fox.srt", "lights.srt"]
+    assert (tmp_path / "subs" / "fox.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    one = stt("transcribe", fox, "--chain", "whisper", "-o", str(tmp_path / "fox.txt"), cwd=tmp_path)
+    assert one.returncode == 0 and "fox" in (tmp_path / "fox.txt").read_text().lower()
+
+
+def test_json_for_several_files_is_one_object_per_line(tmp_path: Path) -> None:
+    import json
+
+    fox, lights = str(AUDIO / "fox.wav"), str(AUDIO / "lights.wav")
+    done = stt("transcribe", fox, lights, "--chain", "whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0
+    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [fox, lights]
+
+
+def test_an_engines_own_warnings_stay_out_of_the_output(tmp_path: Path) -> None:
+    tiny = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+    env = {"STT_FUNASR__MODEL": str(tiny), "STT_FUNASR__VAD": "none"}
+    done = stt("transcribe", str(AUDIO / "chairs.wav"), "--chain", "funasr", cwd=tmp_path, env=env)
+    assert done.returncode == 0 and "25 chairs" in done.stdout
+    assert "trust_remote_code" not in done.stdout + done.stderr  # funasr's root-logger warning
+
+
+def _encoded(target: Path, codec: str) -> Path:
+    """fox.wav in another container, made with PyAV's own encoders (no ffmpeg binary needed)."""
+    import av
+    import numpy as np
+
+    from stt_core import Audio
+
+    samples = Audio.from_file(AUDIO / "fox.wav").to(sample_rate=48_000, channels=1).float32()
+    with av.open(str(target), "w") as out:
+        stream = out.add_stream(codec, rate=48_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples.T), format="flt", layout="mono")
+        frame.sample_rate = 48_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return target
+
+
+@pytest.mark.parametrize(("name", "codec"), [("fox.m4a", "aac"), ("fox.webm", "libopus")])
+def test_containers_libsndfile_cannot_read_are_decoded(tmp_path: Path, name: str, codec: str) -> None:
+    done = stt("transcribe", str(_encoded(tmp_path / name, codec)), "--chain", "whisper", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "lazy dog" in done.stdout.lower()  # lossy AAC/Opus: tiny.en may mishear "brown fox"
+
+
+def test_audio_from_stdin_and_from_a_fifo(tmp_path: Path) -> None:
+    import threading
+
+    wav = (AUDIO / "fox.wav").read_bytes()
+    piped = subprocess.run([sys.executable, "-m", "stt_core.cli", "transcribe", "-", "--chain", "whisper"],
+                           input=wav, capture_output=True, cwd=tmp_path, timeout=120, check=False)
+    assert piped.returncode == 0 and b"brown fox" in piped.stdout.lower(), piped.stderr
+    fifo = tmp_path / "audio.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(wav))
+    writer.start()
+    done = stt("transcribe", str(fifo), "--chain", "whisper", cwd=tmp_path)
+    writer.join(timeout=10)
+    assert done.returncode == 0 and "brown fox" in done.stdout.lower(), done.stderr
+
+
+def test_a_truncated_wav_is_transcribed_with_a_warning(tmp_path: Path) -> None:
+    import json
+
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes((AUDIO / "two_utterances.wav").read_bytes()[:60_000])  # the header promises 5.1 s
+    done = stt("transcribe", str(cut), "--chain", "whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "cut.wav is truncated" in done.stderr
+    result = json.loads(done.stdout)
+    assert "truncated" in result["metadata"]["warnings"][0] and result["text"]
+
+
+def test_tables_stay_readable_when_piped_and_an_empty_install_gets_a_hint(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped, as `stt-core providers | less`
+    shown = subprocess.run([sys.executable, "-m", "stt_core.cli", "providers"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, check=True)
+    header = next(line for line in shown.stdout.splitlines() if "distribution" in line)
+    assert "name" in header and "can serve" in header and "capabilities" in header  # not split
+    none = subprocess.run([sys.executable, "-m", "stt_core.cli", "providers"], cwd=tmp_path,
+                          env={**env, "STT_CORE_LOAD_PLUGINS": ""}, capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "No engine is installed" in none.stdout and "stt-core[whisper]" in none.stdout
+
+
+def _quick_engine(tmp_path: Path) -> dict[str, str]:
+    """A fast engine ('quick', answers 'hello world') installed as a plugin: for long files."""
+    site = tmp_path / "site"
+    info = site / "stt_quick-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "stt_quick.py").write_text(
+        "import stt_core\nfrom stt_core.testing import FakeProvider\n\n"
+        "class Quick(FakeProvider):\n    name = 'quick'\n\n"
+        "@stt_core.hookimpl\ndef register_providers(register):\n    register(Quick)\n")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stt-quick\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[stt_core]\nquick = stt_quick\n")
+    return {"PYTHONPATH": str(site)}
+
+
+def test_a_long_file_shows_progress_on_a_terminal_and_stdout_stays_the_result(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(16_000 * 610, dtype=np.int16), 16_000)  # over two 300 s pieces
+    env = {**_quick_engine(tmp_path), "FORCE_COLOR": "1"}  # rich treats stderr as a terminal
+    done = stt("transcribe", str(long), "--chain", "quick", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "of audio" in done.stderr and "x real time" in done.stderr
+    pieces = done.stdout.split("hello world")  # one per piece of at most 300 s, and nothing else
+    assert len(pieces) - 1 >= 3 and all(not rest.strip() for rest in pieces)
+
+
+def test_the_readme_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    snippet = re.search(r"```python\n(import asyncio\n.*?)```", readme, re.DOTALL)
+    assert snippet, "the README's first Python snippet"
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet.group(1))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                          cwd=Path(__file__).parents[2], env={**os.environ, "STT_CHAIN": "whisper"},
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "brown fox" in done.stdout.lower() and "whisper" in done.stdout
+
+
+def test_a_long_m4a_goes_through_in_pieces_as_it_decodes(tmp_path: Path) -> None:
+    import av
+    import numpy as np
+
+    long = tmp_path / "long.m4a"
+    with av.open(str(long), "w") as out:  # 610 s of quiet noise, written a second at a time
+        stream = out.add_stream("aac", rate=16_000, layout="mono")
+        for second in range(610):
+            samples = np.random.default_rng(second).normal(0, 0.001, (1, 16_000)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            frame.sample_rate = 16_000
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    done = stt("transcribe", str(long), "--chain", "quick", "--format", "json", cwd=tmp_path,
+               env=_quick_engine(tmp_path))
+    assert done.returncode == 0, done.stderr
+    import json
+
+    result = json.loads(done.stdout)
+    assert result["text"].count("hello world") >= 3  # pieces of at most 300 s
+    assert result["duration"] == pytest.approx(610, abs=1)

@@ -207,9 +207,8 @@ class TestDeepgramConformance(ProviderConformance):
         return provider(threaded_deepgram)
 
     @pytest.fixture
-    def failing_provider(self, threaded_deepgram: FakeDeepgram) -> DeepgramProvider:
-        threaded_deepgram.faults.append("500")
-        return provider(threaded_deepgram)
+    def failing_provider(self, fault_server) -> DeepgramProvider:  # type: ignore[no-untyped-def]
+        return DeepgramProvider(api_key=KEY, base_url=fault_server.url, timeout=5.0)
 
 
 @pytest.mark.live

@@ -285,6 +285,3 @@ class TestFunASRConformance(ProviderConformance):
     def conformance_audio(self) -> Audio:
         return Audio.from_file(AUDIO / "zh_weather.wav")
 
-    @pytest.fixture
-    def failing_provider(self, tmp_path: Path) -> FunASRProvider:
-        return FunASRProvider(model=str(tmp_path / "no-model-here"))

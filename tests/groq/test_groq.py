@@ -165,9 +165,8 @@ class TestGroqConformance(ProviderConformance):
         return provider(threaded_groq)
 
     @pytest.fixture
-    def failing_provider(self, threaded_groq: FakeGroq) -> GroqProvider:
-        threaded_groq.faults.extend(["500"] * 3)
-        return provider(threaded_groq)
+    def failing_provider(self, fault_server) -> GroqProvider:  # type: ignore[no-untyped-def]
+        return GroqProvider(api_key=KEY, base_url=fault_server.url)
 
 
 @pytest.mark.live

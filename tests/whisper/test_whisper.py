@@ -167,9 +167,6 @@ class TestWhisperConformance(ProviderConformance):
     def conformance_audio(self) -> Audio:
         return Audio.from_file(FIXTURES / "fox.wav")
 
-    @pytest.fixture
-    def failing_provider(self, tmp_path: Path) -> stt_core.Provider:
-        return stt_core.get_provider("whisper", model=str(tmp_path))
 
 
 def test_silence_and_faint_noise_give_no_invented_words(whisper: stt_core.Provider) -> None:
@@ -178,3 +175,15 @@ def test_silence_and_faint_noise_give_no_invented_words(whisper: stt_core.Provid
     noise = (np.random.default_rng(0).standard_normal(5 * 16_000) * 0.003).astype(np.float32)
     for audio in (Audio.silence(5.0), Audio(noise, 16_000)):
         assert transcribe(whisper, audio).text == ""  # tiny.en says "You" / "." here unfiltered
+
+
+def test_a_named_model_that_cannot_be_fetched_offline_is_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "STT_WHISPER__MODEL": "small"}
+    done = subprocess.run([sys.executable, "-m", "stt_core.cli", "transcribe", str(FIXTURES / "fox.wav"),
+                           "--chain", "whisper"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "cannot load whisper model 'small'" in last and "stt-core-whisper[bundled]" in last
+    assert "Traceback" not in done.stderr
