@@ -217,7 +217,8 @@ class Chain(Provider):
         racing = {slow}
         try:
             await asyncio.wait(racing, timeout=delay)
-            if not slow.done():
+            hedged = not slow.done()
+            if hedged:
                 logger.info("%s: no answer in %.3fs, hedging", self.providers[index].name, delay)
                 racing.add(asyncio.ensure_future(
                     self._try_from(index + 1, call, request, language, word_timestamps)))
@@ -226,8 +227,8 @@ class Chain(Provider):
                 for task in done:
                     with contextlib.suppress(_FellOver, AllProvidersFailed):
                         return task.result()
-                if slow in done and not racing:  # it failed before the delay: go on as usual
-                    return await self._try_from(index + 1, call, request, language, word_timestamps)
+            if not hedged:  # it failed before the delay: the rest of the chain, as without hedging
+                return await self._try_from(index + 1, call, request, language, word_timestamps)
             raise request.failed()
         finally:
             for task in racing:

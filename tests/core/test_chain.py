@@ -268,6 +268,22 @@ async def test_concurrent_requests_share_one_chain() -> None:
     assert [r.text for r in results] == [str(n) for n in range(1, 21)]
 
 
+async def test_hedging_when_both_sides_fail_tries_each_engine_once() -> None:
+    slow = FakeProvider(name="slow", delay=0.2, script=[ProviderError("late failure")])
+    fast = FakeProvider(name="fast", script=[ProviderError("quick failure")])
+    chain = Chain([slow, fast], retry=FAST, hedge_after=0.05)
+    with pytest.raises(AllProvidersFailed):
+        await chain.transcribe(AUDIO)
+    assert (len(slow.calls), len(fast.calls)) == (1, 1)
+
+
+async def test_hedging_answers_from_the_rest_and_cancels_the_slow_engine() -> None:
+    slow, fast = FakeProvider(name="slow", delay=5.0), FakeProvider(name="fast", text="quick")
+    result = await Chain([slow, fast], hedge_after=0.05).transcribe(AUDIO)
+    assert result.text == "quick"
+    assert sorted((a.provider, a.outcome) for a in result.attempts) == [("fast", "ok"), ("slow", "cancelled")]
+
+
 # -- streaming -----------------------------------------------------------------------------
 
 
