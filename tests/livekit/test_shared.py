@@ -219,3 +219,19 @@ def test_no_engine_is_imported_in_a_job_process_that_builds_the_shared_chain(tmp
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "STT_CONFIG": str(config)}, timeout=120, check=True)
     assert done.stdout.splitlines() == ["['SharedEngine', 'SharedEngine']", "[]"]
+
+
+def test_results_a_job_gave_up_on_are_not_kept_for_ever() -> None:
+    from concurrent.futures import Future
+
+    from stt_core import Transcript
+
+    runner = SharedEngineRunner.__new__(SharedEngineRunner)  # the bookkeeping alone, no model
+    runner._tickets, runner._submitted = {}, {}
+    for ticket, age, finished in (("abandoned", 61.0, True), ("fresh", 1.0, True), ("working", 600.0, False)):
+        future: Future[Transcript] = Future()
+        if finished:
+            future.set_result(Transcript("words"))
+        runner._tickets[ticket], runner._submitted[ticket] = future, time.monotonic() - age
+    runner._forget_abandoned()
+    assert set(runner._tickets) == set(runner._submitted) == {"fresh", "working"}

@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -51,6 +52,7 @@ METHOD = "stt_core.transcribe"
 SETTINGS_SECTION = "livekit"
 SWITCH_ENV = "STT_LIVEKIT__SHARED_INFERENCE"
 COLLECT_WAIT = 0.02  # seconds one collect may hold LiveKit's inference loop
+ABANDONED_AFTER = 60.0  # seconds an uncollected result is kept (its job gave up on it)
 RATE = 16_000  # what goes over the IPC: 16 kHz mono int16, what the local engines take
 
 
@@ -127,6 +129,7 @@ class SharedEngineRunner(_InferenceRunner):
         chain = stt_core.load_config(os.environ.get(stt_core.CONFIG_ENV)).build_chain()
         self.engines = {p.name: p for p in chain.providers if is_local(p)}
         self._tickets: dict[str, Future[Transcript]] = {}
+        self._submitted: dict[str, float] = {}  # when each ticket came in
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, name="stt-core-shared", daemon=True).start()
         for engine in self.engines.values():  # loaded before the worker takes its first job
@@ -149,14 +152,23 @@ class SharedEngineRunner(_InferenceRunner):
             return pack({"error": _error_dict(ProviderUnavailable(
                 f"{header['engine']} is not a local engine of the inference process's chain "
                 f"({', '.join(self.engines) or 'none'})"))})
+        self._forget_abandoned()
         audio = Audio.from_bytes(pcm, sample_rate=RATE)
         ticket = uuid.uuid4().hex
+        self._submitted[ticket] = time.monotonic()
         self._tickets[ticket] = asyncio.run_coroutine_threadsafe(
             engine.transcribe(audio, language=header.get("language"), prompt=header.get("prompt"),
                               word_timestamps=bool(header.get("word_timestamps"))),
             self._loop,
         )
         return pack({"ticket": ticket})
+
+    def _forget_abandoned(self) -> None:
+        """Results no job came back for (it gave up: its attempt_timeout) are not kept for ever."""
+        now = time.monotonic()
+        for ticket, future in list(self._tickets.items()):
+            if future.done() and now - self._submitted[ticket] > ABANDONED_AFTER:
+                del self._tickets[ticket], self._submitted[ticket]
 
     def _collect(self, ticket: str) -> bytes:
         future = self._tickets.get(ticket)
@@ -167,13 +179,16 @@ class SharedEngineRunner(_InferenceRunner):
         except FutureTimeout:
             return pack({"pending": True})
         except STTError as e:
-            del self._tickets[ticket]
+            self._done(ticket)
             return pack({"error": _error_dict(e)})
         except Exception as e:  # the base class maps engine errors; this is a last net
-            del self._tickets[ticket]
+            self._done(ticket)
             return pack({"error": _error_dict(ProviderError(f"{type(e).__name__}: {e}", retryable=True))})
-        del self._tickets[ticket]
+        self._done(ticket)
         return pack({"transcript": result.to_dict()})
+
+    def _done(self, ticket: str) -> None:
+        del self._tickets[ticket], self._submitted[ticket]
 
     def _stats(self) -> dict[str, Any]:
         """What each engine did (for tests and benchmarks): FunASR's count of batched calls."""
