@@ -318,9 +318,11 @@ def markdown(s: dict[str, Any], rounds: int) -> list[str]:
         "",
         f"The failing call itself takes {ref['failing call'] * 1000:.1f} ms here (stt-core's groq provider "
         "alone, no chain: the fake reads and decodes the upload before it answers 500), so that is what "
-        "the first request pays, and no library can add less on it; what the chain adds beyond it is "
-        "within noise. From the second request on, the failing engine costs stt-core nothing: its "
-        "breaker opens at the first failure and its health is probed in the background.",
+        "the first request pays, and no library can add less on it. From the second request on, "
+        "stt-core does not call the failing engine (its breaker opens at the first failure and its "
+        "health is probed in the background), so what those requests add is this run's noise, a "
+        "background probe of the down engine included; liteasr calls the failing engine again on "
+        "each request.",
         "",
         "**200 concurrent requests, the first engine failing 1 in 3**",
         "",

@@ -152,7 +152,8 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
     return [
         "## One model per host: LiveKit job processes loading their own model vs one shared model",
         "",
-        "Real LiveKit job processes (`ProcJobExecutor`, spawned, fake jobs, no server) on this host, "
+        "Real LiveKit job processes (`ProcJobExecutor`, started as LiveKit starts them: from a "
+        "forkserver with the plugin preloaded; fake jobs, no server) on this host, "
         "the SenseVoiceSmall-size model (random weights, the real compute), FunASR first and the fake "
         "Groq API behind it; every process transcribes 3 clips (8.6 s of audio) at the same moment. "
         "\"shared\": `enable_shared_inference()`, the model in LiveKit's inference process; "
