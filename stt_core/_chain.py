@@ -93,7 +93,8 @@ class _Plan:
 
     attempts: int
     timeout: float | None
-    probe: bool
+    has_next: bool
+    """Whether a later engine could take this request now (where a hedge would go)."""
 
 
 class Chain(Provider):
@@ -193,7 +194,7 @@ class Chain(Provider):
                 continue
             attempt = self._call(index, plan, call, request)
             delay = self._hedge_delay(index)
-            if delay is not None and self._next_admissible(index, language, word_timestamps) is not None:
+            if delay is not None and plan.has_next:
                 return await self._hedged(index, attempt, delay, call, request, language, word_timestamps)
             try:
                 return await attempt
@@ -353,13 +354,14 @@ class Chain(Provider):
                     self._start_prober(index)
             elif gate == "probe":
                 # A user request probes an engine without health(): one short attempt, no retries.
-                return _Plan(1, _min(self.attempt_timeout, self.breaker_policy.probe_timeout), probe=True)
+                return _Plan(1, _min(self.attempt_timeout, self.breaker_policy.probe_timeout),
+                             has_next=later is not None)
         if blocked:
             self._record(request, provider, "skipped", 0.0, blocked)
             request.causes.append((provider.name, ProviderUnavailable(blocked, provider=provider.name)))
             return None
         retries = self.retry.retry_before_fallover or later is None
-        return _Plan(self.retry.attempts if retries else 1, self.attempt_timeout, probe=False)
+        return _Plan(self.retry.attempts if retries else 1, self.attempt_timeout, has_next=later is not None)
 
     def _next_admissible(self, index: int, language: str | None, word_timestamps: bool) -> int | None:
         """The first engine after ``index`` that could take this request now, judged without calling it."""
@@ -369,10 +371,7 @@ class Chain(Provider):
                 continue
             if breaker.blocked(probes_in_background=self._probes_in_background(later)):
                 continue
-            try:
-                if provider.why_unavailable():
-                    continue
-            except Exception:  # a plugin's check that raises cannot serve either
+            if provider.why_unavailable():  # a check that raises says so here, not a crash
                 continue
             return later
         return None
