@@ -146,8 +146,6 @@ class Audio:
             raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
         if samples.shape[0] == 0:
             raise InvalidAudioError(f"{what} has no audio samples (only a header)")
-        for note in notes:
-            logger.warning("%s", note)
         return cls(samples, rate, notes=notes)
 
     @classmethod
@@ -367,8 +365,10 @@ def truncation_notes(extra_info: str, what: str) -> tuple[str, ...]:
     if not found:
         return ()
     promised, present = int(found.group(1)), int(found.group(2))
-    return (f"{what} is truncated: its header promises {promised} bytes of audio, the file holds "
-            f"{present}; transcribing what is there",)
+    note = (f"{what} is truncated: its header promises {promised} bytes of audio, the file holds "
+            f"{present}; transcribing what is there")
+    logger.warning("%s", note)  # the stderr line; the caller puts it in Transcript.metadata
+    return (note,)
 
 
 _TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)

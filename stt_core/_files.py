@@ -29,7 +29,6 @@ from ._audio import (
     check_plausible,
     is_stream,
     limits,
-    logger,
     truncation_notes,
 )
 from ._errors import InvalidAudioError
@@ -71,8 +70,6 @@ async def transcribe_file(
             return await engine.transcribe(Audio.from_file(path), **options)
         pieces, duration = _pieces(_sndfile_blocks(path, info), piece_seconds), info.frames / info.samplerate
         notes = truncation_notes(info.extra_info, os.fspath(path))
-        for note in notes:
-            logger.warning("%s", note)
     results: list[tuple[float, Transcript]] = []
     for offset, piece in pieces:
         results.append((offset, await engine.transcribe(piece, **options)))
