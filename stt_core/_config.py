@@ -8,9 +8,14 @@
     failures = 3
     [groq]                                    # STT_GROQ__API_KEY=...  (or GROQ_API_KEY)
     api_key = "..."
+    [vllm]                                    # a second instance of a provider: the table
+    provider = "openai"                       # names it, the chain names the table
+    base_url = "http://gpu-box:8000/v1"
 
 Every other table is a provider's settings, validated by that provider's own model when the
-chain is built. The seed's environment names are kept as aliases (``_ALIASES``).
+chain is built; a table's name is the name of that engine in the chain, in errors and in
+transcripts, and its provider is the one of that name unless ``provider`` says otherwise. The
+seed's environment names are kept as aliases (``_ALIASES``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from ._registry import Registry, registry
 from ._types import Attempt, Transcript
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
-ADAPTER_SECTIONS = {"livekit"}  # tables an adapter reads (stt-core-livekit's [livekit])
+# Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
+ADAPTER_SECTIONS = {"livekit", "serve"}
 # STT_ variables that are not config keys: read elsewhere (file, plugin and decoding limits).
 _OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB")
 CONFIG_ENV = "STT_CONFIG"
@@ -56,7 +62,9 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "FUNASR_USE_EXTERNAL_VAD": ("funasr", "vad", _vad_from_flag),
     "GROQ_API_KEY": ("groq", "api_key", str),
     "DEEPGRAM_API_KEY": ("deepgram", "api_key", str),
+    "OPENAI_API_KEY": ("openai", "api_key", str),
 }
+PROVIDER_KEY = "provider"  # in a table: which provider this engine is (default: the table's name)
 
 
 # Every number has a bound a sane deployment stays far inside: a value past it is a typo or an
@@ -188,7 +196,14 @@ class LoadedConfig:
         return "the environment"
 
     def provider_settings(self, name: str) -> dict[str, Any]:
-        return dict(self.config.provider_sections.get(name, {}))
+        """Engine ``name``'s table, less the ``provider`` key that says which provider it is."""
+        section = dict(self.config.provider_sections.get(name, {}))
+        section.pop(PROVIDER_KEY, None)
+        return section
+
+    def provider_of(self, name: str) -> str:
+        """The provider engine ``name`` is: its table's ``provider``, or the name itself."""
+        return str(self.config.provider_sections.get(name, {}).get(PROVIDER_KEY, name))
 
     def build_chain(
         self,
@@ -205,7 +220,7 @@ class LoadedConfig:
         from another process does)."""
         plugins = plugins or registry()
         for section in self.config.provider_sections:
-            if section in plugins:
+            if self.provider_of(section) in plugins:
                 self._settings_for(plugins, section)
         order = names or self.config.chain_order
         if len(order) > MAX_CHAIN:
@@ -213,11 +228,12 @@ class LoadedConfig:
         self.check_names(plugins, names)
         members: list[Provider] = []
         for name in order:
-            if name in plugins:
-                cls = plugins.get(name).provider_class
-                members.append(cls(self._settings_for(plugins, name)))
+            kind = self.provider_of(name)
+            if kind in plugins:
+                cls = plugins.get(kind).provider_class
+                members.append(cls(self._settings_for(plugins, name)).named(name))
             else:
-                members.append(_NotInstalled(name, plugins.missing_reason(name)))
+                members.append(_NotInstalled(name, plugins.missing_reason(kind)))
         if adapt is not None:
             members = [adapt(member) for member in members]
         c = self.config
@@ -235,12 +251,18 @@ class LoadedConfig:
         """A chain entry or section that names no engine (installed, or this project's own) is a
         typo, not an engine to skip quietly: one ``ConfigError`` naming it and where it came from."""
         known = plugins.known_names()
-        for section in self.config.provider_sections:
-            if section not in known | ADAPTER_SECTIONS:
+        for section, table in self.config.provider_sections.items():
+            kind = table.get(PROVIDER_KEY)
+            if kind is None and section not in known | ADAPTER_SECTIONS:
                 raise ConfigError(f"unknown section [{section}] in {self.source_of(section)}"
-                                  f"{_did_you_mean(section, known | ADAPTER_SECTIONS)}")
+                                  f"{_did_you_mean(section, known | ADAPTER_SECTIONS)}; a second "
+                                  f"instance of a provider names it: provider = \"...\"")
+            if kind is not None and kind not in known:
+                raise ConfigError(f"[{section}] in {self.source_of(section)} names provider {kind!r}, "
+                                  f"which is not installed{_did_you_mean(str(kind), known)}")
+        named = {s for s, table in self.config.provider_sections.items() if PROVIDER_KEY in table}
         for name in names or self.config.chain_order:
-            if name in known:
+            if name in known | named:
                 continue
             if names:
                 where = "--chain"
@@ -253,7 +275,7 @@ class LoadedConfig:
                               f"{_did_you_mean(name, known)}")
 
     def _settings_for(self, plugins: Registry, name: str) -> Any:
-        cls = plugins.get(name).provider_class
+        cls = plugins.get(self.provider_of(name)).provider_class
         return cls.build_settings(self.provider_settings(name), source=self.source_of(name))
 
     def redacted(self, plugins: Registry | None = None) -> dict[str, Any]:
@@ -270,11 +292,14 @@ class LoadedConfig:
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
         }
-        for name in sorted(set(c.provider_sections) | {n for n in c.chain_order if n in plugins}):
-            if name in plugins:
-                shown[name] = self._settings_for(plugins, name).model_dump(mode="json")
+        engines = set(c.provider_sections) | {n for n in c.chain_order if self.provider_of(n) in plugins}
+        for name in sorted(engines):
+            kind = self.provider_of(name)
+            table = {PROVIDER_KEY: kind} if kind != name else {}
+            if kind in plugins:
+                shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
             else:
-                shown[name] = _redact(self.provider_settings(name))
+                shown[name] = table | _redact(self.provider_settings(name))
         return shown
 
 

@@ -115,6 +115,13 @@ class Provider(abc.ABC):
         except Exception as e:
             return f"{self.name} could not tell whether it can serve: {type(e).__name__}: {e}"
 
+    def named(self, name: str) -> Self:
+        """This instance under the name config gives it (``[vllm]`` with ``provider = "openai"``):
+        its errors, attempts, breaker and transcripts then say which engine it was."""
+        if name != self.name:
+            self.name = name  # type: ignore[misc]  # the class's name, shadowed for this instance
+        return self
+
     @property
     def model(self) -> str | None:
         model = getattr(self.settings, "model", None)

@@ -26,7 +26,7 @@ from ._provider import Provider
 ENTRY_POINT_GROUP = "stt_core"
 LOAD_PLUGINS_ENV = "STT_CORE_LOAD_PLUGINS"
 # Providers this project ships as extras, so a missing one gets an install hint.
-FIRST_PARTY = ("funasr", "groq", "deepgram", "whisper")
+FIRST_PARTY = ("funasr", "groq", "openai", "deepgram", "whisper")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A fake Groq API on 127.0.0.1 that speaks the real wire protocol.
+"""A fake Groq API (and, as ``FakeOpenAI``, OpenAI's) on 127.0.0.1 that speaks the real wire protocol.
 
 ``POST /openai/v1/audio/transcriptions`` takes the OpenAI-style multipart form the SDK sends
 (``file``, ``model``, ``language``, ``prompt``, ``response_format``, ``temperature``,
@@ -53,15 +53,17 @@ class FakeGroq:
     down: bool = False
     slow_transports: list[asyncio.BaseTransport] = field(default_factory=list)  # sockets of "slow" requests
     url: str = ""
+    prefix: str = "/openai/v1"  # where the groq SDK sends its requests
+    key: str | None = KEY  # None: a self-hosted server that asks for no key
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=200 * 1024 * 1024)
-        app.router.add_post("/openai/v1/audio/transcriptions", self.transcriptions)
-        app.router.add_get("/openai/v1/models", self.models)
+        app.router.add_post(f"{self.prefix}/audio/transcriptions", self.transcriptions)
+        app.router.add_get(f"{self.prefix}/models", self.models)
         return app
 
     def _authorised(self, request: web.Request) -> bool:
-        return request.headers.get("Authorization") == f"Bearer {KEY}"
+        return self.key is None or request.headers.get("Authorization") == f"Bearer {self.key}"
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         self.health_checks += 1
@@ -105,7 +107,7 @@ class FakeGroq:
             self.slow_transports.append(request.transport)
             await asyncio.sleep(self.slow_seconds)
         self.requests.append(Received(fields, audio, filename))
-        body = json.dumps(self._verbose(audio, len(self.requests))).encode()
+        body = self._answer(audio, len(self.requests), fields.get("response_format"))
         if fault == "bad_json":
             return web.Response(body=b'{"text": "half an ans', content_type="application/json")
         if fault in NOT_TRANSCRIPTS:
@@ -119,7 +121,17 @@ class FakeGroq:
             assert request.transport is not None
             request.transport.close()  # the connection dies mid-body
             return response
+        if fields.get("response_format") == "text":
+            return web.Response(body=body, content_type="text/plain")
         return web.Response(body=body, content_type="application/json")
+
+    def _answer(self, audio: Audio, number: int, response_format: object) -> bytes:
+        verbose = self._verbose(audio, number)
+        if response_format == "text":
+            return str(verbose["text"]).encode() + b"\n"
+        if response_format == "json":
+            return json.dumps({"text": verbose["text"]}).encode()
+        return json.dumps(verbose).encode()
 
     def _verbose(self, audio: Audio, number: int) -> dict[str, object]:
         text = self.text.replace("{n}", str(number))
@@ -144,3 +156,11 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
     error_type = "invalid_request_error" if status < 500 else "server_error"
     return web.json_response({"error": {"message": message, "type": error_type, "code": code}},
                              status=status, headers=headers)
+
+
+@dataclass
+class FakeOpenAI(FakeGroq):
+    """The same API where the openai SDK (and vLLM, speaches, LocalAI) serve it: under ``/v1``."""
+
+    text: str = "hello from openai"
+    prefix: str = "/v1"

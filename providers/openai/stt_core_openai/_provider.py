@@ -1,0 +1,53 @@
+"""The ``openai`` provider: ``POST /v1/audio/transcriptions`` through the official ``openai`` SDK.
+
+The same API is served by OpenAI (whisper-1, gpt-4o-transcribe) and by self-hosted servers (vLLM,
+speaches, LocalAI, ``stt-core serve``): point ``base_url`` at one. Several in one chain are
+several config sections naming this provider::
+
+    chain = ["vllm", "openai"]
+    [vllm]
+    provider = "openai"
+    base_url = "http://gpu-box:8000/v1"
+    model = "openai/whisper-large-v3"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stt_core import ApiKey, ProviderSettings
+from stt_core.openai_api import OpenAICompatibleProvider, OpenAICompatibleSettings
+
+OPENAI_URL = "https://api.openai.com/v1"
+NO_KEY = "none"  # the SDK insists on a key; servers without auth ignore the header
+
+
+class OpenAISettings(OpenAICompatibleSettings):
+    api_key: ApiKey | None = None
+    """OPENAI_API_KEY or STT_OPENAI__API_KEY; a self-hosted server may need none."""
+    base_url: str = OPENAI_URL
+
+
+class OpenAIProvider(OpenAICompatibleProvider):
+    name = "openai"
+    sdk = "openai"
+    Settings = OpenAISettings
+
+    @classmethod
+    def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
+        assert isinstance(settings, OpenAISettings)
+        has_key = settings.api_key is not None and settings.api_key.get_secret_value()
+        if not has_key and settings.base_url.rstrip("/") == OPENAI_URL:
+            return "no API key: set OPENAI_API_KEY (or [openai] api_key)"
+        return None
+
+    def new_client(self) -> Any:
+        from openai import AsyncOpenAI
+
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        return AsyncOpenAI(
+            api_key=key or NO_KEY,
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout,
+            max_retries=0,  # one retry layer: the chain's
+        )

@@ -1,0 +1,273 @@
+"""The OpenAI transcription API (``POST /v1/audio/transcriptions``), in both directions.
+
+OpenAI, Groq, vLLM, speaches and LocalAI all speak it, so it lives here once:
+
+- ``OpenAICompatibleProvider``: a provider over any SDK of the OpenAI SDK's shape (``openai``,
+  ``groq``: both generated from one template, with the same client, errors and raw responses).
+  A provider dist sets ``sdk`` and ``new_client``; sending, checking the answer, cutting long audio
+  and mapping the SDK's errors to the tree are done here.
+- ``transcript_from_response`` / ``response_body``: a transcription answer read into a
+  ``Transcript``, and a ``Transcript`` written as one (``stt-core serve`` speaks it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ._audio import Audio
+from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status
+from ._provider import ApiKey, Provider, ProviderSettings
+from ._types import Capabilities, Segment, Transcript, Word
+
+SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+
+
+class OpenAICompatibleSettings(ProviderSettings):
+    api_key: ApiKey | None = None
+    model: str = "whisper-1"
+    base_url: str = "https://api.openai.com/v1"
+    timeout: float = Field(30.0, gt=0, le=600)
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = Field(0.0, ge=0, le=1)
+    response_format: Literal["verbose_json", "json", "text"] = "verbose_json"
+    """verbose_json brings segments, word times and the detected language back; models that only
+    answer json or text (gpt-4o-transcribe) need that set here."""
+    audio_format: Literal["flac", "wav"] = "flac"
+    max_upload_mb: float = Field(25.0, gt=0, le=1000)
+    """The server's upload limit (OpenAI's and Groq's free tier: 25 MB); longer audio is cut at
+    silences into pieces that fit."""
+
+
+class OpenAICompatibleProvider(Provider):
+    """Whisper-style transcription over an OpenAI-shaped SDK. The SDK's own retries must be off
+    in ``new_client``: the chain owns retries."""
+
+    sdk: ClassVar[str]
+    """The SDK's module name, imported when its errors are first mapped (never at import)."""
+    Settings: ClassVar[type[ProviderSettings]] = OpenAICompatibleSettings
+    capabilities = Capabilities(word_timestamps=True)
+
+    def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
+        super().__init__(settings, **fields)
+        self.settings: OpenAICompatibleSettings
+        self._client: Any = None
+
+    def new_client(self) -> Any:
+        """The SDK's async client for these settings, with ``max_retries=0``."""
+        raise NotImplementedError
+
+    def answer_metadata(self, data: dict[str, Any]) -> dict[str, Any]:
+        """What to keep in ``Transcript.metadata`` from a JSON answer (a request id)."""
+        return {}
+
+    async def health(self) -> bool:
+        """Listing models is free and needs a valid key: a cheap probe for the breaker."""
+        try:
+            await self.client().models.list()
+        except Exception:  # any failure means "not healthy"; the probe never raises
+            return False
+        return True
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.new_client()
+        return self._client
+
+    async def _transcribe(
+        self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        audio = audio.to(sample_rate=SAMPLE_RATE, channels=1)
+        encoded = audio.encode(self._format())
+        limit = int(self.settings.max_upload_mb * 1_000_000)
+        if len(encoded) <= limit:
+            return await self._request(encoded, language, prompt)
+        # Too big for one upload: cut at silences into pieces that fit, then shift their times.
+        pieces = audio.split_at_silences(audio.duration * limit / len(encoded) * 0.9)
+        results = [(offset, await self._request(piece.encode(self._format()), language, prompt))
+                   for offset, piece in pieces]
+        return Transcript.joined(results, audio.duration)
+
+    async def _request(self, encoded: bytes, language: str | None, prompt: str | None) -> Transcript:
+        settings = self.settings
+        options: dict[str, Any] = {
+            "model": settings.model,
+            "response_format": settings.response_format,
+            "temperature": settings.temperature,
+        }
+        if language := whisper_language(language or settings.language):
+            options["language"] = language
+        if prompt := prompt or settings.prompt:
+            options["prompt"] = prompt
+        if settings.response_format == "verbose_json":
+            options["timestamp_granularities"] = ["word", "segment"]
+        try:
+            raw = await self.client().audio.transcriptions.with_raw_response.create(
+                file=(f"audio.{self._format().lower()}", encoded), **options
+            )
+            result = raw.parse()
+            if inspect.isawaitable(result):  # groq's raw response parses async, openai's at once
+                result = await result
+        except Exception as e:
+            raise self._map_error(e) from e
+        self._check_answer(result, raw.headers.get("content-type", ""))
+        data = _as_dict(result)
+        metadata = self.answer_metadata(data) if isinstance(data, dict) else {}
+        return transcript_from_response(data, language).replace(metadata=metadata)
+
+    def _format(self) -> Literal["WAV", "FLAC"]:
+        return "FLAC" if self.settings.audio_format == "flac" else "WAV"
+
+    def _map_error(self, e: Exception) -> STTError:
+        """Every SDK error, in one place, as the stt-core tree; the key is never in a message."""
+        sdk, name = importlib.import_module(self.sdk), self.name
+        if isinstance(e, STTError):
+            return e
+        if isinstance(e, sdk.APITimeoutError):
+            return ProviderTimeout(f"{name} did not answer within the timeout", provider=name)
+        if isinstance(e, sdk.APIStatusError):
+            return error_for_status(
+                e.status_code, error_message(e.body) or e.response.reason_phrase, provider=name,
+                retry_after=e.response.headers.get("retry-after"),
+            )
+        if isinstance(e, sdk.APIConnectionError):
+            return ProviderError(f"cannot reach {name}: {type(e.__cause__ or e).__name__}", provider=name,
+                                 retryable=True)
+        if isinstance(e, (sdk.APIResponseValidationError, ValueError)):  # ValueError: bad JSON
+            return ProviderError(f"{name} sent an unreadable answer: {type(e).__name__}", provider=name,
+                                 retryable=True)
+        return ProviderError(f"{name} failed: {type(e).__name__}", provider=name)
+
+    def _check_answer(self, result: Any, content_type: str) -> None:
+        """A 200 that is not a transcript (a proxy's HTML page, ``{}``, JSON without text) is a
+        retryable failure, never text for the caller."""
+        kind = content_type.split(";")[0].strip().lower() or "no content type"
+        if self.settings.response_format == "text":
+            ok = isinstance(result, str) and kind == "text/plain"
+        else:
+            ok = kind.endswith("json") and isinstance(getattr(result, "text", None), str)
+        if not ok:
+            what = kind if kind != "application/json" else "JSON without a text field"
+            raise ProviderError(f"{self.name} answered HTTP 200 with {what}, not a transcript",
+                                provider=self.name, retryable=True)
+
+    async def _aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+# -- the wire format -----------------------------------------------------------------------------
+
+
+def _as_dict(result: Any) -> dict[str, Any] | str:
+    if isinstance(result, str):
+        return result
+    return result.model_dump() if hasattr(result, "model_dump") else dict(result)
+
+
+def transcript_from_response(data: dict[str, Any] | str, language: str | None = None) -> Transcript:
+    """A transcription answer (``text``, or ``json`` / ``verbose_json`` as a dict) as a Transcript."""
+    if isinstance(data, str):  # response_format = "text"
+        return Transcript(text=data.strip(), language=language)
+    words = [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]))
+             for w in data.get("words") or ()]
+    segments = []
+    for s in data.get("segments") or ():
+        start, end = float(s["start"]), float(s["end"])
+        inside = tuple(w for w in words if start <= w.start < end)
+        segments.append(Segment(str(s["text"]).strip(), start, end, words=inside))
+    text = str(data.get("text", "")).strip()
+    if words and not segments:
+        segments.append(Segment(text, words[0].start, words[-1].end, words=tuple(words)))
+    duration = data.get("duration")
+    return Transcript(
+        text=text,
+        language=language_code(data.get("language")) or language,
+        segments=tuple(segments),
+        duration=None if duration is None else float(duration),
+    )
+
+
+def response_body(
+    transcript: Transcript, response_format: str, *, granularities: tuple[str, ...] = ("segment",)
+) -> tuple[str, str]:
+    """``transcript`` as the API answers it in ``response_format``: (body, media type)."""
+    if response_format == "text":
+        return transcript.text + "\n", "text/plain; charset=utf-8"
+    if response_format == "srt":
+        return transcript.to_srt(), "text/plain; charset=utf-8"
+    if response_format == "vtt":
+        return transcript.to_vtt(), "text/vtt; charset=utf-8"
+    if response_format == "json":
+        return json.dumps({"text": transcript.text}, ensure_ascii=False), "application/json"
+    body: dict[str, Any] = {
+        "task": "transcribe",
+        "language": language_name(transcript.language),
+        "duration": transcript.duration if transcript.duration is not None else _end(transcript),
+        "text": transcript.text,
+    }
+    if "segment" in granularities:
+        body["segments"] = [
+            {"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
+             "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
+            for i, s in enumerate(transcript.segments)
+        ]
+    if "word" in granularities:
+        body["words"] = [{"word": w.text, "start": w.start, "end": w.end} for w in transcript.words]
+    return json.dumps(body, ensure_ascii=False), "application/json"
+
+
+def _end(transcript: Transcript) -> float:
+    return max((s.end for s in transcript.segments), default=0.0)
+
+
+def error_message(body: object) -> str:
+    """The ``{"error": {"message": ...}}`` text of an OpenAI-style error body."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message", ""))
+        return str(error)
+    return "" if body is None else str(body)
+
+
+def whisper_language(language: str | None) -> str | None:
+    """Whisper takes ISO-639-1 codes: 'en-US' -> 'en'; 'auto' means detect."""
+    if not language or language == "auto":
+        return None
+    return language.lower().split("-")[0]
+
+
+# verbose_json names the detected language ("english"); these are Whisper's own names.
+_LANGUAGE_NAMES = {
+    "english": "en", "chinese": "zh", "german": "de", "spanish": "es", "russian": "ru", "korean": "ko",
+    "french": "fr", "japanese": "ja", "portuguese": "pt", "turkish": "tr", "polish": "pl",
+    "catalan": "ca", "dutch": "nl", "arabic": "ar", "swedish": "sv", "italian": "it",
+    "indonesian": "id", "hindi": "hi", "finnish": "fi", "vietnamese": "vi", "hebrew": "he",
+    "ukrainian": "uk", "greek": "el", "malay": "ms", "czech": "cs", "romanian": "ro", "danish": "da",
+    "hungarian": "hu", "tamil": "ta", "norwegian": "no", "thai": "th", "urdu": "ur", "croatian": "hr",
+    "bulgarian": "bg", "lithuanian": "lt", "latin": "la", "cantonese": "yue", "persian": "fa",
+    "bengali": "bn", "serbian": "sr", "slovak": "sk", "slovenian": "sl", "tagalog": "tl",
+}
+_CODES = {code: name for name, code in _LANGUAGE_NAMES.items()}
+
+
+def language_code(name: object) -> str | None:
+    """'english' (or 'en') -> 'en'."""
+    if not isinstance(name, str) or not name:
+        return None
+    lowered = name.lower()
+    return _LANGUAGE_NAMES.get(lowered, lowered if len(lowered) <= 3 else None)
+
+
+def language_name(code: str | None) -> str | None:
+    """'en' -> 'english', as verbose_json names it; an unknown code is passed through."""
+    if not code:
+        return None
+    return _CODES.get(code.lower().split("-")[0], code)
