@@ -363,18 +363,23 @@ class Chain(Provider):
         retries = self.retry.retry_before_fallover or later is None
         return _Plan(self.retry.attempts if retries else 1, self.attempt_timeout, has_next=later is not None)
 
+    def ready(self) -> list[str]:
+        """The engines that could take a request now (installed, configured, breaker not open),
+        judged without calling them: what a readiness check reports."""
+        return [p.name for i, p in enumerate(self.providers) if self._admissible(i, None, False)]
+
     def _next_admissible(self, index: int, language: str | None, word_timestamps: bool) -> int | None:
         """The first engine after ``index`` that could take this request now, judged without calling it."""
-        for later in range(index + 1, len(self.providers)):
-            provider, breaker = self.providers[later], self.breakers[later]
-            if self._route(provider, language, word_timestamps):
-                continue
-            if breaker.blocked(probes_in_background=self._probes_in_background(later)):
-                continue
-            if provider.why_unavailable():  # a check that raises says so here, not a crash
-                continue
-            return later
-        return None
+        later = range(index + 1, len(self.providers))
+        return next((i for i in later if self._admissible(i, language, word_timestamps)), None)
+
+    def _admissible(self, index: int, language: str | None, word_timestamps: bool) -> bool:
+        provider, breaker = self.providers[index], self.breakers[index]
+        return not (
+            self._route(provider, language, word_timestamps)
+            or breaker.blocked(probes_in_background=self._probes_in_background(index))
+            or provider.why_unavailable()  # a check that raises says so here, not a crash
+        )
 
     @staticmethod
     def _route(provider: Provider, language: str | None, word_timestamps: bool) -> str | None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, TextColumn
@@ -31,7 +32,7 @@ from ._chain import Chain
 from ._config import LoadedConfig, load_config
 from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
 from ._files import transcribe_file
-from ._provider import Provider
+from ._provider import Provider, validation_problems
 from ._registry import registry
 from ._types import Attempt, Transcript
 
@@ -132,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (default 5)")
     bench.set_defaults(run=cmd_bench)
 
+    serve = command(commands, "serve", "an OpenAI-compatible transcription API over the chain")
+    serve.add_argument("--host", help="address to listen on (default: [serve] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: [serve] port, 8000)")
+    serve.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    serve.set_defaults(run=cmd_serve)
+
     models = command(commands, "models", "local models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
     download = command(models_commands, "download", "fetch a provider's model for offline use")
@@ -204,6 +211,26 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     err.print(f"downloaded to {path}", markup=False)
     if args.dir or args.model:
         err.print(f"use it with: [{args.provider}] model = \"{path}\"", markup=False)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import SECTION, ServeSettings, serve
+    except ImportError as e:
+        raise ConfigError(f"stt-core serve needs FastAPI and uvicorn ({e.name} is missing): "
+                          "pip install 'stt-core[serve]'") from None
+    config = load_config(args.config)
+    given = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    try:
+        settings = ServeSettings(**(config.provider_settings(SECTION) | given))
+    except ValidationError as e:
+        raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
+                          f"{validation_problems(e)}") from None
+    chain = config.build_chain(names=_chain_names(args.chain))
+    err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
+              f"http://{settings.host}:{settings.port}/v1", markup=False)
+    serve(chain, settings)
     return EXIT_OK
 
 

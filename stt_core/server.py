@@ -1,0 +1,282 @@
+"""``stt-core serve``: the configured chain behind an OpenAI-compatible HTTP API (FastAPI, uvicorn).
+
+    POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
+                                    timestamp_granularities[]   (what the openai SDK sends)
+    GET  /v1/models                 the chain, as the one model it serves
+    GET  /health                    liveness: the process answers
+    GET  /ready                     the chain has an engine that can take a request now
+
+Models are loaded before the port opens. At most ``max_concurrent`` requests are transcribed at
+once and ``max_waiting`` more wait their turn; past that the answer is 429 with Retry-After, never
+an unbounded queue. Uploads are bounded by ``max_upload_mb`` while they arrive, not after.
+On SIGTERM uvicorn stops taking connections and finishes the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import UploadFile
+
+from ._audio import Audio
+from ._chain import Chain
+from ._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    InvalidAudioError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    STTError,
+)
+from ._provider import ApiKey
+from .openai_api import RESPONSE_FORMATS, response_body
+
+MODEL_ID = "stt-core"
+SECTION = "serve"  # the config table: [serve] / STT_SERVE__<FIELD>
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class ServeSettings(BaseModel):
+    """The ``[serve]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: ApiKey | None = None
+    """Clients must send ``Authorization: Bearer <api_key>``; unset: no key is asked for."""
+    max_upload_mb: float = Field(25.0, gt=0, le=2000)
+    max_concurrent: int = Field(4, ge=1, le=1024)
+    max_waiting: int = Field(64, ge=0, le=100_000)
+    shutdown_timeout: int = Field(30, ge=0, le=3600)
+    """Seconds a SIGTERM waits for requests in flight."""
+
+
+def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
+    """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
+    settings = settings or ServeSettings()
+    gate = _Gate(settings.max_concurrent, settings.max_waiting)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await chain.warmup()  # before the port opens: the first request pays no model load
+        try:
+            yield
+        finally:
+            await chain.aclose()
+
+    app = FastAPI(title="stt-core", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        engines = chain.ready()
+        return JSONResponse({"ready": bool(engines), "engines": engines, "chain": chain.model},
+                            status_code=200 if engines else 503)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        if denied := _check_key(request, settings):
+            return denied
+        return JSONResponse({"object": "list", "data": [
+            {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": chain.model},
+        ]})
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        if denied := _check_key(request, settings):
+            return denied
+        if not gate.admit():
+            return _error(429, f"the server is busy ({settings.max_concurrent} requests transcribing and "
+                               f"{settings.max_waiting} waiting): retry later", "rate_limit_error",
+                          headers={"Retry-After": "1"})
+        try:
+            form = await _read_form(request)
+            async with gate.turn():
+                return await _transcribe(chain, form)
+        except _TooLarge:
+            return _too_large(settings.max_upload_mb)
+        except _Refused as e:
+            return _error(e.status, e.message, e.kind, param=e.param)
+        except STTError as e:
+            return _stt_error(e, chain)
+        finally:
+            gate.leave()
+
+    app.add_middleware(_BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
+    return app
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+
+async def _read_form(request: Request) -> dict[str, Any]:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _Refused(400, "expected a multipart/form-data body with a file field")
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except _TooLarge:
+        raise
+    except Exception as e:  # starlette's parse errors: a malformed body
+        raise _Refused(400, f"cannot read the multipart body: {e}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise _Refused(400, "the file field is missing: send the audio as multipart field 'file'",
+                       param="file")
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    if not fields.get("model"):
+        raise _Refused(400, "the model field is missing (any value: this server has one model, "
+                            f"{MODEL_ID!r})", param="model")
+    response_format = fields.get("response_format") or "json"
+    if response_format not in RESPONSE_FORMATS:
+        raise _Refused(400, f"response_format {response_format!r} is not one of "
+                            f"{', '.join(RESPONSE_FORMATS)}", param="response_format")
+    granularities = tuple(str(v) for k, v in form.multi_items() if k == "timestamp_granularities[]")
+    if unknown := set(granularities) - {"word", "segment"}:
+        raise _Refused(400, f"timestamp_granularities {sorted(unknown)} are not word or segment",
+                       param="timestamp_granularities")
+    return {
+        "audio": await upload.read(),
+        "language": fields.get("language") or None,
+        "prompt": fields.get("prompt") or None,
+        "response_format": response_format,
+        "granularities": granularities or ("segment",),
+    }
+
+
+async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
+    audio = await asyncio.to_thread(Audio.from_bytes, form["audio"])  # decoding is CPU work
+    transcript = await chain.transcribe(
+        audio, language=form["language"], prompt=form["prompt"],
+        word_timestamps="word" in form["granularities"],
+    )
+    body, media_type = response_body(transcript, form["response_format"],
+                                     granularities=form["granularities"])
+    return Response(body, media_type=media_type, headers={"X-STT-Provider": transcript.provider})
+
+
+def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
+    """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
+    (try again after the breakers' cool-down); 504 when they ran out of time; 502 when they failed."""
+    if isinstance(e, InvalidAudioError):
+        return _error(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
+    if isinstance(e, ConfigError):
+        return _error(400, str(e), "invalid_request_error")
+    causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
+    if all(isinstance(c, ProviderUnavailable) for c in causes):
+        wait = max(1, math.ceil(chain.breaker_policy.cooldown))
+        return _error(503, str(e), "server_error", code="unavailable", headers={"Retry-After": str(wait)})
+    if any(isinstance(c, ProviderTimeout) for c in causes):
+        return _error(504, str(e), "server_error", code="timeout")
+    return _error(502, str(e), "server_error", code="engines_failed")
+
+
+def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None:
+    if settings.api_key is None:
+        return None
+    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
+        return None
+    return _error(401, "invalid or missing API key (Authorization: Bearer ...)", "invalid_request_error",
+                  code="invalid_api_key")
+
+
+def _error(status: int, message: str, kind: str, *, param: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    """An OpenAI-style error body, which the openai SDK turns into its own error classes."""
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+class _Gate:
+    """At most ``concurrent`` requests inside, ``waiting`` more in line, the rest turned away."""
+
+    def __init__(self, concurrent: int, waiting: int) -> None:
+        self._inside = asyncio.Semaphore(concurrent)
+        self._limit = concurrent + waiting
+        self._admitted = 0
+
+    def admit(self) -> bool:
+        if self._admitted >= self._limit:
+            return False
+        self._admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self._admitted -= 1
+
+    def turn(self) -> asyncio.Semaphore:
+        return self._inside
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(max_upload_mb: float) -> JSONResponse:
+    return _error(413, f"the upload is larger than {max_upload_mb:g} MB (max_upload_mb)",
+                  "invalid_request_error", param="file", code="file_too_large")
+
+
+class _BodyLimit:
+    """Refuse a body over ``limit`` bytes with 413: at once when Content-Length says so, and while
+    it arrives when it does not (chunked: the endpoint stops reading at ``_TooLarge``), so an
+    endless upload never fills memory or disk."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, send: Callable[[Message], Awaitable[None]]) -> None:
+        response = _too_large(self.limit / 1_000_000)
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def serve(chain: Chain, settings: ServeSettings) -> None:
+    """Run the server until SIGINT / SIGTERM (then finish the requests in flight)."""
+    import uvicorn
+
+    uvicorn.run(create_app(chain, settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on")

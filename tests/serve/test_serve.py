@@ -1,0 +1,347 @@
+"""``stt-core serve``: the OpenAI transcription API over a chain, on uvicorn and a real socket.
+
+The client is the official openai SDK (a client no one here wrote) or raw multipart requests
+(httpx), the engines are the bundled whisper and the tiny trained SenseVoice, or the groq provider
+against the fake Groq API for the faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import jiwer
+import openai
+import pytest
+import uvicorn
+
+import stt_core
+from fakes.groq_api import KEY, FakeGroq
+from speech import FIXTURES, REFERENCES, normalize
+from stt_core import Audio, Chain, RetryPolicy
+from stt_core.server import ServeSettings, create_app
+from stt_core_groq._provider import GroqProvider
+from stt_core_openai._provider import OpenAIProvider
+
+TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+SERVER_KEY = "sk-serve-test-0123456789"
+pytestmark = pytest.mark.slow
+
+
+# -- the real command, in its own process -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServeProcess:
+    """``stt-core serve`` as a user starts it, on a free port; stopped (SIGTERM) at the end."""
+
+    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+        self.port = _free_port()
+        (tmp / "stt.toml").write_text(config)
+        self.log = tmp / "serve.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stt_core.cli", "serve", "--port", str(self.port), *args],
+            cwd=tmp, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "STT_CONFIG": str(tmp / "stt.toml")},
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"stt-core serve did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as a process manager stops it: a clean shutdown (uvicorn then re-raises the
+        signal, so the exit status says SIGTERM, as a well-behaved server's does)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in self.log.read_text()
+
+
+WHISPER_ONLY = 'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n'
+
+
+@pytest.fixture(scope="module")
+def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """Whisper first (English only: it takes English requests), the tiny SenseVoice behind it."""
+    config = f"""
+chain = ["whisper", "funasr"]
+[whisper]
+model = "bundled"
+cpu_threads = 1
+[funasr]
+model = "{TINY}"
+vad = "none"
+ncpu = 1
+min_free_memory_gb = 0
+[serve]
+api_key = "{SERVER_KEY}"
+"""
+    server = ServeProcess(tmp_path_factory.mktemp("serve"), config)
+    yield server
+    server.stop()
+
+
+def _client(server: ServeProcess, key: str = SERVER_KEY) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+
+
+@pytest.mark.parametrize("fixture", ["fox", "chairs", "lights"])
+async def test_the_openai_sdk_transcribes_english_through_whisper(local_server: ServeProcess,
+                                                                  fixture: str) -> None:
+    async with _client(local_server) as client:
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            file=(FIXTURES / f"{fixture}.wav").open("rb"), model="whisper-1", language="en")
+        result = raw.parse()
+    assert jiwer.wer(normalize(REFERENCES[fixture]), normalize(result.text)) <= 0.2  # tiny.en's own errors
+    assert raw.headers["x-stt-provider"] == "whisper"
+
+
+async def test_chinese_goes_to_sensevoice_behind_it(local_server: ServeProcess) -> None:
+    async with _client(local_server) as client:
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            file=(FIXTURES / "zh_hello.wav").open("rb"), model="whisper-1", language="zh",
+            response_format="verbose_json")
+        result = raw.parse()
+    assert (result.text, result.language) == ("你好世界。", "chinese")
+    assert raw.headers["x-stt-provider"] == "funasr"
+
+
+async def test_every_response_format(local_server: ServeProcess) -> None:
+    fox = (FIXTURES / "fox.wav").read_bytes()
+    async with _client(local_server) as client:
+        async def create(**options: object) -> object:
+            return await client.audio.transcriptions.create(file=("fox.wav", fox), model="whisper-1",
+                                                            language="en", **options)  # type: ignore[call-overload]
+
+        as_json, text, srt, vtt, verbose = await asyncio.gather(
+            create(response_format="json"), create(response_format="text"),
+            create(response_format="srt"), create(response_format="vtt"),
+            create(response_format="verbose_json", timestamp_granularities=["word", "segment"]),
+        )
+    expected = normalize(as_json.text)  # type: ignore[attr-defined]
+    assert expected.startswith("the quick brown fox")
+    assert isinstance(text, str) and normalize(text) == expected
+    assert isinstance(srt, str) and srt.startswith("1\n00:00:00,") and " --> " in srt
+    assert isinstance(vtt, str) and vtt.startswith("WEBVTT\n\n00:00:00.")
+    assert verbose.language == "english" and 3 < verbose.duration < 4  # type: ignore[attr-defined]
+    words = verbose.words  # type: ignore[attr-defined]
+    assert [w.word.strip(".").lower() for w in words][:3] == ["the", "quick", "brown"]
+    assert all(a.end <= b.start + 1e-6 for a, b in itertools.pairwise(words))
+    assert verbose.segments and verbose.segments[0].start == 0.0  # type: ignore[attr-defined]
+
+
+async def test_models_health_and_ready(local_server: ServeProcess) -> None:
+    async with _client(local_server) as client:
+        models = await client.models.list()
+    assert [m.id for m in models.data] == ["stt-core"]
+    async with httpx.AsyncClient(base_url=local_server.url) as http:
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        ready = (await http.get("/ready")).json()
+    assert ready == {"ready": True, "engines": ["whisper", "funasr"], "chain": "whisper -> funasr"}
+
+
+async def test_a_wrong_or_missing_key_is_401(local_server: ServeProcess) -> None:
+    async with _client(local_server, key="sk-wrong") as client:
+        with pytest.raises(openai.AuthenticationError, match="invalid or missing API key"):
+            await client.audio.transcriptions.create(file=(FIXTURES / "fox.wav").open("rb"), model="m")
+    async with httpx.AsyncClient(base_url=local_server.url) as http:
+        answer = await http.post("/v1/audio/transcriptions", files={"file": b"x"}, data={"model": "m"})
+    assert answer.status_code == 401 and answer.json()["error"]["code"] == "invalid_api_key"
+    assert SERVER_KEY not in (local_server.log.read_text())
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status", "message"),
+    [
+        ({"file": ("a.wav", b"")}, {"model": "m"}, 400, "audio is empty"),
+        ({"file": ("a.wav", b"RIFF\x00\x00not a wav at all")}, {"model": "m"}, 400, "cannot decode"),
+        ({}, {"model": "m"}, 400, "the file field is missing"),
+        ({"file": ("a.wav", b"x")}, {}, 400, "the model field is missing"),
+        ({"file": ("a.wav", b"x")}, {"model": "m", "response_format": "mp3"}, 400, "response_format 'mp3'"),
+        ({"file": ("a.wav", b"x")}, {"model": "m", "timestamp_granularities[]": "char"}, 400, "char"),
+    ],
+)
+async def test_raw_requests_with_bad_input_get_openai_style_errors(
+    local_server: ServeProcess, files: dict[str, object], data: dict[str, str], status: int, message: str
+) -> None:
+    async with httpx.AsyncClient(base_url=local_server.url,
+                                 headers={"Authorization": f"Bearer {SERVER_KEY}"}) as http:
+        if not files:  # multipart with fields only
+            answer = await http.post("/v1/audio/transcriptions", files={"model": (None, "m")})
+        else:
+            answer = await http.post("/v1/audio/transcriptions", files=files, data=data)  # type: ignore[arg-type]
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert message in error["message"] and error["type"] == "invalid_request_error"
+
+
+async def test_a_body_that_is_not_multipart_is_400(local_server: ServeProcess) -> None:
+    async with httpx.AsyncClient(base_url=local_server.url,
+                                 headers={"Authorization": f"Bearer {SERVER_KEY}"}) as http:
+        answer = await http.post("/v1/audio/transcriptions", json={"file": "fox.wav"})
+    assert answer.status_code == 400 and "multipart/form-data" in answer.json()["error"]["message"]
+
+
+# -- in this process: uvicorn in a thread, for chains over fakes ------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(chain: Chain, **settings: object) -> AsyncIterator[str]:
+    """The app on uvicorn, on a thread of its own (its own loop); the test's loop stays free to
+    run the fake APIs the chain calls."""
+    config = uvicorn.Config(create_app(chain, ServeSettings(**settings)), host="127.0.0.1",  # type: ignore[arg-type]
+                            port=_free_port(), lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)
+
+
+@pytest.fixture
+async def groq(serve) -> FakeGroq:  # type: ignore[no-untyped-def]
+    fake = FakeGroq()
+    fake.url = await serve(fake.app())
+    return fake
+
+
+def groq_chain(fake: FakeGroq, attempt_timeout: float = 1.0) -> Chain:
+    return Chain([GroqProvider(api_key=KEY, base_url=fake.url, timeout=5)],
+                 retry=RetryPolicy(attempts=2, initial_backoff=0.01, jitter=0),
+                 attempt_timeout=attempt_timeout)
+
+
+async def test_past_the_concurrency_bound_it_is_429_with_retry_after_not_a_queue(groq: FakeGroq) -> None:
+    groq.latency = 1.0
+    clip = (FIXTURES / "fox.wav").read_bytes()
+    async with running(groq_chain(groq, attempt_timeout=10), max_concurrent=2, max_waiting=1) as url, \
+            httpx.AsyncClient(base_url=url, timeout=10) as http:
+        answers = await asyncio.gather(*(
+            http.post("/v1/audio/transcriptions", files={"file": ("f.wav", clip)}, data={"model": "m"})
+            for _ in range(5)
+        ))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 200, 200, 429, 429]  # 2 in, 1 waiting its turn, 2 turned away
+    busy = next(a for a in answers if a.status_code == 429)
+    assert busy.headers["retry-after"] == "1" and busy.json()["error"]["type"] == "rate_limit_error"
+    assert groq.attempts == 3
+
+
+async def test_the_openai_sdk_sees_a_rate_limit_error_when_busy(groq: FakeGroq) -> None:
+    groq.latency = 1.0
+    async with running(groq_chain(groq, attempt_timeout=10), max_concurrent=1, max_waiting=0) as url, \
+            openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0) as client:
+        clip = (FIXTURES / "fox.wav").read_bytes()
+
+        async def call() -> object:
+            return await client.audio.transcriptions.create(file=("f.wav", clip), model="m")
+
+        first, second = await asyncio.gather(call(), call(), return_exceptions=True)
+    errors = [r for r in (first, second) if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], openai.RateLimitError)
+
+
+async def test_no_engine_can_serve_is_503_with_retry_after(groq: FakeGroq) -> None:
+    chain = Chain([GroqProvider(base_url=groq.url)])  # no key: unavailable before any call
+    async with running(chain) as url, httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/v1/audio/transcriptions",
+                                 files={"file": ("f.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                 data={"model": "m"})
+        ready = await http.get("/ready")
+    assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
+    assert "no API key" in answer.json()["error"]["message"]
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    assert groq.attempts == 0
+
+
+@pytest.mark.parametrize(("faults", "status"), [(["500", "500"], 502), (["slow", "slow"], 504)])
+async def test_engines_that_fail_are_502_and_ones_that_time_out_504(
+    groq: FakeGroq, faults: list[str], status: int
+) -> None:
+    groq.faults.extend(faults)
+    async with running(groq_chain(groq)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        answer = await http.post("/v1/audio/transcriptions",
+                                 files={"file": ("f.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                 data={"model": "m"})
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["type"] == "server_error" and "groq" in answer.json()["error"]["message"]
+
+
+async def test_uploads_over_the_limit_are_refused_as_they_arrive(groq: FakeGroq) -> None:
+    big = Audio.silence(10.0).encode("WAV")  # 320 kB
+    async with running(groq_chain(groq), max_upload_mb=0.1) as url, httpx.AsyncClient(base_url=url) as http:
+        declared = await http.post("/v1/audio/transcriptions", files={"file": ("f.wav", big)},
+                                   data={"model": "m"})
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while it arrives
+            boundary = b"--xyz\r\n"
+            yield boundary + b'Content-Disposition: form-data; name="model"\r\n\r\nm\r\n'
+            yield boundary + b'Content-Disposition: form-data; name="file"; filename="f.wav"\r\n\r\n'
+            for _ in range(100):
+                yield b"\x00" * 10_000
+
+        chunked = await http.post("/v1/audio/transcriptions", content=chunks(),
+                                  headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+    for answer in (declared, chunked):
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["error"]["code"] == "file_too_large"
+    assert groq.attempts == 0
+
+
+# -- the two directions together -------------------------------------------------------------------
+
+
+async def test_a_server_killed_mid_request_hands_the_audio_to_the_local_engine(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path, WHISPER_ONLY)
+    remote = OpenAIProvider(base_url=f"{server.url}/v1", timeout=30).named("gpu-box")
+    chain = Chain([remote, stt_core.registry().create("whisper", {"model": "bundled"})])
+    long = Audio.concat([Audio.from_file(FIXTURES / "fox.wav")] * 8)  # ~27 s: in flight when killed
+    async with chain:
+        request = asyncio.create_task(chain.transcribe(long, language="en"))
+        await asyncio.sleep(1.5)
+        server.process.kill()
+        result = await request
+    assert result.provider == "whisper" and normalize(result.text).count("quick brown fox") >= 6
+    assert [(a.provider, a.outcome) for a in result.attempts][-1] == ("whisper", "ok")
+    assert result.attempts[0].provider == "gpu-box" and result.attempts[0].outcome == "error"
+
+
+async def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path, WHISPER_ONLY)
+    long = Audio.concat([Audio.from_file(FIXTURES / "fox.wav")] * 4).encode("WAV")
+    async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0) as client:
+        request = asyncio.create_task(client.audio.transcriptions.create(file=("long.wav", long), model="m",
+                                                                         language="en"))
+        await asyncio.sleep(1.0)
+        server.process.send_signal(signal.SIGTERM)
+        result = await request
+    assert normalize(result.text).count("quick brown fox") >= 3
+    await asyncio.to_thread(server.stop)
