@@ -12,6 +12,7 @@ Nothing here is asserted in the test suite. Sections:
 - failover side by side with LiveKit's FallbackAdapter and liteasr (``failover_peers.py``);
 - one model per host: LiveKit job processes loading their own vs LiveKit's inference process
   (``shared_inference.py``);
+- the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model: throughput, latency, memory;
 - start-up: import and `stt-core providers` time; first utterance with and without prewarm;
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere.
@@ -54,6 +55,7 @@ from stt_core.testing import FakeProvider  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import failover_peers  # noqa: E402
+import serve_api  # noqa: E402
 import shared_inference  # noqa: E402
 
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
@@ -398,6 +400,8 @@ def main() -> None:
     print("failover side by side ...", flush=True)
     peer_rounds = max(3, repeats // 5)
     peers = failover_peers.summarise(asyncio.run(failover_peers.measure(peer_rounds)))
+    print("openai api ...", flush=True)
+    served = serve_api.measure_in_a_fresh_loop(2)
     print("concurrency ...", flush=True)
     levels = [1, 2, 4, 8, 16]
     passes = max(2, repeats // 3)
@@ -462,6 +466,7 @@ def main() -> None:
         "",
         *_concurrency_summary(conc),
         "",
+        *serve_api.markdown(served, 2),
         *shared_inference.markdown(shared),
         "Plot: [benchmarks-shared.png](benchmarks-shared.png).",
         "",
