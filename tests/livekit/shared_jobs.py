@@ -44,7 +44,10 @@ async def entrypoint(ctx: Any) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    Path(path).write_text(text)
+    """Whole or not at all: the test reads the file as soon as it exists."""
+    partial = Path(f"{path}.partial")
+    partial.write_text(text)
+    partial.rename(path)
 
 
 async def _until(when: float) -> None:

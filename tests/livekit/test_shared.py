@@ -138,6 +138,8 @@ shared_inference = true
     await w.start()
     yield w
     await w.aclose()
+    for name in ("STT_CONFIG", "STT_LIVEKIT__SHARED_INFERENCE"):  # set for the worker's processes
+        os.environ.pop(name, None)
 
 
 async def _wait_for(paths: list[Path], within: float = 120) -> None:
