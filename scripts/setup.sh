@@ -18,7 +18,7 @@ step "installing stt-core, its engines and the LiveKit adapter (editable)"
 "${pip[@]}" install --no-build-isolation \
   -e ".[dev,serve]" \
   -e "providers/whisper[bundled]" \
-  -e providers/funasr \
+  -e "providers/funasr[torch]" \
   -e providers/groq \
   -e providers/openai \
   -e providers/deepgram \

@@ -105,6 +105,12 @@ class Provider(abc.ABC):
         """
         raise ConfigError(f"provider {cls.name!r} has no model to download")
 
+    @classmethod
+    def export_model(cls, settings: ProviderSettings, *, model: str | None = None) -> list[Path]:
+        """Convert the model (default: the configured one) into the form serving runs, once, in an
+        install that has the tools; returns the files made. ``stt-core models export NAME``."""
+        raise ConfigError(f"provider {cls.name!r} has no model to export")
+
     def why_unavailable(self) -> str | None:
         """Why this instance cannot serve now, or ``None``; checked before every request.
 

@@ -146,6 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("--model", help="model id (default: the configured one)")
     download.add_argument("--dir", type=Path, help="directory to put it in (default: the provider's cache)")
     download.set_defaults(run=cmd_models_download)
+    export = command(models_commands, "export", "convert a provider's model into the form it serves")
+    export.add_argument("provider", metavar="NAME", help="provider name, e.g. funasr")
+    export.add_argument("--model", help="model directory or id (default: the configured one)")
+    export.set_defaults(run=cmd_models_export)
 
     config = command(commands, "config", "configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -231,6 +235,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
     serve(chain, settings)
+    return EXIT_OK
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    cls = registry().get(args.provider).provider_class
+    settings = cls.build_settings(load_config(args.config).provider_settings(args.provider))
+    for path in cls.export_model(settings, model=args.model):
+        err.print(f"exported {path}", markup=False)
     return EXIT_OK
 
 

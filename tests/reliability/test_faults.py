@@ -61,12 +61,15 @@ async def test_a_local_model_that_fails_to_load_hands_over_to_the_next_engine(tm
     broken = tmp_path / "broken-model"
     shutil.copytree(TINY, broken)
     (broken / "model.pt").write_bytes(b"\x00" * 128)  # a download cut short
+    (broken / "model_quant.onnx").write_bytes(b"\x00" * 128)
     backup = FakeProvider(name="backup", text="answered")
-    chain = Chain([FunASRProvider(model=str(broken)), backup], retry=ONCE)
-    result = await chain.transcribe(AUDIO / "zh_hello.wav")
-    assert result.provider == "backup"
-    assert result.attempts[0].outcome == "unavailable"
-    assert "cannot load funasr model" in (result.attempts[0].error or "")
+    for backend, said in (("onnx", "model_quant.onnx does not load in onnxruntime"),
+                          ("torch", "cannot load funasr model")):
+        chain = Chain([FunASRProvider(model=str(broken), backend=backend), backup], retry=ONCE)
+        result = await chain.transcribe(AUDIO / "zh_hello.wav")
+        assert result.provider == "backup"
+        assert result.attempts[0].outcome == "unavailable"
+        assert said in (result.attempts[0].error or "")
 
 
 @pytest.mark.parametrize("engines", [1, 3])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import importlib.util
 import io
 import logging
 import queue
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stt_core import ProviderError, ProviderUnavailable
+from stt_core import Audio, ProviderError, ProviderUnavailable
 
-from ._models import FSMN_VAD, NO_VAD, SILERO_VAD, find_model, hub_id, is_path
+from ._models import AUTO_VAD, ENERGY_VAD, FSMN_VAD, NO_VAD, SILERO_VAD, find_model, hub_id, is_path
 
 if TYPE_CHECKING:
     from ._provider import FunASRSettings
@@ -72,8 +73,6 @@ class _Job:
 
 def parse_tags(raw: str) -> tuple[str, str | None, str | None, str | None]:
     """``<|en|><|HAPPY|><|Speech|><|woitn|>Hello`` -> ("Hello", "en", "happy", "speech")."""
-    from funasr.utils.postprocess_utils import rich_transcription_postprocess
-
     language = emotion = event = None
     for tag in _TAG.findall(raw):
         if tag in LANGUAGES or tag == "nospeech":
@@ -82,8 +81,14 @@ def parse_tags(raw: str) -> tuple[str, str | None, str | None, str | None]:
             emotion = emotion or ("unknown" if tag == "EMO_UNKNOWN" else tag.lower())
         elif tag in _EVENTS:
             event = event or ("unknown" if tag == "Event_UNK" else tag.lower())
-    # funasr's clean-up, on the text alone: given the tags it would add them back as emoji.
-    return rich_transcription_postprocess(_TAG.sub("", raw)), language, emotion, event
+    return clean_text(_TAG.sub("", raw)), language, emotion, event
+
+
+def clean_text(text: str) -> str:
+    """What funasr's ``rich_transcription_postprocess`` does to a text without tags (given the
+    tags it would add them back as emoji): trim, and drop the "The." SenseVoice says over noise.
+    Here rather than imported, so the ONNX path needs no funasr (a test holds the two equal)."""
+    return text.strip().replace("The.", " ").strip()
 
 
 class Engine:
@@ -92,7 +97,9 @@ class Engine:
         self.model_dir = model_dir
         self.model: Any = None  # funasr's AutoModel (torch) or our ONNX runner, set by the builder
         self._recognise = self._build_recogniser()
-        self._vad = self._build_vad()
+        # Loaded with the first audio that needs it: utterances shorter than vad_min_audio_s (a
+        # voice agent's) never do, so serving them imports nothing the VAD needs (torch, funasr).
+        self._vad: Callable[[np.ndarray], list[tuple[float, float]]] | None = None
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.generate_calls = 0  # how many recognition calls served the requests (tests, benchmarks)
         threading.Thread(target=self._serve, name=f"funasr:{model_dir.name}", daemon=True).start()
@@ -120,10 +127,18 @@ class Engine:
 
         return recognise
 
-    def _build_vad(self) -> Callable[[np.ndarray], list[tuple[float, float]]] | None:
+    def _build_vad(self) -> Callable[[np.ndarray], list[tuple[float, float]]]:
         vad = self.settings.vad
-        if vad == NO_VAD:
-            return None
+        if vad == AUTO_VAD:
+            vad = SILERO_VAD if funasr_vad_installed() else ENERGY_VAD
+        if vad == ENERGY_VAD:
+            longest = self.settings.max_single_segment_time / 1000
+
+            def cuts(samples: np.ndarray) -> list[tuple[float, float]]:
+                pieces = Audio(samples, SAMPLE_RATE).split_at_silences(longest)
+                return [(start, start + piece.duration) for start, piece in pieces]
+
+            return cuts
         source = vad if vad == SILERO_VAD else str(find_model(vad, self.settings.hub))
         model = auto_model(self.settings, source)
         run_options: dict[str, Any] = {"max_single_segment_time": self.settings.max_single_segment_time}
@@ -180,8 +195,15 @@ class Engine:
     def _spans(self, samples: np.ndarray) -> list[tuple[float, float]]:
         """Where to cut: the VAD's speech segments for long audio, the whole of a short one."""
         duration = len(samples) / SAMPLE_RATE
-        if self._vad is None or duration <= self.settings.vad_min_audio_s:
+        if self.settings.vad == NO_VAD or duration <= self.settings.vad_min_audio_s:
             return [(0.0, duration)]
+        if self._vad is None:
+            try:
+                with _quiet_stdout():
+                    self._vad = self._build_vad()
+            except Exception as e:  # the audio goes to the next engine, whole
+                raise ProviderUnavailable(f"cannot load the VAD {self.settings.vad!r}: {type(e).__name__}: "
+                                          f"{e}", provider="funasr") from e
         return self._vad(samples)
 
     def _recognise_all(self, pieces: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
@@ -202,6 +224,11 @@ class Engine:
         results = self._recognise(batch, options)
         self.generate_calls += 1
         return results
+
+
+def funasr_vad_installed() -> bool:
+    """Whether silero-vad and fsmn-vad can run here: both go through funasr's AutoModel (torch)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("funasr", "silero_vad", "torch"))
 
 
 def auto_model(settings: FunASRSettings, model: str) -> Any:

@@ -22,6 +22,8 @@ DEFAULT_MODEL = "iic/SenseVoiceSmall"
 FSMN_VAD = "fsmn-vad"
 SILERO_VAD = "silero-vad"
 NO_VAD = "none"
+ENERGY_VAD = "energy"  # stt-core's own cut at the quietest moments: no model, no torch
+AUTO_VAD = "auto"  # silero-vad where it is installed (with funasr and torch), else energy
 
 # funasr's short names for the hub models we use (from funasr.download.name_maps_from_hub,
 # copied so that resolving a name does not import funasr).

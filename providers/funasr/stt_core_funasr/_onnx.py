@@ -1,12 +1,18 @@
-"""SenseVoice on onnxruntime: a thin runner over the model funasr's own export writes.
+"""SenseVoice on onnxruntime, with neither torch nor funasr in the process.
 
-We run it ourselves rather than through ``funasr-onnx`` because that package pins
-``numpy<=1.26.4``, which the rest of the stack (funasr, torch, soxr) has moved past. Features,
-tokenizer and query ids are funasr's own, so results match the torch path.
+The serving path: the model directory's ONNX file (funasr's own export, or an ONNX SenseVoice
+directory as FunASR publishes them), its front end (Kaldi fbank from ``kaldi-native-fbank``, then
+LFR stacking and CMVN from ``am.mvn``, as funasr's ``WavFrontend`` does them), greedy CTC decoding
+and the ``sentencepiece`` tokenizer. We do not run it through ``funasr-onnx`` because that package
+pins ``numpy<=1.26.4``, which the rest of the stack has moved past.
+
+Only the export (``stt-core models export funasr``) needs torch and funasr.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,21 +25,37 @@ if TYPE_CHECKING:
     from ._provider import FunASRSettings
 
 OPSET = 18
+SAMPLE_RATE = 16_000
 # SenseVoiceSmall's query embeddings: language ids and text-normalisation ids (its lid_dict and
 # textnorm_dict; the export's inputs take these indices).
 _LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
 _WITH_ITN, _WITHOUT_ITN = 14, 15
 _BLANK = 0
+INPUTS = {"speech", "speech_lengths", "language", "textnorm"}
+OUTPUTS = ("ctc_logits", "encoder_out_lens")
 
 
 def onnx_file(model_dir: Path, *, quantize: bool) -> Path:
     return model_dir / ("model_quant.onnx" if quantize else "model.onnx")
 
 
-def export(settings: FunASRSettings, model_dir: Path) -> None:
-    """funasr's own export, once, into the model directory (fp32 also writes model.onnx.data)."""
+def can_export() -> bool:
+    """Whether this install can make the ONNX files (the export runs funasr on torch)."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "funasr", "onnx"))
+
+
+EXPORT_HINT = ("run `stt-core models export funasr` in an install with torch "
+               "(pip install 'stt-core-funasr[export]'), or use an exported ONNX model directory")
+
+
+def export(settings: FunASRSettings, model_dir: Path) -> Path:
+    """funasr's own export into the model directory (fp32 also writes model.onnx.data); returns
+    the file made. Needs torch and funasr."""
     from ._engine import auto_model
 
+    if not can_export():
+        raise ProviderUnavailable(f"cannot export {model_dir} to ONNX without torch and funasr: "
+                                  f"{EXPORT_HINT}", provider="funasr")
     try:
         model = auto_model(settings, str(model_dir))
         model.export(type="onnx", quantize=settings.quantize, opset_version=OPSET)
@@ -43,10 +65,61 @@ def export(settings: FunASRSettings, model_dir: Path) -> None:
             "directory is writable, or set funasr.backend = 'torch'",
             provider="funasr",
         ) from e
+    return onnx_file(model_dir, quantize=settings.quantize)
+
+
+class Frontend:
+    """funasr's ``WavFrontend`` for SenseVoice (fbank, LFR, CMVN) on kaldi-native-fbank and numpy."""
+
+    def __init__(self, conf: dict[str, Any], cmvn_file: Path) -> None:
+        import kaldi_native_fbank as knf
+
+        self._knf = knf
+        self.conf = conf
+        self.lfr_m, self.lfr_n = int(conf.get("lfr_m", 1)), int(conf.get("lfr_n", 1))
+        self.shift, self.scale = _read_cmvn(cmvn_file)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        feats = self._lfr(self._fbank(samples))
+        dim = feats.shape[1]
+        normalised: np.ndarray = ((feats + self.shift[:dim]) * self.scale[:dim]).astype(np.float32)
+        return normalised
+
+    def _fbank(self, samples: np.ndarray) -> np.ndarray:
+        conf, knf = self.conf, self._knf
+        rate = float(conf.get("fs", SAMPLE_RATE))
+        opts = knf.FbankOptions()
+        opts.frame_opts.samp_freq = rate
+        # As funasr: a clip shorter than one frame is one frame of its own length.
+        opts.frame_opts.frame_length_ms = float(min(conf.get("frame_length", 25), len(samples) / rate * 1000))
+        opts.frame_opts.frame_shift_ms = float(conf.get("frame_shift", 10))
+        opts.frame_opts.dither = float(conf.get("dither", 1.0))
+        opts.frame_opts.snip_edges = bool(conf.get("snip_edges", True))
+        opts.frame_opts.window_type = str(conf.get("window", "hamming"))
+        opts.mel_opts.num_bins = int(conf.get("n_mels", 80))
+        opts.energy_floor = 0.0
+        fbank = knf.OnlineFbank(opts)
+        fbank.accept_waveform(rate, (samples * (1 << 15)).astype(np.float32))
+        fbank.input_finished()
+        frames = [fbank.get_frame(i) for i in range(fbank.num_frames_ready)]
+        return np.array(frames, dtype=np.float32).reshape(len(frames), opts.mel_opts.num_bins)
+
+    def _lfr(self, feats: np.ndarray) -> np.ndarray:
+        """Low frame rate: ``lfr_m`` frames stacked every ``lfr_n``, the first frame repeated in
+        front and the last one behind, as funasr's ``apply_lfr``."""
+        m, n = self.lfr_m, self.lfr_n
+        if m == 1 and n == 1:
+            return feats
+        count = int(np.ceil(len(feats) / n))
+        padded = np.vstack([np.repeat(feats[:1], (m - 1) // 2, axis=0), feats])
+        needed = (count - 1) * n + m
+        if len(padded) < needed:
+            padded = np.vstack([padded, np.repeat(padded[-1:], needed - len(padded), axis=0)])
+        return np.stack([padded[i * n:i * n + m].reshape(-1) for i in range(count)])
 
 
 class OnnxSenseVoice:
-    def __init__(self, session: Any, frontend: Any, tokenizer: Any) -> None:
+    def __init__(self, session: Any, frontend: Frontend, tokenizer: Any) -> None:
         self._session = session
         self._frontend = frontend
         self._tokenizer = tokenizer
@@ -55,41 +128,110 @@ class OnnxSenseVoice:
     def load(cls, model_dir: Path, settings: FunASRSettings) -> OnnxSenseVoice:
         import onnxruntime
         import sentencepiece
-        from funasr.download.download_model_from_hub import download_model
-        from funasr.frontends.wav_frontend import WavFrontend
 
         path = onnx_file(model_dir, quantize=settings.quantize)
         if not path.is_file():
+            if not can_export():
+                raise ProviderUnavailable(f"no ONNX model in {model_dir} ({path.name} is missing): "
+                                          f"{EXPORT_HINT}", provider="funasr")
             export(settings, model_dir)
-        # funasr's reading of the model directory (local, so no download): frontend and tokenizer.
-        config = download_model(model=str(model_dir), hub=settings.hub)
-        frontend = WavFrontend(**config["frontend_conf"])
-        tokenizer = sentencepiece.SentencePieceProcessor(model_file=config["tokenizer_conf"]["bpemodel"])
+        files = model_files(model_dir)
+        frontend = Frontend(files["frontend_conf"], files["cmvn_file"])
+        try:
+            tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(files["bpemodel"]))
+        except (OSError, RuntimeError) as e:
+            raise _bad_file(files["bpemodel"], "is not a sentencepiece model", e) from e
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = settings.ncpu
         providers = ["CPUExecutionProvider"]
         if settings.device.startswith("cuda"):
             providers.insert(0, "CUDAExecutionProvider")
-        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        try:
+            session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # onnxruntime's own errors: a truncated or foreign file
+            raise _bad_file(path, "does not load in onnxruntime", e) from e
+        names = {i.name for i in session.get_inputs()}
+        outputs = {o.name for o in session.get_outputs()}
+        if not names >= INPUTS or not set(OUTPUTS) <= outputs:
+            raise ProviderUnavailable(
+                f"{path} is not a SenseVoice export: it takes {sorted(names)} and gives {sorted(outputs)}, "
+                f"not {sorted(INPUTS)} -> {list(OUTPUTS)}", provider="funasr")
         return cls(session, frontend, tokenizer)
 
-    def __call__(self, batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
-        from funasr.utils.load_utils import extract_fbank
+    def features(self, batch: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Each clip's features, zero-padded into one batch, and their lengths."""
+        feats = [self._frontend(samples) for samples in batch]
+        lengths = np.array([len(f) for f in feats], dtype=np.int32)
+        padded = np.zeros((len(feats), int(lengths.max(initial=0)), feats[0].shape[1]), dtype=np.float32)
+        for i, f in enumerate(feats):
+            padded[i, :len(f)] = f
+        return padded, lengths
 
-        feats, lengths = extract_fbank(batch, data_type="sound", frontend=self._frontend)
+    def token_ids(self, batch: list[np.ndarray], options: Options) -> list[list[int]]:
+        """The tokens greedy CTC decoding reads from the model, per clip (tags included)."""
+        feats, lengths = self.features(batch)
         size = len(batch)
         logits, out_lengths = self._session.run(
-            ["ctc_logits", "encoder_out_lens"],
+            list(OUTPUTS),
             {
-                "speech": feats.numpy(),
-                "speech_lengths": lengths.numpy().astype(np.int32).reshape(size),
+                "speech": feats,
+                "speech_lengths": lengths,
                 "language": np.full(size, _LANGUAGE_IDS.get(options.language, 0), dtype=np.int32),
                 "textnorm": np.full(size, _WITH_ITN if options.use_itn else _WITHOUT_ITN, dtype=np.int32),
             },
         )
-        results = []
+        ids = []
         for row, n in zip(logits, out_lengths, strict=True):
             best = row[: int(n)].argmax(-1)
             keep = np.concatenate(([True], best[1:] != best[:-1])) & (best != _BLANK)  # CTC collapse
-            results.append({"text": self._tokenizer.decode(best[keep].tolist())})
-        return results
+            ids.append(best[keep].tolist())
+        return ids
+
+    def __call__(self, batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
+        return [{"text": self._tokenizer.decode(ids)} for ids in self.token_ids(batch, options)]
+
+
+def model_files(model_dir: Path) -> dict[str, Any]:
+    """The front end's settings and the CMVN and tokenizer files of a SenseVoice directory, read as
+    funasr reads them (config.yaml, with configuration.json naming the files), without funasr."""
+    import yaml
+
+    config_path = model_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ProviderUnavailable(f"{config_path} is missing: not a SenseVoice model directory",
+                                  provider="funasr")
+    try:
+        config = yaml.safe_load(config_path.read_text()) or {}
+        metas = {}
+        if (model_dir / "configuration.json").is_file():
+            metas = json.loads((model_dir / "configuration.json").read_text()).get("file_path_metas", {})
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise _bad_file(config_path, "cannot be read", e) from e
+    frontend_conf = dict(config.get("frontend_conf") or {})
+    cmvn = (metas.get("frontend_conf") or {}).get("cmvn_file") or frontend_conf.get("cmvn_file") or "am.mvn"
+    bpe = (metas.get("tokenizer_conf") or {}).get("bpemodel") or (config.get("tokenizer_conf") or {}).get(
+        "bpemodel") or next((p.name for p in model_dir.glob("*.bpe.model")), "tokenizer (*.bpe.model)")
+    for what, path in (("CMVN statistics", model_dir / cmvn), ("tokenizer", model_dir / bpe)):
+        if not path.is_file():
+            raise ProviderUnavailable(f"the model's {what} {path} is missing", provider="funasr")
+    return {"frontend_conf": frontend_conf, "cmvn_file": model_dir / cmvn, "bpemodel": model_dir / bpe}
+
+
+def _read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``am.mvn`` (Kaldi nnet text): the <AddShift> and <Rescale> vectors."""
+    vectors: dict[str, np.ndarray] = {}
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines[:-1]):
+        kind = line.split()[:1]
+        following = lines[i + 1].split()
+        if kind and kind[0] in ("<AddShift>", "<Rescale>") and following[:1] == ["<LearnRateCoef>"]:
+            vectors[kind[0]] = np.array(following[3:-1], dtype=np.float32)
+    if set(vectors) != {"<AddShift>", "<Rescale>"}:
+        raise ProviderUnavailable(f"{path} holds no <AddShift> and <Rescale> vectors: not CMVN statistics",
+                                  provider="funasr")
+    return vectors["<AddShift>"], vectors["<Rescale>"]
+
+
+def _bad_file(path: Path, problem: str, e: BaseException) -> ProviderUnavailable:
+    detail = " ".join(str(e).split())[:200]
+    return ProviderUnavailable(f"{path} {problem}: {type(e).__name__}: {detail}", provider="funasr")

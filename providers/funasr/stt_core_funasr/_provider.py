@@ -1,7 +1,9 @@
-"""The ``funasr`` provider: SenseVoiceSmall through funasr, local, free and offline.
+"""The ``funasr`` provider: SenseVoiceSmall, local, free and offline.
 
-funasr (11-19 s to import) is imported when the engine first loads, in ``warmup()`` or on the
-first request, never when the plugin registers or ``stt-core providers`` runs.
+By default it runs the model's int8 ONNX export on onnxruntime, with neither torch nor funasr in
+the process (``_onnx``): the fastest CPU path, and the smallest install. ``backend = "torch"``
+runs funasr's own ``AutoModel`` (word timestamps; GPUs through torch); funasr (11-19 s to import)
+is then imported when the engine first loads, never when the plugin registers.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from stt_core import (
     Word,
 )
 
-from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, get_engine
+from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, funasr_vad_installed, get_engine
 from ._models import (
+    AUTO_VAD,
     DEFAULT_MODEL,
+    ENERGY_VAD,
     NO_VAD,
     SILERO_VAD,
     download,
@@ -35,7 +39,10 @@ from ._models import (
     is_path,
     missing_reason,
 )
-from ._onnx import onnx_file
+from ._onnx import EXPORT_HINT, can_export, export, onnx_file
+
+# What the ONNX backend imports to serve: no torch, no funasr.
+ONNX_MODULES = ("onnxruntime", "kaldi_native_fbank", "sentencepiece", "yaml", "psutil")
 
 
 class FunASRSettings(ProviderSettings):
@@ -46,9 +53,10 @@ class FunASRSettings(ProviderSettings):
     language: Literal["auto", "zh", "en", "ja", "ko", "yue"] = "auto"
     use_itn: bool = True
     """Inverse text normalisation: punctuation, casing and digits ("25" rather than "twenty five")."""
-    vad: str = SILERO_VAD
-    """'silero-vad' (weights ship in its wheel: offline), 'fsmn-vad' (from the hub), a local VAD
-    model directory, or 'none'."""
+    vad: str = AUTO_VAD
+    """'auto' (silero-vad where it is installed, else energy), 'silero-vad' (weights ship in its
+    wheel: offline; runs through funasr and torch), 'fsmn-vad' (from the hub), a local VAD model
+    directory, 'energy' (cut at the quietest moments, no model) or 'none'."""
     vad_min_audio_s: float = Field(10.0, ge=0, le=3600)
     """Audio up to this long skips the VAD: a voice agent's utterances come already cut."""
     max_single_segment_time: int = Field(30_000, ge=1_000, le=300_000)
@@ -58,9 +66,11 @@ class FunASRSettings(ProviderSettings):
     max_batch: int = Field(8, ge=1, le=256)
     """Most waiting requests recognised together; 1 turns batching off."""
     ncpu: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=256)
-    backend: Literal["torch", "onnx"] = "torch"
-    quantize: bool = False
-    """ONNX backend: run the int8 model (model_quant.onnx)."""
+    backend: Literal["torch", "onnx"] = "onnx"
+    """onnx: the exported model on onnxruntime, no torch (exported once by `stt-core models export
+    funasr`, or on first load where torch is installed); torch: funasr's AutoModel."""
+    quantize: bool = True
+    """ONNX backend: the int8 model (model_quant.onnx); false: fp32 (model.onnx)."""
     min_free_memory_gb: float = Field(2.0, ge=0, le=1_000_000)
     trust_remote_code: bool = False
 
@@ -82,18 +92,24 @@ class FunASRProvider(Provider):
     @classmethod
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, FunASRSettings)
-        for module, package in (("funasr", "funasr"), ("psutil", "psutil")):
+        onnx = settings.backend == "onnx"
+        needed = ONNX_MODULES if onnx else ("funasr", "psutil")
+        for module in needed:
             if importlib.util.find_spec(module) is None:
-                return f"{package} is not installed: pip install 'stt-core[funasr]'"
-        if settings.backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-            return "backend 'onnx' needs onnxruntime: pip install onnxruntime"
+                extra = "'stt-core[funasr]'" if onnx else "'stt-core-funasr[torch]' (backend 'torch')"
+                return f"{module} is not installed: pip install {extra}"
         if reason := missing_reason("model", settings.model, settings.hub):
             return reason
+        found = find_model(settings.model, settings.hub)
+        if onnx and found and not onnx_file(found, quantize=settings.quantize).is_file() and not can_export():
+            return f"no ONNX model in {found}: {EXPORT_HINT}"
         vad = settings.vad
-        if vad == SILERO_VAD:
-            if importlib.util.find_spec("silero_vad") is None:
-                return "vad 'silero-vad' needs the silero-vad package: pip install silero-vad"
-        elif vad != NO_VAD and (reason := missing_reason("VAD model", vad, settings.hub)):
+        if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD):
+            return None
+        if not funasr_vad_installed():
+            return (f"vad {vad!r} runs through funasr and torch: pip install 'stt-core-funasr[torch]', "
+                    "or set vad = 'energy'")
+        if vad != SILERO_VAD and (reason := missing_reason("VAD model", vad, settings.hub)):
             return reason
         return None
 
@@ -106,9 +122,23 @@ class FunASRProvider(Provider):
         if settings.backend == "onnx":
             exported = onnx_file(found, quantize=settings.quantize)
             if not exported.is_file():
-                return f"present: {found} (ONNX exported on first load)"
+                when = "on first load" if can_export() else "by `stt-core models export funasr`"
+                return f"present: {found} (ONNX exported {when})"
             return f"present: {exported}"
         return f"present: {found}"
+
+    @classmethod
+    def export_model(cls, settings: ProviderSettings, *, model: str | None = None) -> list[Path]:
+        """The ONNX export (fp32 and int8) of the configured model, or of ``model`` (a directory
+        or hub id), into its own directory. Needs torch and funasr; serving then needs neither."""
+        assert isinstance(settings, FunASRSettings)
+        name = model or settings.model
+        found = find_model(name, settings.hub)
+        if found is None:
+            raise ConfigError(f"funasr model {name!r} not found: download it first "
+                              "(stt-core models download funasr) or give a model directory")
+        made = [export(settings.model_copy(update={"quantize": q}), found) for q in (False, True)]
+        return made
 
     @classmethod
     def download_model(cls, settings: ProviderSettings, *, model: str | None = None,
@@ -119,7 +149,10 @@ class FunASRProvider(Provider):
             raise ConfigError(f"funasr model {name!r} is a local directory; there is nothing to download")
         if name in (SILERO_VAD, NO_VAD):
             raise ConfigError(f"{name!r} needs no download (silero-vad ships inside its wheel)")
-        return download(name, hub=settings.hub, target=target)
+        path = download(name, hub=settings.hub, target=target)
+        if name == settings.model and settings.backend == "onnx" and can_export():
+            export(settings, path)  # the serving path's file, made once, now, while torch is here
+        return path
 
     def why_unavailable(self) -> str | None:
         return None if self._engine is not None else super().why_unavailable()
