@@ -12,6 +12,8 @@ Nothing here is asserted in the test suite. Sections:
 - failover side by side with LiveKit's FallbackAdapter and liteasr (``failover_peers.py``);
 - one model per host: LiveKit job processes loading their own vs LiveKit's inference process
   (``shared_inference.py``);
+- SenseVoice runtimes: funasr's own call against stt-core's ONNX and torch paths
+  (``sensevoice_runtimes.py``);
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model: throughput, latency, memory;
 - start-up: import and `stt-core providers` time; first utterance with and without prewarm;
@@ -55,6 +57,7 @@ from stt_core.testing import FakeProvider  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import failover_peers  # noqa: E402
+import sensevoice_runtimes  # noqa: E402
 import serve_api  # noqa: E402
 import shared_inference  # noqa: E402
 
@@ -145,9 +148,11 @@ def overhead(repeats: int) -> list[Compared]:
     short_samples = short.mono_float32(16_000)
     for label, model_dir in (("tiny SenseVoice fixture", TINY_SENSEVOICE),
                              ("SenseVoiceSmall-size, random weights", full_size_sensevoice())):
-        funasr = FunASRProvider(model=str(model_dir), vad="none", use_itn=True, ncpu=1)
+        # The torch backend: the provider around the very AutoModel funasr's own call uses (the
+        # ONNX default is compared with funasr's call in sensevoice_runtimes.py).
+        funasr = FunASRProvider(model=str(model_dir), vad="none", use_itn=True, ncpu=1, backend="torch")
         run(funasr.warmup())
-        automodel = get_engine(funasr.settings).model  # the very AutoModel the provider uses
+        automodel = get_engine(funasr.settings).model
         funasr_chain = Chain([funasr])
 
         def direct_funasr(automodel: Any = automodel) -> None:
@@ -188,7 +193,8 @@ def full_size_sensevoice() -> Path:
     model_dir = target / "sensevoice-small-size"
     if (model_dir / "model.pt").exists():
         return model_dir
-    shutil.copytree(TINY_SENSEVOICE, model_dir, dirs_exist_ok=True)
+    # The fixture's front end and tokenizer files; not its ONNX exports (made for this model on use).
+    shutil.copytree(TINY_SENSEVOICE, model_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.onnx*"))
     config = yaml.safe_load((model_dir / "config.yaml").read_text())
     # iic/SenseVoiceSmall's encoder, as in its config.yaml.
     config["encoder_conf"].update(output_size=512, attention_heads=4, linear_units=2048, num_blocks=50,
@@ -400,6 +406,8 @@ def main() -> None:
     print("failover side by side ...", flush=True)
     peer_rounds = max(3, repeats // 5)
     peers = failover_peers.summarise(asyncio.run(failover_peers.measure(peer_rounds)))
+    print("sensevoice runtimes ...", flush=True)
+    runtimes = sensevoice_runtimes.measure(full_size_sensevoice(), 3)
     print("openai api ...", flush=True)
     served = serve_api.measure_in_a_fresh_loop(2)
     print("concurrency ...", flush=True)
@@ -466,6 +474,7 @@ def main() -> None:
         "",
         *_concurrency_summary(conc),
         "",
+        *sensevoice_runtimes.markdown(runtimes, 3),
         *serve_api.markdown(served, 2),
         *shared_inference.markdown(shared),
         "Plot: [benchmarks-shared.png](benchmarks-shared.png).",

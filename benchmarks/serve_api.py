@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from doc import publish_alone
 
 ROOT = Path(__file__).parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 HEADING = "## OpenAI API: `stt-core serve` vs the engine in-process"
 LEVELS = (1, 4, 16)
 REQUESTS_PER_CLIENT = 4
@@ -171,26 +171,10 @@ def markdown(rows: list[dict[str, Any]], rounds: int) -> list[str]:
     return lines
 
 
-def write_section(lines: list[str]) -> None:
-    """Put this section into docs/benchmarks.md, replacing its previous run."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if HEADING in text:
-        before, rest = text.split(HEADING, 1)
-        following = rest.find("\n## ")  # the next section, kept
-        text = before + section + ("\n" + rest[following + 1:] if following >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text)
-
-
 def main() -> None:
     rounds = 2
     lines = markdown(measure_in_a_fresh_loop(rounds), rounds)
-    lines.insert(2, f"Made by `.venv/bin/python benchmarks/serve_api.py` on {os.cpu_count()} CPUs, "
-                    f"{time.strftime('%Y-%m-%d')} (also part of `make bench`).\n")
-    write_section(lines)
-    print("\n".join(lines))
+    publish_alone("serve_api.py", lines)
 
 
 if __name__ == "__main__":
