@@ -25,6 +25,7 @@ from ._provider import ApiKey, Provider, ProviderSettings
 from ._types import Capabilities, Segment, Transcript, Word
 
 SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
+NO_KEY = "none"  # the SDKs insist on a key; a server that asks for none ignores it
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
 
@@ -46,11 +47,13 @@ class OpenAICompatibleSettings(ProviderSettings):
 
 
 class OpenAICompatibleProvider(Provider):
-    """Whisper-style transcription over an OpenAI-shaped SDK. The SDK's own retries must be off
-    in ``new_client``: the chain owns retries."""
+    """Whisper-style transcription over an OpenAI-shaped SDK, with the SDK's own retries off: the
+    chain owns retries."""
 
     sdk: ClassVar[str]
-    """The SDK's module name, imported when its errors are first mapped (never at import)."""
+    """The SDK's module name, imported when its client is first made (never at import)."""
+    client_class: ClassVar[str]
+    """Its async client's class name in that module: ``AsyncOpenAI``, ``AsyncGroq``."""
     Settings: ClassVar[type[ProviderSettings]] = OpenAICompatibleSettings
     capabilities = Capabilities(word_timestamps=True)
 
@@ -61,7 +64,14 @@ class OpenAICompatibleProvider(Provider):
 
     def new_client(self) -> Any:
         """The SDK's async client for these settings, with ``max_retries=0``."""
-        raise NotImplementedError
+        client = getattr(importlib.import_module(self.sdk), self.client_class)
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        return client(
+            api_key=key or NO_KEY,
+            base_url=self.settings.base_url,
+            timeout=self.settings.timeout,
+            max_retries=0,  # one retry layer: the chain's
+        )
 
     def answer_metadata(self, data: dict[str, Any]) -> dict[str, Any]:
         """What to keep in ``Transcript.metadata`` from a JSON answer (a request id)."""

@@ -22,7 +22,7 @@ class GroqSettings(OpenAICompatibleSettings):
 
 class GroqProvider(OpenAICompatibleProvider):
     name = "groq"
-    sdk = "groq"
+    sdk, client_class = "groq", "AsyncGroq"
     Settings = GroqSettings
 
     @classmethod
@@ -31,17 +31,6 @@ class GroqProvider(OpenAICompatibleProvider):
         if settings.api_key is None or not settings.api_key.get_secret_value():
             return "no API key: set GROQ_API_KEY (or [groq] api_key)"
         return None
-
-    def new_client(self) -> Any:
-        from groq import AsyncGroq
-
-        assert self.settings.api_key is not None  # checked by unavailable_reason first
-        return AsyncGroq(
-            api_key=self.settings.api_key.get_secret_value(),
-            base_url=self.settings.base_url,
-            timeout=self.settings.timeout,
-            max_retries=0,  # one retry layer: the chain's
-        )
 
     def answer_metadata(self, data: dict[str, Any]) -> dict[str, Any]:
         return {"request_id": (data.get("x_groq") or {}).get("id")}

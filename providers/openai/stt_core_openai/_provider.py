@@ -13,13 +13,10 @@ several config sections naming this provider::
 
 from __future__ import annotations
 
-from typing import Any
-
 from stt_core import ApiKey, ProviderSettings
 from stt_core.openai_api import OpenAICompatibleProvider, OpenAICompatibleSettings
 
 OPENAI_URL = "https://api.openai.com/v1"
-NO_KEY = "none"  # the SDK insists on a key; servers without auth ignore the header
 
 
 class OpenAISettings(OpenAICompatibleSettings):
@@ -30,7 +27,7 @@ class OpenAISettings(OpenAICompatibleSettings):
 
 class OpenAIProvider(OpenAICompatibleProvider):
     name = "openai"
-    sdk = "openai"
+    sdk, client_class = "openai", "AsyncOpenAI"
     Settings = OpenAISettings
 
     @classmethod
@@ -40,14 +37,3 @@ class OpenAIProvider(OpenAICompatibleProvider):
         if not has_key and settings.base_url.rstrip("/") == OPENAI_URL:
             return "no API key: set OPENAI_API_KEY (or [openai] api_key)"
         return None
-
-    def new_client(self) -> Any:
-        from openai import AsyncOpenAI
-
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
-        return AsyncOpenAI(
-            api_key=key or NO_KEY,
-            base_url=self.settings.base_url,
-            timeout=self.settings.timeout,
-            max_retries=0,  # one retry layer: the chain's
-        )
