@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import importlib.util
 import io
 import logging
 import queue
@@ -26,7 +25,17 @@ import numpy as np
 
 from stt_core import Audio, ProviderError, ProviderUnavailable
 
-from ._models import AUTO_VAD, ENERGY_VAD, FSMN_VAD, NO_VAD, SILERO_VAD, find_model, hub_id, is_path
+from ._models import (
+    AUTO_VAD,
+    ENERGY_VAD,
+    FSMN_VAD,
+    NO_VAD,
+    SILERO_VAD,
+    find_model,
+    first_missing,
+    hub_id,
+    is_path,
+)
 
 if TYPE_CHECKING:
     from ._provider import FunASRSettings
@@ -228,7 +237,7 @@ class Engine:
 
 def funasr_vad_installed() -> bool:
     """Whether silero-vad and fsmn-vad can run here: both go through funasr's AutoModel (torch)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("funasr", "silero_vad", "torch"))
+    return first_missing(("funasr", "silero_vad", "torch")) is None
 
 
 def auto_model(settings: FunASRSettings, model: str) -> Any:

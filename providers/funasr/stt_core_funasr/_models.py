@@ -13,7 +13,9 @@ Nothing here imports funasr: ``stt-core providers`` uses it to say what is missi
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from stt_core import ProviderUnavailable
@@ -32,6 +34,11 @@ _SHORT_NAMES = {
     "hf": {FSMN_VAD: "funasr/fsmn-vad", DEFAULT_MODEL: "FunAudioLLM/SenseVoiceSmall"},
 }
 _CONFIG_FILES = ("config.yaml", "configuration.json")
+
+
+def first_missing(modules: Iterable[str]) -> str | None:
+    """The first of ``modules`` this install lacks (found without importing any), or ``None``."""
+    return next((m for m in modules if importlib.util.find_spec(m) is None), None)
 
 
 def models_dir() -> Path:

@@ -11,7 +11,6 @@ Only the export (``stt-core models export funasr``) needs torch and funasr.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stt_core import ProviderUnavailable
+
+from ._models import first_missing
 
 if TYPE_CHECKING:
     from ._engine import Options
@@ -41,7 +42,7 @@ def onnx_file(model_dir: Path, *, quantize: bool) -> Path:
 
 def can_export() -> bool:
     """Whether this install can make the ONNX files (the export runs funasr on torch)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "funasr", "onnx"))
+    return first_missing(("torch", "funasr", "onnx")) is None
 
 
 EXPORT_HINT = ("run `stt-core models export funasr` in an install with torch "

@@ -9,7 +9,6 @@ is then imported when the engine first loads, never when the plugin registers.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +35,7 @@ from ._models import (
     SILERO_VAD,
     download,
     find_model,
+    first_missing,
     is_path,
     missing_reason,
 )
@@ -93,16 +93,15 @@ class FunASRProvider(Provider):
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, FunASRSettings)
         onnx = settings.backend == "onnx"
-        needed = ONNX_MODULES if onnx else ("funasr", "psutil")
-        for module in needed:
-            if importlib.util.find_spec(module) is None:
-                extra = "'stt-core[funasr]'" if onnx else "'stt-core-funasr[torch]' (backend 'torch')"
-                return f"{module} is not installed: pip install {extra}"
+        if module := first_missing(ONNX_MODULES if onnx else ("funasr", "psutil")):
+            extra = "'stt-core[funasr]'" if onnx else "'stt-core-funasr[torch]' (backend 'torch')"
+            return f"{module} is not installed: pip install {extra}"
         if reason := missing_reason("model", settings.model, settings.hub):
             return reason
-        found = find_model(settings.model, settings.hub)
-        if onnx and found and not onnx_file(found, quantize=settings.quantize).is_file() and not can_export():
-            return f"no ONNX model in {found}: {EXPORT_HINT}"
+        if onnx and not can_export():  # else a missing export is made on first load
+            found = find_model(settings.model, settings.hub)
+            if found and not onnx_file(found, quantize=settings.quantize).is_file():
+                return f"no ONNX model in {found}: {EXPORT_HINT}"
         vad = settings.vad
         if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD):
             return None
