@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import jiwer
 import openai
+import psutil
 import pytest
 import uvicorn
 
@@ -69,6 +70,17 @@ class ServeProcess:
                     return
             time.sleep(0.1)
         raise AssertionError(f"stt-core serve did not start: {self.log.read_text()}")
+
+    async def wait_until_transcribing(self) -> None:
+        """Until the server has spent 0.2 s of CPU past its idle state: a request is in flight (a
+        fixed sleep guessed how long it takes, and on a fast machine it had already finished)."""
+        process = psutil.Process(self.process.pid)
+        idle = sum(process.cpu_times()[:2])
+        for _ in range(3000):
+            if sum(process.cpu_times()[:2]) - idle >= 0.2:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the server never started transcribing: {self.log.read_text()}")
 
     def stop(self) -> None:
         """SIGTERM, as a process manager stops it: a clean shutdown (uvicorn then re-raises the
@@ -326,7 +338,7 @@ async def test_a_server_killed_mid_request_hands_the_audio_to_the_local_engine(t
     long = _sentences()  # in flight when the server dies
     async with chain:
         request = asyncio.create_task(chain.transcribe(long, language="en"))
-        await asyncio.sleep(1.5)
+        await server.wait_until_transcribing()
         server.process.kill()
         result = await request
     assert result.provider == "whisper"
@@ -341,7 +353,7 @@ async def test_sigterm_finishes_the_request_in_flight(tmp_path: Path) -> None:
     async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0) as client:
         request = asyncio.create_task(client.audio.transcriptions.create(file=("long.wav", long), model="m",
                                                                          language="en"))
-        await asyncio.sleep(1.0)
+        await server.wait_until_transcribing()
         server.process.send_signal(signal.SIGTERM)
         result = await request
     assert jiwer.wer(_said(), normalize(result.text)) <= 0.3, result.text
