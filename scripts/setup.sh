@@ -22,5 +22,6 @@ step "installing stt-core, its engines and the LiveKit adapter (editable)"
   -e providers/groq \
   -e providers/openai \
   -e providers/deepgram \
-  -e "adapters/livekit[silero]"
+  -e "adapters/livekit[silero]" \
+  silero-vad  # funasr's vad = "silero-vad"; no extra names it, as it depends on torch
 echo "set up: .venv ($(.venv/bin/stt-core providers >/dev/null && echo ok))"

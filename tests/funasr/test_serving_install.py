@@ -1,52 +1,129 @@
-"""`pip install stt-core-funasr` (what `stt-core[funasr]` installs) from wheels in a fresh venv:
-no torch, no funasr, no CUDA, a fraction of the size, and it transcribes with the tiny model's
-committed ONNX export."""
+"""The two funasr installs, from wheels in fresh venvs, as the README gives them:
+
+- serving, `pip install stt-core-funasr` (what `stt-core[funasr]` installs): no torch, no funasr, no
+  CUDA, a fraction of the size, and it transcribes with the tiny model's committed ONNX export;
+- export, `pip install torch==2.13.0` (the CPU build: here it lies on disk, elsewhere the README's
+  index URL) and then `stt-core-funasr[torch]`: the CPU torch stays, nothing from nvidia comes,
+  and `stt-core models export funasr` makes the files serving reads;
+
+and what pip would install for every extra of every distribution of this repo, resolved with
+nothing installed: never torch, never an nvidia-* wheel (pip cannot be told which torch build to
+take, so no extra may name torch, even through another package)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).parents[2]
 TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
+CHAIRS = ROOT / "tests" / "fixtures" / "audio" / "chairs.wav"
 TORCH_INSTALL_MB = 1900  # stt-core[funasr] with torch and funasr, as issue 17 measured it
+DISTS = [ROOT, *sorted((ROOT / "providers").iterdir()), ROOT / "adapters" / "livekit"]
+PIP = ["-m", "pip", "--disable-pip-version-check"]
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    made = tmp_path_factory.mktemp("wheels")
+    subprocess.run([sys.executable, *PIP, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(made),
+                    *map(str, DISTS)], check=True, timeout=300)
+    return made
+
+
+def _venv(path: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    return path / "bin"
+
+
+def _installed(bin_dir: Path) -> dict[str, str]:
+    listed = subprocess.run([str(bin_dir / "python"), *PIP, "list", "--format=json"], capture_output=True,
+                            text=True, check=True).stdout
+    return {p["name"].lower(): p["version"] for p in json.loads(listed)}
+
+
+def _stt_core(bin_dir: Path, *args: str, cwd: Path, extra_env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "VIRTUAL_ENV"))}
+    return subprocess.run([str(bin_dir / "stt-core"), *args], capture_output=True, text=True, cwd=cwd,
+                          env={**env, **(extra_env or {})}, timeout=300)
+
+
+def _config(directory: Path, model: Path) -> None:
+    (directory / "stt.toml").write_text(f'chain = ["funasr"]\n[funasr]\nmodel = "{model}"\n'
+                                        "min_free_memory_gb = 0\n")
 
 
 @pytest.mark.slow
-def test_the_serving_install_has_no_torch_and_transcribes(tmp_path: Path) -> None:
-    wheels, venv = tmp_path / "wheels", tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(wheels), str(ROOT), str(ROOT / "providers" / "funasr")],
-                   check=True, timeout=300)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--find-links",
-                    str(wheels), "stt-core-funasr"], check=True, timeout=600)
-    listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True,
-                            check=True).stdout.lower()
-    names = {line.split("==")[0] for line in listed.splitlines()}
+def test_the_serving_install_has_no_torch_and_transcribes(tmp_path: Path, wheels: Path) -> None:
+    bin_dir = _venv(tmp_path / "venv")
+    subprocess.run([str(bin_dir / "python"), *PIP, "install", "-q", "--find-links", str(wheels),
+                    "stt-core-funasr"], check=True, timeout=600)
+    names = set(_installed(bin_dir))
     assert not names & {"torch", "funasr", "torchaudio", "silero-vad"}
     assert not any(name.startswith("nvidia-") for name in names)
 
-    site = next((venv / "lib").glob("python3*/site-packages"))
+    site = next((tmp_path / "venv" / "lib").glob("python3*/site-packages"))
     size_mb = sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 1e6
     print(f"serving install: {size_mb:.0f} MB in site-packages")
     assert size_mb * 4 <= TORCH_INSTALL_MB
 
-    config = f'chain = ["funasr"]\n[funasr]\nmodel = "{TINY}"\nmin_free_memory_gb = 0\n'
-    (tmp_path / "stt.toml").write_text(config)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "VIRTUAL_ENV"))}
-    done = subprocess.run([str(venv / "bin" / "stt-core"), "transcribe", str(ROOT / "tests" / "fixtures" /
-                           "audio" / "chairs.wav")], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=120)
+    _config(tmp_path, TINY)
+    done = _stt_core(bin_dir, "transcribe", str(CHAIRS), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "We need 25 chairs for the party."
-    # What it says without an export, and with a VAD that needs torch.
-    shown = subprocess.run([str(venv / "bin" / "stt-core"), "providers"], capture_output=True, text=True,
-                           cwd=tmp_path, env={**env, "COLUMNS": "300", "STT_FUNASR__VAD": "silero-vad"},
-                           timeout=120)
-    assert "runs through funasr and torch: pip install 'stt-core-funasr[torch]'" in shown.stdout
+    # What it says with a VAD that needs torch: how to install it, the CPU build first.
+    shown = _stt_core(bin_dir, "providers", cwd=tmp_path, extra_env={"COLUMNS": "400",
+                                                                       "STT_FUNASR__VAD": "silero-vad"})
+    said = " ".join(shown.stdout.replace("│", " ").split())  # the table's cells wrap
+    assert "vad 'silero-vad' runs through funasr and torch" in said
+    assert "torch is not installed: install torch first (pip install torch --index-url" in said
+    assert "'stt-core-funasr[torch]' silero-vad" in said
+
+
+@pytest.mark.slow
+def test_the_export_install_keeps_the_cpu_torch_and_exports(tmp_path: Path, wheels: Path) -> None:
+    bin_dir = _venv(tmp_path / "venv")
+    python = str(bin_dir / "python")
+    subprocess.run([python, *PIP, "install", "-q", "torch==2.13.0"], check=True, timeout=600)
+    before = _installed(bin_dir)["torch"]
+    subprocess.run([python, *PIP, "install", "-q", "--find-links", str(wheels), "stt-core-funasr[torch]"],
+                   check=True, timeout=900)
+    after = _installed(bin_dir)
+    assert after["torch"] == before
+    assert "funasr" in after and "onnx" in after
+    assert not any(name.startswith("nvidia-") for name in after)
+
+    model = tmp_path / "model"  # the tiny model without its committed exports
+    shutil.copytree(TINY, model, ignore=shutil.ignore_patterns("*.onnx*"))
+    exported = _stt_core(bin_dir, "models", "export", "funasr", "--model", str(model), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert (model / "model_quant.onnx").is_file() and (model / "model.onnx").is_file()
+
+    _config(tmp_path, model)
+    done = _stt_core(bin_dir, "transcribe", str(CHAIRS), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "We need 25 chairs for the party."
+
+
+@pytest.mark.slow
+def test_no_extra_of_any_distribution_resolves_torch_or_cuda(tmp_path: Path, wheels: Path) -> None:
+    wanted = []
+    for dist in DISTS:
+        project = tomllib.loads((dist / "pyproject.toml").read_text())["project"]
+        extras = sorted(project.get("optional-dependencies", {}))
+        wanted.append(f"{project['name']}[{','.join(extras)}]" if extras else project["name"])
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, *PIP, "install", "-q", "--dry-run", "--ignore-installed",
+                    "--find-links", str(wheels), "--report", str(report), *wanted], check=True, timeout=600)
+    resolved = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert "stt-core-funasr" in resolved and "funasr" in resolved  # the torch extra was resolved
+    assert "torch" not in resolved
+    assert not [name for name in resolved if name.startswith("nvidia-")]

@@ -32,9 +32,9 @@ from ._models import (
     NO_VAD,
     SILERO_VAD,
     find_model,
-    first_missing,
     hub_id,
     is_path,
+    torch_missing,
 )
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class Engine:
     def _build_vad(self) -> Callable[[np.ndarray], list[tuple[float, float]]]:
         vad = self.settings.vad
         if vad == AUTO_VAD:
-            vad = SILERO_VAD if funasr_vad_installed() else ENERGY_VAD
+            vad = ENERGY_VAD if torch_missing(silero=True) else SILERO_VAD  # silero runs through funasr
         if vad == ENERGY_VAD:
             longest = self.settings.max_single_segment_time / 1000
 
@@ -233,11 +233,6 @@ class Engine:
         results = self._recognise(batch, options)
         self.generate_calls += 1
         return results
-
-
-def funasr_vad_installed() -> bool:
-    """Whether silero-vad and fsmn-vad can run here: both go through funasr's AutoModel (torch)."""
-    return first_missing(("funasr", "silero_vad", "torch")) is None
 
 
 def auto_model(settings: FunASRSettings, model: str) -> Any:

@@ -36,6 +36,23 @@ _SHORT_NAMES = {
 _CONFIG_FILES = ("config.yaml", "configuration.json")
 
 
+# What runs funasr on torch (the export, backend "torch", the silero and fsmn VADs) needs, and how
+# to install it: torch is never pulled in by our extras (pip would take a CUDA build of several GB),
+# so the hint names the CPU build's command first.
+TORCH_HINT = ("install torch first (pip install torch --index-url https://download.pytorch.org/whl/cpu, "
+              "or the CUDA build you want), then pip install 'stt-core-funasr[torch]'")
+
+
+def torch_missing(*, silero: bool = False) -> str | None:
+    """What this install lacks to run funasr on torch (and silero-vad): ``"torch is not installed:
+    <how>"``, or ``None``."""
+    module = first_missing(("torch", "funasr", *(("silero_vad",) if silero else ())))
+    if module is None:
+        return None
+    how = TORCH_HINT + (" silero-vad" if silero else "")
+    return f"{module} is not installed: {how}"
+
+
 def first_missing(modules: Iterable[str]) -> str | None:
     """The first of ``modules`` this install lacks (found without importing any), or ``None``."""
     return next((m for m in modules if importlib.util.find_spec(m) is None), None)

@@ -19,7 +19,7 @@ import numpy as np
 
 from stt_core import ProviderUnavailable
 
-from ._models import first_missing
+from ._models import TORCH_HINT, first_missing
 
 if TYPE_CHECKING:
     from ._engine import Options
@@ -45,8 +45,8 @@ def can_export() -> bool:
     return first_missing(("torch", "funasr", "onnx")) is None
 
 
-EXPORT_HINT = ("run `stt-core models export funasr` in an install with torch "
-               "(pip install 'stt-core-funasr[export]'), or use an exported ONNX model directory")
+EXPORT_HINT = (f"run `stt-core models export funasr` where torch and funasr are installed ({TORCH_HINT}), "
+               "or use an exported ONNX model directory")
 
 
 def export(settings: FunASRSettings, model_dir: Path) -> Path:

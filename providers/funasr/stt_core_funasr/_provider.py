@@ -26,7 +26,7 @@ from stt_core import (
     Word,
 )
 
-from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, funasr_vad_installed, get_engine
+from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, get_engine
 from ._models import (
     AUTO_VAD,
     DEFAULT_MODEL,
@@ -38,6 +38,7 @@ from ._models import (
     first_missing,
     is_path,
     missing_reason,
+    torch_missing,
 )
 from ._onnx import EXPORT_HINT, can_export, export, onnx_file
 
@@ -93,9 +94,10 @@ class FunASRProvider(Provider):
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, FunASRSettings)
         onnx = settings.backend == "onnx"
-        if module := first_missing(ONNX_MODULES if onnx else ("funasr", "psutil")):
-            extra = "'stt-core[funasr]'" if onnx else "'stt-core-funasr[torch]' (backend 'torch')"
-            return f"{module} is not installed: pip install {extra}"
+        if onnx and (module := first_missing(ONNX_MODULES)):
+            return f"{module} is not installed: pip install 'stt-core[funasr]'"
+        if not onnx and (missing := torch_missing()):
+            return f"backend 'torch': {missing}"
         if reason := missing_reason("model", settings.model, settings.hub):
             return reason
         if onnx and not can_export():  # else a missing export is made on first load
@@ -105,9 +107,8 @@ class FunASRProvider(Provider):
         vad = settings.vad
         if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD):
             return None
-        if not funasr_vad_installed():
-            return (f"vad {vad!r} runs through funasr and torch: pip install 'stt-core-funasr[torch]', "
-                    "or set vad = 'energy'")
+        if missing := torch_missing(silero=vad == SILERO_VAD):
+            return f"vad {vad!r} runs through funasr and torch, or set vad = 'energy': {missing}"
         if vad != SILERO_VAD and (reason := missing_reason("VAD model", vad, settings.hub)):
             return reason
         return None
