@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import io
 import logging
 import queue
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,6 +129,7 @@ class Engine:
             self.model = OnnxSenseVoice.load(self.model_dir, self.settings)
             return self.model  # type: ignore[no-any-return]
         model = self.model = auto_model(self.settings, str(self.model_dir))
+        keep_freed_memory()
 
         def recognise(batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
             return model.generate(  # type: ignore[no-any-return]
@@ -233,6 +236,28 @@ class Engine:
         results = self._recognise(batch, options)
         self.generate_calls += 1
         return results
+
+
+def keep_freed_memory() -> None:
+    """Have glibc keep the memory torch frees, as it does for the main thread on its own.
+
+    Our worker thread allocates from a malloc arena of its own, and glibc gives such an arena's
+    freed memory back to the kernel at once, so torch faulted its working memory in again on
+    every call: about 200,000 page faults and +10% on a 30 s clip with SenseVoiceSmall at one
+    thread, against none for funasr's own call from the main thread, whose arena keeps it through
+    glibc's dynamic thresholds (docs/benchmarks.md, the SenseVoice runtimes section). Fixed
+    thresholds (those the main arena's grow to) keep it in every arena. Process-wide, on torch
+    alone: onnxruntime keeps its own memory. Nothing to do where there is no glibc ``mallopt``.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a libc without mallopt (musl)
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+    mallopt(m_trim_threshold, 64 * 1024 * 1024)  # twice that, as glibc sets it when it grows
 
 
 def auto_model(settings: FunASRSettings, model: str) -> Any:
