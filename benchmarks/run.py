@@ -12,8 +12,8 @@ Nothing here is asserted in the test suite. Sections:
 - failover side by side with LiveKit's FallbackAdapter and liteasr (``failover_peers.py``);
 - one model per host: LiveKit job processes loading their own vs LiveKit's inference process
   (``shared_inference.py``);
-- SenseVoice runtimes: funasr's own call against stt-core's ONNX and torch paths
-  (``sensevoice_runtimes.py``);
+- SenseVoice runtimes: funasr's own call, funasr-onnx and sherpa-onnx (in an environment of
+  their own, made on first use) against stt-core's ONNX and torch paths (``sensevoice_runtimes.py``);
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model: throughput, latency, memory;
 - start-up: import and `stt-core providers` time; first utterance with and without prewarm;
@@ -178,6 +178,11 @@ def compare_to_direct(engine: str, t: dict[str, list[float]]) -> list[Compared]:
     )]
 
 
+def bench_dir() -> Path:
+    """Where the benchmarks keep what they build once (models, the peers' environment)."""
+    return Path(os.environ.get("STT_CORE_BENCH_DIR", Path.home() / ".cache" / "stt-core" / "bench"))
+
+
 def full_size_sensevoice() -> Path:
     """A model with SenseVoiceSmall's architecture and size (234M-parameter encoder) but random
     weights: the real model's compute, so its overhead ratio is the one users see, without a
@@ -189,8 +194,7 @@ def full_size_sensevoice() -> Path:
     from funasr.models.sense_voice.model import SenseVoiceSmall
     from sentencepiece import SentencePieceProcessor
 
-    target = Path(os.environ.get("STT_CORE_BENCH_DIR", Path.home() / ".cache" / "stt-core" / "bench"))
-    model_dir = target / "sensevoice-small-size"
+    model_dir = bench_dir() / "sensevoice-small-size"
     if (model_dir / "model.pt").exists():
         return model_dir
     # The fixture's front end and tokenizer files; not its ONNX exports (made for this model on use).
