@@ -101,6 +101,16 @@ def _copy(tmp_path: Path, drop: str | None = None) -> Path:
     return target
 
 
+@pytest.mark.parametrize("metas", [True, False], ids=["with-configuration.json", "config.yaml-only"])
+async def test_an_onnx_only_model_directory_loads_directly(tmp_path: Path, metas: bool) -> None:
+    """A directory as FunASR publishes ONNX SenseVoice models: the int8 file, the front end's files
+    and the tokenizer, no model.pt; naming its files in configuration.json or not."""
+    model = _copy(tmp_path, drop=None if metas else "configuration.json")
+    result = await FunASRProvider(model=str(model), vad="none").transcribe(AUDIO / "chairs.wav")
+    assert result.text == "We need 25 chairs for the party."
+    assert sorted(p.name for p in model.glob("*.onnx*")) == ["model_quant.onnx"]  # nothing exported
+
+
 async def _fails(model: Path, message: str) -> None:
     with pytest.raises(ProviderUnavailable, match=message):
         await FunASRProvider(model=str(model), vad="none").transcribe(AUDIO / "chairs.wav")
