@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "livekit")]
 
 import shared_jobs  # noqa: E402
 from livekit.agents.inference_runner import _InferenceRunner  # noqa: E402
+from livekit.agents.ipc.proc_pool import MAX_CONCURRENT_INITIALIZATIONS  # noqa: E402
 
 import fakes  # noqa: E402
 from fakes.groq_api import KEY, FakeGroq  # noqa: E402
@@ -42,9 +43,12 @@ from stt_core_livekit.testing import OfflineWorker  # noqa: E402
 LEVELS = (1, 2, 4, 8)
 CLIPS = ("chairs", "lights", "weather")  # each job process transcribes these three at once
 MODES = ("per-process", "shared", "no local engine")
+BACKENDS = ("onnx", "torch")  # funasr's default (int8 ONNX, 0.4 GB) and its torch path (1.9 GB)
+SIDES = [(mode, backend) for backend in BACKENDS for mode in MODES[:2]] + [(MODES[2], "-")]
+PLOT = "benchmarks-shared.png"
 
 
-def config_text(model: Path, groq_url: str, mode: str) -> str:
+def config_text(model: Path, groq_url: str, mode: str, backend: str) -> str:
     chain = '["groq"]' if mode == "no local engine" else '["funasr", "groq"]'
     return f"""chain = {chain}
 attempt_timeout = 300
@@ -52,6 +56,7 @@ attempt_timeout = 300
 shared_inference = {str(mode == "shared").lower()}
 [funasr]
 model = "{model}"
+backend = "{backend if backend in BACKENDS else BACKENDS[0]}"
 vad = "none"
 min_free_memory_gb = 0
 [groq]
@@ -60,11 +65,12 @@ base_url = "{groq_url}"
 """
 
 
-async def one(mode: str, processes: int, model: Path, groq_url: str, workdir: Path) -> dict[str, Any]:
+async def one(mode: str, backend: str, processes: int, model: Path, groq_url: str, workdir: Path,
+              ) -> dict[str, Any]:
     # One path, rewritten per run, named before LiveKit's forkserver starts: its processes keep
     # the environment it started with, so the switch is in the file, not in the environment.
     config = workdir / "stt.toml"
-    config.write_text(config_text(model, groq_url, mode))
+    config.write_text(config_text(model, groq_url, mode, backend))
     os.environ["STT_CONFIG"] = str(config)
     _InferenceRunner.registered_runners.pop(METHOD, None)
     if mode == "shared":
@@ -76,10 +82,13 @@ async def one(mode: str, processes: int, model: Path, groq_url: str, workdir: Pa
     await worker.start()
     inference_ready = time.perf_counter() - started
 
+    starting = asyncio.Semaphore(MAX_CONCURRENT_INITIALIZATIONS)  # as LiveKit's own pool starts them
+
     async def ready() -> Any:
-        began = time.perf_counter()
-        process = await worker.start_process()
-        return process, time.perf_counter() - began
+        async with starting:
+            began = time.perf_counter()
+            process = await worker.start_process()
+            return process, time.perf_counter() - began
 
     made = await asyncio.gather(*(ready() for _ in range(processes)))
     # The figure a user waits for: LiveKit adds one idle process at a time beside the busy ones.
@@ -87,7 +96,7 @@ async def one(mode: str, processes: int, model: Path, groq_url: str, workdir: Pa
     await spare.aclose()
     pids = [p.pid for p, _ in made] + ([worker.inference.pid] if worker.inference else [])
     start_at = time.time() + 2
-    reports = [workdir / f"{mode}-{processes}-{i}.json" for i in range(processes)]
+    reports = [workdir / f"{mode}-{backend}-{processes}-{i}.json" for i in range(processes)]
     items = [{"fixture": name} for name in CLIPS]
     for (process, _), report in zip(made, reports, strict=True):
         orders = {"report": str(report), "start_at": start_at, "items": items}
@@ -105,7 +114,7 @@ async def one(mode: str, processes: int, model: Path, groq_url: str, workdir: Pa
     audio = sum(Audio.from_file(shared_jobs.FIXTURES / f"{c}.wav").duration for c in CLIPS) * processes
     wall = max(d.get("finished_at", start_at) for d in done) - start_at
     return {
-        "mode": mode, "processes": processes, "rss_mb": peak / 2**20, "errors": errors,
+        "mode": mode, "backend": backend, "processes": processes, "rss_mb": peak / 2**20, "errors": errors,
         "ready_s": new_ready, "inference_ready_s": inference_ready,
         "throughput": audio / wall if wall > 0 else 0.0,
         "p50": seconds[len(seconds) // 2] if seconds else float("nan"),
@@ -130,9 +139,9 @@ async def measure(model: Path) -> list[dict[str, Any]]:
     try:
         with tempfile.TemporaryDirectory() as workdir:
             for processes in LEVELS:
-                for mode in MODES:
-                    print(f"  {mode}, {processes} job process(es) ...", flush=True)
-                    rows.append(await one(mode, processes, model, groq.url, Path(workdir)))
+                for mode, backend in SIDES:
+                    print(f"  {mode} ({backend}), {processes} job process(es) ...", flush=True)
+                    rows.append(await one(mode, backend, processes, model, groq.url, Path(workdir)))
     finally:  # the rest of the benchmarks run with the environment they were given
         for name, value in saved.items():
             os.environ.pop(name, None)
@@ -143,39 +152,53 @@ async def measure(model: Path) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> list[str]:
-    by = {(r["mode"], r["processes"]): r for r in rows}
-    model_mb = by[("per-process", 1)]["rss_mb"] - by[("no local engine", 1)]["rss_mb"]
+    by = {(r["mode"], r["backend"], r["processes"]): r for r in rows}
     top = max(LEVELS)
-    shared_model = by[("shared", top)]["rss_mb"] - by[("no local engine", top)]["rss_mb"]
-    per_model = by[("per-process", top)]["rss_mb"] - by[("no local engine", top)]["rss_mb"]
-    ratio = by[("shared", top)]["throughput"] / by[("per-process", top)]["throughput"]
+
+    def bare(processes: int) -> float:  # the job processes' own memory, no local engine
+        return float(by[(MODES[2], "-", processes)]["rss_mb"])
+
+    summary = []
+    for backend in BACKENDS:
+        model_mb = by[("per-process", backend, 1)]["rss_mb"] - bare(1)
+        shared_model = by[("shared", backend, top)]["rss_mb"] - bare(top)
+        per_model = by[("per-process", backend, top)]["rss_mb"] - bare(top)
+        added = ", ".join(f"{by[('shared', backend, n)]['rss_mb'] - bare(n):.0f}" for n in LEVELS)
+        ratio = by[("shared", backend, top)]["throughput"] / by[("per-process", backend, top)]["throughput"]
+        summary += [
+            f"- **{backend}**: the model's memory is {model_mb:.0f} MB in one process. At {top} job "
+            f"processes it is paid {per_model / model_mb:.1f}x with per-process loading and "
+            f"{shared_model / model_mb:.2f}x shared (target at most 1.2x). What shared adds over no local "
+            f"engine stays about flat from 1 to {top} job processes ({added} MB): one model plus the "
+            "inference process itself (its interpreter, LiveKit and runtime: "
+            f"{by[('shared', backend, 1)]['rss_mb'] - bare(1) - model_mb:.0f} MB at 1 job process).",
+            f"  A new job process is ready in {by[('shared', backend, top)]['ready_s']:.2f} s shared "
+            f"(target under 2 s) against {by[('per-process', backend, top)]['ready_s']:.1f} s loading its "
+            f"own model; the inference process itself loads once, in "
+            f"{by[('shared', backend, top)]['inference_ready_s']:.1f} s, before the worker takes jobs. "
+            f"Throughput at {top} processes, shared / per-process: {ratio:.2f} (target at least 1).",
+        ]
     return [
         "## One model per host: LiveKit job processes loading their own model vs one shared model",
         "",
         "Real LiveKit job processes (`ProcJobExecutor`, started as LiveKit starts them: from a "
         "forkserver with the plugin preloaded; fake jobs, no server) on this host, "
-        "the SenseVoiceSmall-size model (random weights, the real compute), FunASR first and the fake "
+        "the SenseVoiceSmall-size model (random weights, the real compute) on funasr's default backend "
+        "(onnx, int8) and on its torch backend, FunASR first and the fake "
         "Groq API behind it; every process transcribes 3 clips (8.6 s of audio) at the same moment. "
         "\"shared\": `enable_shared_inference()`, the model in LiveKit's inference process; "
         "\"no local engine\": a chain of the cloud engine only, the job processes' own memory. "
         "Made by `benchmarks/shared_inference.py`.",
         "",
-        "| mode | job processes | total RSS MB | new process ready s | audio s per wall s | p50 s | p95 s "
-        "| answered by |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-        *(f"| {r['mode']} | {r['processes']} | {r['rss_mb']:.0f} | {r['ready_s']:.2f} | "
+        "| mode | backend | job processes | total RSS MB | new process ready s | audio s per wall s | p50 s "
+        "| p95 s | answered by |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *(f"| {r['mode']} | {r['backend']} | {r['processes']} | {r['rss_mb']:.0f} | {r['ready_s']:.2f} | "
           f"{r['throughput']:.2f} | {r['p50']:.2f} | {r['p95']:.2f} | {', '.join(r['answered_by'])} |"
           for r in rows),
         "",
-        f"- The model's memory: {model_mb:.0f} MB in one process. At {top} job processes it is paid "
-        f"{per_model / model_mb:.1f}x with per-process loading and {shared_model / model_mb:.2f}x shared "
-        "(target at most 1.2x).",
-        f"- A new job process is ready in {by[('shared', top)]['ready_s']:.2f} s shared (target under 2 s) "
-        f"against {by[('per-process', top)]['ready_s']:.1f} s loading its own model; the inference "
-        f"process itself loads once, in {by[('shared', top)]['inference_ready_s']:.1f} s, before the "
-        "worker takes jobs.",
-        f"- Throughput at {top} processes, shared / per-process: {ratio:.2f} (target at least 1). "
-        "No job process imports torch or funasr in shared mode (tests/livekit/test_shared.py checks it).",
+        *summary,
+        "- No job process imports torch or funasr in shared mode (tests/livekit/test_shared.py checks it).",
         "",
     ]
 
@@ -190,9 +213,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for ax, key, title in ((axes[0], "rss_mb", "total RSS of all processes, MB"),
                            (axes[1], "ready_s", "new job process ready, s"),
                            (axes[2], "throughput", "audio s per wall s, all transcribing")):
-        for mode in MODES:
-            mine = [r for r in rows if r["mode"] == mode]
-            ax.plot([r["processes"] for r in mine], [r[key] for r in mine], marker="o", label=mode)
+        for mode, backend in SIDES:
+            mine = [r for r in rows if (r["mode"], r["backend"]) == (mode, backend)]
+            label = mode if backend == "-" else f"{mode} ({backend})"
+            ax.plot([r["processes"] for r in mine], [r[key] for r in mine], marker="o", label=label)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("job processes")
         ax.set_title(title)
@@ -227,7 +251,10 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows))
     else:
-        print("\n".join(markdown(rows)))
+        from doc import DOC, publish_alone
+
+        publish_alone("shared_inference.py", [*markdown(rows), f"Plot: [{PLOT}]({PLOT}).", ""])
+        plot(rows, DOC.parent / PLOT)
 
 
 if __name__ == "__main__":
