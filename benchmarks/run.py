@@ -64,8 +64,7 @@ import shared_inference  # noqa: E402
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
 TINY_SENSEVOICE = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 DOC, PLOT = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "benchmarks.png"
-PEERS_PLOT = ROOT / "docs" / "benchmarks-failover.png"
-SHARED_PLOT = ROOT / "docs" / "benchmarks-shared.png"
+
 MIN_SECONDS, MAX_ROUNDS = 10.0, 300
 loop = asyncio.new_event_loop()
 
@@ -466,7 +465,7 @@ def main() -> None:
         "transcriptions fail, so each passing probe lets one call through, at doubling intervals).",
         "",
         *failover_peers.markdown(peers, peer_rounds),
-        "Plot: [benchmarks-failover.png](benchmarks-failover.png).",
+        f"Plot: [{failover_peers.PLOT}]({failover_peers.PLOT}).",
         "",
         f"## Concurrency: sessions sharing one local model ({UTTERANCES_PER_SESSION} utterances each, "
         f"median of {passes} passes)",
@@ -481,7 +480,7 @@ def main() -> None:
         *sensevoice_runtimes.markdown(runtimes, 3),
         *serve_api.markdown(served, 2),
         *shared_inference.markdown(shared),
-        "Plot: [benchmarks-shared.png](benchmarks-shared.png).",
+        f"Plot: [{shared_inference.PLOT}]({shared_inference.PLOT}).",
         "",
         "## Start-up",
         "",
@@ -496,8 +495,8 @@ def main() -> None:
     ]
     DOC.write_text("\n".join(lines))
     plot(over, added, conc, start)
-    failover_peers.plot(peers, PEERS_PLOT)
-    shared_inference.plot(shared, SHARED_PLOT)
+    failover_peers.plot(peers, DOC.parent / failover_peers.PLOT)
+    shared_inference.plot(shared, DOC.parent / shared_inference.PLOT)
     print(DOC.read_text())
 
 

@@ -158,15 +158,16 @@ def measure(model_dir: Path, rounds: int = 3) -> dict[str, Any]:
     side up on the 3 s clip."""
     import torch
 
-    from stt_core_funasr._engine import auto_model
+    from stt_core_funasr._engine import auto_model, in_batches
     from stt_core_funasr._provider import FunASRProvider, FunASRSettings
 
     audio = clips()
     cut = audio["5 min"].split_at_silences(LONGEST_PIECE_S)
     pieces = [(start, start + piece.duration) for start, piece in cut]
     saved = Path(tempfile.mkdtemp(prefix="sensevoice-bench-"))
+    files = {name: saved / f"{name.replace(' ', '')}.npy" for name in audio}  # what the peers read
     for name, clip in audio.items():
-        np.save(saved / f"{name.replace(' ', '')}.npy", clip.mono_float32(16_000))
+        np.save(files[name], clip.mono_float32(16_000))
     python = peers_python()
     times: dict[tuple[str, int, str], list[float]] = {}
     loop = asyncio.new_event_loop()
@@ -187,21 +188,17 @@ def measure(model_dir: Path, rounds: int = 3) -> dict[str, Any]:
                 return
             # The pieces in calls of at most 60 s of audio each, as funasr's own VAD path
             # (batch_size_s = 60, FunASR's README) and stt-core's engine batch them.
-            batches: list[list[Any]] = [[]]
-            for a, b in pieces:
-                if batches[-1] and sum(map(len, batches[-1])) + (b - a) * 16_000 > 60 * 16_000:
-                    batches.append([])
-                batches[-1].append(samples[int(a * 16_000):int(b * 16_000)])
-            for batch in batches:
+            cut = [samples[int(a * 16_000):int(b * 16_000)] for a, b in pieces]
+            for batch in in_batches(cut, 60 * 16_000):
                 model.generate(input=batch, batch_size=len(batch), language="auto", use_itn=True,
                                disable_pbar=True)
 
         calls[AUTOMODEL] = automodel
-        peers = {label: Peer(python, side, peer_dir(side, model_dir), threads, saved / "3s.npy")
+        peers = {label: Peer(python, side, peer_dir(side, model_dir), threads, files["3 s"])
                  for label, side in PEERS.items()}
         for label, peer in peers.items():
             calls[label] = lambda name, clip, peer=peer: peer(
-                saved / f"{name.replace(' ', '')}.npy", pieces if name == "5 min" else None)["seconds"]
+                files[name], pieces if name == "5 min" else None)["seconds"]
         last_round = dict(zip(CLIPS, (SHORT_ROUNDS * rounds, rounds, 1), strict=True))
         for r in range(SHORT_ROUNDS * rounds + 1):  # the first round warms up
             order = SIDES[r % len(SIDES):] + SIDES[:r % len(SIDES)]
@@ -224,7 +221,7 @@ def measure(model_dir: Path, rounds: int = 3) -> dict[str, Any]:
             for (label, threads, clip), values in times.items()]
     fresh = {label: fresh_process(model_dir, label) for label in [AUTOMODEL, *STT_CORE]}
     for label, side in PEERS.items():
-        peer = Peer(python, side, peer_dir(side, model_dir), 1, saved / "3s.npy")
+        peer = Peer(python, side, peer_dir(side, model_dir), 1, files["3 s"])
         fresh[label] = {"seconds": peer.loaded["load_seconds"], "rss_mb": peer.loaded["rss_mb"], "heavy": []}
         peer.close()
     return {"rows": rows, "fresh": fresh, "pieces": len(pieces)}

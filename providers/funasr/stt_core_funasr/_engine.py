@@ -220,22 +220,24 @@ class Engine:
 
     def _recognise_all(self, pieces: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
         """All pieces, in ``generate()`` calls of at most ``batch_size_s`` seconds of audio."""
-        results: list[dict[str, Any]] = []
-        batch: list[np.ndarray] = []
         limit = self.settings.batch_size_s * SAMPLE_RATE
-        for piece in pieces:
-            if batch and sum(map(len, batch)) + len(piece) > limit:
-                results += self._generate(batch, options)
-                batch = []
-            batch.append(piece)
-        if batch:
-            results += self._generate(batch, options)
-        return results
+        return [result for batch in in_batches(pieces, limit) for result in self._generate(batch, options)]
 
     def _generate(self, batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
         results = self._recognise(batch, options)
         self.generate_calls += 1
         return results
+
+
+def in_batches(pieces: list[np.ndarray], limit: int) -> list[list[np.ndarray]]:
+    """``pieces`` in order, in batches of at most ``limit`` samples (a longer piece is a batch of
+    its own)."""
+    batches: list[list[np.ndarray]] = []
+    for piece in pieces:
+        if not batches or sum(map(len, batches[-1])) + len(piece) > limit:
+            batches.append([])
+        batches[-1].append(piece)
+    return batches
 
 
 def keep_freed_memory() -> None:
