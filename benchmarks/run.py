@@ -60,6 +60,7 @@ import failover_peers  # noqa: E402
 import sensevoice_runtimes  # noqa: E402
 import serve_api  # noqa: E402
 import shared_inference  # noqa: E402
+import whisper_compute  # noqa: E402
 
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
 TINY_SENSEVOICE = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
@@ -417,6 +418,8 @@ def main() -> None:
     levels = [1, 2, 4, 8, 16]
     passes = max(2, repeats // 3)
     conc = concurrency(levels, passes)
+    print("whisper compute types ...", flush=True)
+    compute = whisper_compute.measure(3)
     print("start-up ...", flush=True)
     start = startup(max(3, repeats // 3))
     gpu_line = gpu(repeats)
@@ -482,6 +485,7 @@ def main() -> None:
         *shared_inference.markdown(shared),
         f"Plot: [{shared_inference.PLOT}]({shared_inference.PLOT}).",
         "",
+        *whisper_compute.markdown(compute, 3),
         "## Start-up",
         "",
         "| what | ms |",

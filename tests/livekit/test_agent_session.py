@@ -11,7 +11,7 @@ from livekit.agents.voice import io
 from livekit.plugins import silero
 
 import stt_core
-from speech import FIXTURES, REFERENCES, normalize
+from speech import FIXTURES, MAX_WER, wer
 from stt_core import Audio
 from stt_core_livekit import STT, audio_to_frames
 
@@ -52,4 +52,4 @@ async def test_agent_session_emits_the_users_words() -> None:
     finally:
         await session.aclose()
     transcript = next(e.transcript for e in heard if e.is_final)
-    assert normalize(transcript) == normalize(REFERENCES["lights"])
+    assert wer("lights", transcript) <= MAX_WER, transcript

