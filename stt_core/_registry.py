@@ -18,12 +18,15 @@ from importlib import metadata
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from . import hookspecs
 from ._errors import ConfigError
 from ._provider import Provider
 
 ENTRY_POINT_GROUP = "stt_core"
+# Adapters' own tables of stt.toml ([livekit] ...): name -> their settings model, for `config show`.
+SECTIONS_GROUP = "stt_core.sections"
 LOAD_PLUGINS_ENV = "STT_CORE_LOAD_PLUGINS"
 # Providers this project ships as extras, so a missing one gets an install hint.
 FIRST_PARTY = ("funasr", "groq", "openai", "deepgram", "whisper")
@@ -39,11 +42,13 @@ class ProviderInfo:
 
 @dataclass(frozen=True)
 class PluginError:
-    """A plugin distribution whose entry point failed to load."""
+    """A plugin distribution whose entry point failed to load, or one provider class of it that
+    the registry refused (``provider`` then names it: a chain naming it is told why)."""
 
     distribution: str
     entry_point: str
     error: str
+    provider: str | None = None
 
 
 class Registry:
@@ -79,8 +84,9 @@ class Registry:
     ) -> None:
         """Register a plugin object (a module with hookimpls) and the providers it registers.
 
-        A plugin whose hook raises, or registers something that is no usable provider class, is
-        recorded in ``plugin_errors`` with its error and skipped whole: it never breaks the host.
+        A plugin whose hook raises is recorded in ``plugin_errors`` with its error and skipped
+        whole. A class it registers that is no usable provider is recorded on its own, and the
+        plugin's other providers still load: nothing a plugin does breaks the host.
         """
         if self.plugin_manager.is_registered(plugin):
             return
@@ -91,8 +97,6 @@ class Registry:
             for impl in self.plugin_manager.hook.register_providers.get_hookimpls():
                 if impl.plugin_name == plugin_name:
                     impl.function(register=found.append)
-            for cls in found:
-                _check_provider_class(cls)
         except Exception as e:  # anything a third party's hook does
             with contextlib.suppress(Exception):
                 self.plugin_manager.unregister(plugin)
@@ -100,6 +104,15 @@ class Registry:
             self.plugin_errors.append(PluginError(where, name or where, f"{type(e).__name__}: {e}"))
             return
         for cls in found:
+            try:
+                _check_provider_class(cls)
+            except TypeError as e:
+                where = str(distribution or getattr(plugin, "__name__", None) or repr(plugin))
+                claimed = getattr(cls, "name", None)
+                self.plugin_errors.append(PluginError(
+                    where, name or where, f"TypeError: {e}",
+                    provider=claimed if isinstance(claimed, str) and claimed else None))
+                continue
             self.add(cls, distribution=distribution, version=version)
 
     def add(
@@ -127,12 +140,14 @@ class Registry:
     def known_names(self) -> set[str]:
         """Every name a config may use for an engine: installed providers, this project's own
         (installable as extras), and plugins that are installed but failed to load."""
-        failed = {problem.entry_point for problem in self.plugin_errors}
+        failed = {problem.provider or problem.entry_point for problem in self.plugin_errors}
         return set(self._providers) | set(FIRST_PARTY) | failed
 
     def missing_reason(self, name: str) -> str:
         for problem in self.plugin_errors:
-            if name in (problem.entry_point, problem.distribution, f"stt-core-{name}"):
+            names = {problem.provider} if problem.provider else {
+                problem.entry_point, problem.distribution, problem.distribution.removeprefix("stt-core-")}
+            if name in names:
                 return (f"provider {name!r} is installed ({problem.distribution}) but failed to load: "
                         f"{problem.error}")
         installed = ", ".join(sorted(self._providers)) or "none"
@@ -149,6 +164,23 @@ class Registry:
 
     def __iter__(self) -> Iterator[ProviderInfo]:
         return iter(sorted(self._providers.values(), key=lambda info: info.name))
+
+
+def section_models() -> dict[str, type[BaseModel] | str]:
+    """The settings model of every adapter table an installed distribution declares in the
+    ``stt_core.sections`` entry-point group, or why it could not be loaded."""
+    found: dict[str, type[BaseModel] | str] = {}
+    for ep in metadata.entry_points(group=SECTIONS_GROUP):
+        try:
+            model = ep.load()
+        except Exception as e:  # a third party's import error: shown, never fatal
+            found[ep.name] = f"cannot load its settings: {type(e).__name__}: {e}"
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            found[ep.name] = model
+        else:
+            found[ep.name] = f"cannot load its settings: {ep.value} is not a pydantic model"
+    return found
 
 
 _default: Registry | None = None

@@ -239,3 +239,62 @@ def test_broken_plugins_of_every_kind_leave_the_host_working(site: Path, tmp_pat
     broken = cli("transcribe", fox, "--chain", "broken")
     assert broken.returncode == 1
     assert "'broken' is installed (stt-broken) but failed to load: ImportError: needs libfoo" in broken.stderr
+
+
+ONE_BAD_CLASS = """
+    import stt_core
+    from stt_core.testing import FakeProvider
+
+    class BrokenAbstract(stt_core.Provider):
+        name = "broken-abstract"
+
+    class BrokenReason(FakeProvider):
+        name = "broken-reason"
+
+        @classmethod
+        def unavailable_reason(cls, settings):
+            raise KeyError("no reason today")
+
+    class BrokenCtor(FakeProvider):
+        name = "broken-ctor"
+
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("cannot build me")
+
+    @stt_core.hookimpl
+    def register_providers(register):
+        register(BrokenAbstract)
+        register(BrokenReason)
+        register(BrokenCtor)
+"""
+
+
+def test_one_bad_class_costs_only_itself_not_the_plugins_other_engines(site: Path, tmp_path: Path) -> None:
+    install_dist(site, "stt-core-broken", "stt_core_broken", ONE_BAD_CLASS, "broken")
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*STT_CORE, *args], env=env, capture_output=True, text=True, cwd=tmp_path,
+                              timeout=180, check=False)
+
+    listed = cli("providers")
+    assert listed.returncode == 0, listed.stderr
+    rows = table_rows(listed.stdout)
+    assert rows["broken-reason"][3].startswith("no: broken-reason could not tell whether it can serve: KeyError")
+    assert rows["broken-ctor"][3].startswith("no: RuntimeError: cannot build me")
+    assert ("failed to load stt-core-broken (broken-abstract): TypeError: BrokenAbstract ('broken-abstract') "
+            "does not implement _transcribe") in listed.stdout
+
+    fox = str(ROOT / "tests" / "fixtures" / "audio" / "fox.wav")
+    done = cli("transcribe", fox, "--chain", "broken-reason,broken-ctor,whisper")
+    assert done.returncode == 0, done.stderr
+    assert "fox" in done.stdout.lower()
+    assert "'broken-ctor' is installed but cannot be built: RuntimeError: cannot build me" in done.stderr
+    assert "could not tell whether it can serve" in done.stderr
+    # Installed but refused: said so, with why (a failure, exit 1); a name nobody registered stays a typo.
+    refused = cli("transcribe", fox, "--chain", "broken-abstract")
+    assert refused.returncode == 1, refused.stderr
+    assert "'broken-abstract' is installed (stt-core-broken) but failed to load" in refused.stderr
+    typo = cli("transcribe", fox, "--chain", "broken-reasn")
+    assert typo.returncode == 2 and "unknown engine 'broken-reasn'" in typo.stderr
+    assert "did you mean 'broken-reason'" in typo.stderr
