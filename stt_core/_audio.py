@@ -29,6 +29,7 @@ import soundfile as sf
 import soxr
 
 from ._errors import ConfigError, InvalidAudioError
+from ._text import first_line
 
 SampleFormat = Literal["int16", "float32"]
 MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
@@ -427,8 +428,7 @@ def _first_line(e: BaseException) -> str:
     """The error's first line; for libsndfile, its own words without the "Error opening <object>" prefix."""
     if isinstance(e, sf.LibsndfileError) and e.error_string:
         return str(e.error_string).strip()
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
+    return first_line(e)
 
 
 AudioSource = Audio | str | os.PathLike[str] | bytes

@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._provider import Provider
 from ._tape import Tape
+from ._text import first_line
 from ._types import Attempt, AttemptOutcome, Capabilities, StreamEvent, Transcript
 
 logger = logging.getLogger("stt_core.chain")
@@ -412,7 +413,7 @@ class Chain(Provider):
                 async with asyncio.timeout(policy.probe_timeout):
                     healthy = await provider.health()
             except Exception as e:  # a failing health check is a "no", whatever it raised
-                logger.info("%s: health probe failed: %s", provider.name, _one_line(e))
+                logger.info("%s: health probe failed: %s", provider.name, _described(e))
                 healthy = False
             if healthy is None:  # no health(): a user request will probe it after the cool-down
                 self._without_health.add(index)
@@ -569,9 +570,10 @@ def _min(a: float | None, b: float) -> float:
     return b if a is None else min(a, b)
 
 
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+def _described(error: BaseException) -> str:
+    """An attempt's error for its record: the class and the first line of the message."""
+    line = first_line(error)
+    return line if line == type(error).__name__ else f"{type(error).__name__}: {line}"
 
 
 def _outcome(error: BaseException) -> AttemptOutcome:

@@ -20,7 +20,6 @@ seed's environment names are kept as aliases (``_ALIASES``).
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -34,9 +33,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ._breaker import BreakerPolicy
 from ._chain import Chain, RetryPolicy, hedge_setting
 from ._errors import ConfigError, ProviderUnavailable
-from ._provider import Provider, validation_problems
-from ._registry import Registry, registry
-from ._types import Attempt, Transcript
+from ._provider import Provider, did_you_mean, validation_problems
+from ._registry import Registry, registry, section_models
+from ._server_settings import SECTION as SERVE_SECTION
+from ._server_settings import ServeSettings
+from ._text import shorten
+from ._types import Attempt, Capabilities, Transcript
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
 # Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
@@ -116,7 +118,7 @@ class _EnvSource(PydanticBaseSettingsSource):
                 table[key] = value
             elif rest not in STTConfig.model_fields:
                 raise ConfigError(f"unknown setting {name} in the environment"
-                                  f"{_did_you_mean(rest, set(STTConfig.model_fields), prefix='STT_')}")
+                                  f"{did_you_mean(rest, set(STTConfig.model_fields), prefix='STT_')}")
             else:
                 if isinstance(data.get(rest), dict):
                     raise ConfigError(
@@ -229,11 +231,17 @@ class LoadedConfig:
         members: list[Provider] = []
         for name in order:
             kind = self.provider_of(name)
-            if kind in plugins:
-                cls = plugins.get(kind).provider_class
-                members.append(cls(self._settings_for(plugins, name)).named(name))
-            else:
-                members.append(_NotInstalled(name, plugins.missing_reason(kind)))
+            if kind not in plugins:
+                members.append(_Unusable(name, plugins.missing_reason(kind)))
+                continue
+            cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
+            try:
+                members.append(cls(settings).named(name))
+            except ConfigError:
+                raise
+            except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
+                members.append(_Unusable(name, f"provider {kind!r} is installed but cannot be built: "
+                                               f"{type(e).__name__}: {e}"))
         if adapt is not None:
             members = [adapt(member) for member in members]
         c = self.config
@@ -255,11 +263,11 @@ class LoadedConfig:
             kind = table.get(PROVIDER_KEY)
             if kind is None and section not in known | ADAPTER_SECTIONS:
                 raise ConfigError(f"unknown section [{section}] in {self.source_of(section)}"
-                                  f"{_did_you_mean(section, known | ADAPTER_SECTIONS)}; a second "
+                                  f"{did_you_mean(section, known | ADAPTER_SECTIONS)}; a second "
                                   f"instance of a provider names it: provider = \"...\"")
             if kind is not None and kind not in known:
                 raise ConfigError(f"[{section}] in {self.source_of(section)} names provider {kind!r}, "
-                                  f"which is not installed{_did_you_mean(str(kind), known)}")
+                                  f"which is not installed{did_you_mean(str(kind), known)}")
         named = {s for s, table in self.config.provider_sections.items() if PROVIDER_KEY in table}
         for name in names or self.config.chain_order:
             if name in known | named:
@@ -272,7 +280,7 @@ class LoadedConfig:
                 where = "STT_CHAIN" if "STT_CHAIN" in os.environ else f"chain in {self.path}"
             installed = ", ".join(info.name for info in plugins) or "none"
             raise ConfigError(f"unknown engine {name!r} in {where} (installed: {installed})"
-                              f"{_did_you_mean(name, known)}")
+                              f"{did_you_mean(name, known)}")
 
     def _settings_for(self, plugins: Registry, name: str) -> Any:
         cls = plugins.get(self.provider_of(name)).provider_class
@@ -292,15 +300,34 @@ class LoadedConfig:
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
         }
-        engines = set(c.provider_sections) | {n for n in c.chain_order if self.provider_of(n) in plugins}
+        sections = {SERVE_SECTION: ServeSettings, **section_models()}
+        installed = {info.name for info in plugins}
+        engines = (set(c.provider_sections) | set(c.chain_order) | installed) - set(sections)
         for name in sorted(engines):
             kind = self.provider_of(name)
             table = {PROVIDER_KEY: kind} if kind != name else {}
-            if kind in plugins:
+            if kind in plugins and (name in c.provider_sections or name in c.chain_order):
                 shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
-            else:
+            elif kind in plugins:  # installed, not configured: its defaults (and environment)
+                try:
+                    shown[name] = self._settings_for(plugins, name).model_dump(mode="json")
+                except ConfigError as e:
+                    shown[name] = {"error": str(e)}
+            elif name in c.provider_sections:
                 shown[name] = table | _redact(self.provider_settings(name))
+        for name, model in sorted(sections.items()):
+            shown[name] = self._section(name, model)
         return shown
+
+    def _section(self, name: str, model: type[BaseModel] | str) -> dict[str, Any]:
+        """An adapter's table as its own model reads it (defaults filled in, secrets redacted)."""
+        if isinstance(model, str):  # its model could not be loaded: the table as written
+            return {"error": model} | _redact(self.provider_settings(name))
+        try:
+            return dict(model(**self.provider_settings(name)).model_dump(mode="json"))
+        except ValidationError as e:
+            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
+                              f"{validation_problems(e, model)}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
@@ -321,15 +348,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
     for key, value in config.provider_sections.items():
         if not isinstance(value, dict):
             where = file_path if key in file_data else "the environment"
-            raise ConfigError(f"unknown config key {key!r} in {where}")
+            raise ConfigError(f"unknown config key {key!r} in {where}"
+                              f"{did_you_mean(key, set(STTConfig.model_fields))}")
     return LoadedConfig(config, file_path, file_data)
-
-
-def _did_you_mean(name: str, known: set[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.75)
-    if not close:
-        return ""
-    return f"; did you mean {prefix}{close[0].upper()}?" if prefix else f"; did you mean {close[0]!r}?"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -346,18 +367,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KB")
         return tomllib.loads(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {_one_line(e)}") from None
+        problem = shorten(str(e), 300) or type(e).__name__
+        raise ConfigError(f"cannot read config file {path}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300] or type(e).__name__
 
 
 def _describe(e: ValidationError, path: Path | None) -> str:
     where = f" in {path} or the environment" if path else " in the environment"
-    return f"bad config{where}: " + validation_problems(e)
+    return f"bad config{where}: " + validation_problems(e, STTConfig)
 
 
 def _redact(section: dict[str, Any]) -> dict[str, Any]:
@@ -367,10 +387,13 @@ def _redact(section: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _NotInstalled(Provider):
-    """A chain link for a provider that is named in config but not installed."""
+class _Unusable(Provider):
+    """A chain link for an engine named in config that cannot be built here (not installed, or
+    its class fails to build): the chain reports it and moves on. It declares no language or
+    feature, so it never makes the chain look able to take a request."""
 
-    name = "not-installed"
+    name = "unusable"
+    capabilities = Capabilities(languages=frozenset())
 
     def __init__(self, name: str, reason: str) -> None:
         super().__init__()

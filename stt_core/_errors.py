@@ -16,6 +16,8 @@ import email.utils
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._text import first_line, shorten
+
 if TYPE_CHECKING:
     from ._types import Attempt
 
@@ -90,9 +92,11 @@ class AllProvidersFailed(STTError):
 _CAUSES_SHOWN = 8  # the message stays one readable line; ``errors`` holds every cause
 
 
+_CAUSE_LENGTH = 500  # characters of one cause in the summary: room for a hint and a path, whole
+
+
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
+    return shorten(first_line(err), _CAUSE_LENGTH)
 
 
 # -- for cloud providers: one reading of HTTP failures -------------------------------------------
@@ -124,7 +128,7 @@ def error_for_status(
     408 and 5xx: retryable; a 400 about the audio: ``InvalidAudioError``; anything else: a
     non-retryable engine failure, so the chain moves on. ``detail`` must hold no secret.
     """
-    detail = " ".join(detail.split())[:300]
+    detail = shorten(detail, 300)
     if status in (401, 403):
         return ProviderUnavailable(
             f"{provider} rejected the API key (HTTP {status}): {detail}", provider=provider

@@ -16,14 +16,14 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TextColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -203,7 +203,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
                   "cloud ones: 'stt-core[groq]', 'stt-core[deepgram]'; SenseVoice: 'stt-core[funasr]'.",
                   markup=False)
     for problem in plugins.plugin_errors:
-        out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({problem.entry_point})')}: "
+        which = problem.provider or problem.entry_point
+        out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({which})')}: "
                   f"{escape(str(problem.error))}")
     return EXIT_OK
 
@@ -230,7 +231,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = ServeSettings(**(config.provider_settings(SECTION) | given))
     except ValidationError as e:
         raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
-                          f"{validation_problems(e)}") from None
+                          f"{validation_problems(e, ServeSettings)}") from None
     chain = config.build_chain(names=_chain_names(args.chain))
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
@@ -324,35 +325,60 @@ async def _time_calls(
 async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
     worst = EXIT_OK
     files = [Path("/dev/stdin" if f == "-" else f) for f in args.files]  # "-": the audio on stdin
+    report = _Report(quiet=args.quiet)
     async with chain:
-        with _progress(len(files)) as (advance, piece_done):
+        with _progress(len(files)) as progress:
             for path in files:
+                progress.file_started(path.name)
                 try:
                     result = await transcribe_file(chain, path, language=args.language,
-                                                   progress=piece_done if err.is_terminal else None)
+                                                   progress=progress.piece_done if err.is_terminal else None)
                 except (InvalidAudioError, ConfigError) as e:
-                    _error(f"{path}: {e}")
+                    _error(_about(path, e))
                     worst = max(worst, EXIT_BAD_INPUT)
                 except AllProvidersFailed as e:
-                    if not args.quiet:
-                        _report(path, e.attempts)
-                    _error(f"{path}: {e}")
+                    report.file(path, e.attempts)
+                    _error(_about(path, e))
                     worst = max(worst, EXIT_FAILED)
                 else:
-                    if not args.quiet:
-                        _report(path, result.attempts)
+                    report.file(path, result.attempts)
                     _print_result(path, result, args, several=len(files) > 1)
-                advance()
+                progress.file_done()
     return worst
 
 
-def _report(path: Path, attempts: Sequence[Attempt]) -> None:
-    for attempt in attempts:
-        detail = f": {attempt.error}" if attempt.error else ""
-        err.print(
-            _one_line(f"{path.name}: {attempt.provider} {attempt.outcome} ({attempt.latency:.2f}s){detail}"),
-            markup=False,
-        )
+def _about(path: Path, e: STTError) -> str:
+    """The error about ``path``, naming it once (a decoding error names its file already)."""
+    return str(e) if str(path) in str(e) else f"{path}: {e}"
+
+
+class _Report:
+    """What the chain did, on stderr: one line per file, however many pieces and attempts it took;
+    why an engine was passed (not installed, no key) is said once per run, not once per file."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self._said: set[tuple[str, str | None]] = set()
+
+    def file(self, path: Path, attempts: Sequence[Attempt]) -> None:
+        if self.quiet:
+            return
+        calls: dict[tuple[str, str], list[Attempt]] = {}  # (engine, outcome) in the order first seen
+        for attempt in attempts:
+            if attempt.outcome in ("unavailable", "skipped"):
+                if (attempt.provider, attempt.error) not in self._said:
+                    self._said.add((attempt.provider, attempt.error))
+                    said = f"{attempt.provider} {attempt.outcome}: {attempt.error}"
+                    err.print(_one_line(said), markup=False)
+                continue
+            calls.setdefault((attempt.provider, attempt.outcome), []).append(attempt)
+        parts = []
+        for (engine, outcome), same in calls.items():
+            times = f" x{len(same)}" if len(same) > 1 else ""
+            detail = f": {same[-1].error}" if same[-1].error else ""
+            parts.append(f"{engine} {outcome}{times} ({sum(a.latency for a in same):.2f}s){detail}")
+        if parts:
+            err.print(_one_line(f"{path.name}: {'; '.join(parts)}"), markup=False)
 
 
 def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, several: bool) -> None:
@@ -383,31 +409,54 @@ def _render(path: Path, result: Transcript, fmt: str) -> str:
     return result.text
 
 
+_PROGRESS_AFTER = 1.0  # seconds a file takes before its progress shows: a quick one shows none
+
+
+class _Progress:
+    """On a terminal, progress on stderr (stdout stays the result's): files done, and the file
+    in hand once it has taken over a second, as seconds of audio and x real time for a long file
+    (sent in pieces), or as the time it has taken so far."""
+
+    def __init__(self, bar: Progress | None, total: int) -> None:
+        self.bar = bar
+        self._reveal: asyncio.TimerHandle | None = None
+        self.started = time.perf_counter()
+        if bar is not None:
+            self.files = bar.add_task("files", total=total, visible=total > 1, detail="")
+            self.audio = bar.add_task("audio", total=None, visible=False, detail="")
+
+    def file_started(self, name: str) -> None:
+        self.started = time.perf_counter()
+        if self.bar is not None:
+            self.bar.reset(self.audio, total=None, visible=False, description=name, detail="transcribing")
+            self._reveal = asyncio.get_running_loop().call_later(_PROGRESS_AFTER, self._show)
+
+    def piece_done(self, done: float, length: float) -> None:
+        if self.bar is not None:
+            speed = done / max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(self.audio, completed=done, total=length, visible=True,
+                            detail=f"{done:.0f} / {length:.0f} s of audio, {speed:.1f}x real time")
+
+    def file_done(self) -> None:
+        if self.bar is not None:
+            if self._reveal is not None:
+                self._reveal.cancel()
+            self.bar.advance(self.files)
+            self.bar.update(self.audio, visible=False)
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.audio, visible=True)
+
+
 @contextlib.contextmanager
-def _progress(total: int) -> Iterator[tuple[Callable[[], None], Callable[[float, float], None]]]:
-    """On a terminal, progress on stderr (stdout stays the result's): files done, and the pieces of
-    a long file as seconds of audio and x real time. Nothing when stderr is not a terminal."""
+def _progress(total: int) -> Iterator[_Progress]:
     if not err.is_terminal:
-        yield (lambda: None), (lambda done, length: None)
+        yield _Progress(None, total)
         return
-    columns = (*Progress.get_default_columns(), TextColumn("{task.fields[detail]}"))
+    columns = (*Progress.get_default_columns(), TimeElapsedColumn(), TextColumn("{task.fields[detail]}"))
     with Progress(*columns, console=err, transient=True, redirect_stdout=False) as bar:  # stdout: the result
-        files = bar.add_task("files", total=total, visible=total > 1, detail="")
-        audio = bar.add_task("audio", total=None, visible=False, detail="")
-        started = time.perf_counter()
-
-        def piece_done(done: float, length: float) -> None:
-            speed = done / max(time.perf_counter() - started, 1e-9)
-            bar.update(audio, completed=done, total=length, visible=True,
-                       detail=f"{done:.0f} / {length:.0f} s of audio, {speed:.1f}x real time")
-
-        def file_done() -> None:
-            nonlocal started
-            bar.advance(files)
-            bar.update(audio, visible=False, completed=0)
-            started = time.perf_counter()
-
-        yield file_done, piece_done
+        yield _Progress(bar, total)
 
 
 if __name__ == "__main__":

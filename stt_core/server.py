@@ -23,7 +23,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from ._audio import Audio
@@ -36,31 +35,16 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
 )
-from ._provider import ApiKey
+from ._server_settings import SECTION, ServeSettings
 from .openai_api import RESPONSE_FORMATS, response_body
 
 MODEL_ID = "stt-core"
-SECTION = "serve"  # the config table: [serve] / STT_SERVE__<FIELD>
+__all__ = ["MODEL_ID", "SECTION", "ServeSettings", "create_app", "serve"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
                    Awaitable[None]]
-
-
-class ServeSettings(BaseModel):
-    """The ``[serve]`` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    api_key: ApiKey | None = None
-    """Clients must send ``Authorization: Bearer <api_key>``; unset: no key is asked for."""
-    max_upload_mb: float = Field(25.0, gt=0, le=2000)
-    max_concurrent: int = Field(4, ge=1, le=1024)
-    max_waiting: int = Field(64, ge=0, le=100_000)
-    shutdown_timeout: int = Field(30, ge=0, le=3600)
-    """Seconds a SIGTERM waits for requests in flight."""
 
 
 def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
@@ -106,6 +90,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                           headers={"Retry-After": "1"})
         try:
             form = await _read_form(request)
+            _check_servable(chain, form)
             async with gate.turn():
                 return await _transcribe(chain, form)
         except _TooLarge:
@@ -160,6 +145,18 @@ async def _read_form(request: Request) -> dict[str, Any]:
         "response_format": response_format,
         "granularities": granularities or ("segment",),
     }
+
+
+def _check_servable(chain: Chain, form: dict[str, Any]) -> None:
+    """A request no engine of the chain declares it can take is the client's to change (400 naming
+    the parameter), not a 503 the client would retry: no wait makes it servable."""
+    language = form["language"]
+    if not chain.capabilities.supports_language(language):
+        raise _Refused(400, f"language {language!r} is not taken by any engine of the chain ({chain.model}): "
+                            "send another language, or none to detect it", param="language")
+    if "word" in form["granularities"] and not chain.capabilities.word_timestamps:
+        raise _Refused(400, f"no engine of the chain ({chain.model}) gives word timestamps",
+                       param="timestamp_granularities")
 
 
 async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:

@@ -86,6 +86,15 @@ def test_the_serving_install_has_no_torch_and_transcribes(tmp_path: Path, wheels
     assert "vad 'silero-vad' runs through funasr and torch" in said
     assert "torch is not installed: install torch first (pip install torch --index-url" in said
     assert "'stt-core-funasr[torch]' silero-vad" in said
+    # A model directory with no ONNX export: the whole hint, in the one error line, cut nowhere.
+    unexported = tmp_path / "unexported"
+    shutil.copytree(TINY, unexported, ignore=shutil.ignore_patterns("*.onnx*"))
+    _config(tmp_path, unexported)
+    refused = _stt_core(bin_dir, "transcribe", str(CHAIRS), cwd=tmp_path)
+    assert refused.returncode == 1
+    last = refused.stderr.strip().splitlines()[-1]
+    assert f"no ONNX model in {unexported}: run `stt-core models export funasr`" in last
+    assert last.endswith("or use an exported ONNX model directory)"), last
 
 
 @pytest.mark.slow
