@@ -1,13 +1,15 @@
 """A LiveKit voice agent whose speech-to-text is an stt-core chain from stt.toml.
 
-    pip install "stt-core[livekit,funasr,groq]"
+    pip install "stt-core[livekit,funasr,groq,whisper]"
     stt-core models download funasr                  # once: SenseVoiceSmall for offline use
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=... GROQ_API_KEY=...
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)
 
-Offline, with no keys at all: `python examples/livekit_agent.py console` transcribes what you say
-with the local engines (bundled whisper when FunASR's model is not downloaded) and logs it; with
-LIVEKIT_API_KEY (or AGENT_LLM) it also answers.
+Offline, with no server, no microphone and no keys: `python examples/livekit_agent.py file
+examples/audio/fox.wav` feeds the file through the same STT as a session would (LiveKit's
+StreamAdapter with Silero's VAD over the chain, 48 kHz frames in real time) and prints each speech
+event it gets (bundled whisper answers when FunASR's model is not downloaded). `console` needs
+PortAudio and a microphone; with LIVEKIT_API_KEY (or AGENT_LLM) the agent also answers.
 
 The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback, bundled whisper last) comes from
 examples/stt.toml, or the file STT_CONFIG names. With shared inference (on here), the worker loads
@@ -19,21 +21,26 @@ AGENT_LLM / AGENT_TTS to use others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 
-from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli
+from livekit.agents import Agent, AgentServer, AgentSession, JobContext, JobProcess, cli, stt
 from livekit.plugins import silero
 
-from stt_core_livekit import STT, enable_shared_inference, prewarm
+import stt_core
+from stt_core_livekit import STT, audio_to_frames, enable_shared_inference, prewarm
 
 logger = logging.getLogger("stt-core-agent")
 CONFIG = Path(os.environ.get("STT_CONFIG", Path(__file__).with_name("stt.toml")))
+FROM_FILE = sys.argv[1:2] == ["file"]  # the offline mode: no worker, so no inference process
 
 # One FunASR model for the whole worker, in LiveKit's inference process. This line must run in the
 # main process before the worker starts: here, at import, is that place.
-enable_shared_inference(CONFIG)
+if not FROM_FILE:
+    enable_shared_inference(CONFIG)
 
 
 def setup(proc: JobProcess) -> None:
@@ -82,5 +89,37 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.start(agent=Assistant(), room=ctx.room)
 
 
+async def transcribe_file(path: str) -> None:
+    """The file through the STT a session would use, in real time; each speech event printed."""
+    chain = stt_core.load_config(CONFIG).build_chain()
+    rate = 48_000  # what a room delivers
+    audio = stt_core.Audio.concat([stt_core.Audio.from_file(path).to(sample_rate=rate, channels=1),
+                                   stt_core.Audio.silence(1.0, rate)])  # the VAD's end of speech
+    async with chain:
+        adapter = stt.StreamAdapter(stt=STT(chain), vad=silero.VAD.load())
+        stream = adapter.stream()
+
+        async def feed() -> None:
+            for frame in audio_to_frames(audio, frame_ms=20):
+                stream.push_frame(frame)
+                await asyncio.sleep(0.02)
+            stream.end_input()
+
+        feeding = asyncio.create_task(feed())
+        async for event in stream:
+            said = f": {event.alternatives[0].text}" if event.alternatives else ""
+            final = event.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+            engine = f" (stt: {adapter.provider})" if final else ""
+            print(f"{event.type.name}{said}{engine}", flush=True)
+        await feeding
+        await stream.aclose()
+        await adapter.aclose()
+
+
 if __name__ == "__main__":
-    cli.run_app(server)
+    if FROM_FILE:
+        if len(sys.argv) != 3:
+            sys.exit("usage: python examples/livekit_agent.py file AUDIO")
+        asyncio.run(transcribe_file(sys.argv[2]))
+    else:
+        cli.run_app(server)

@@ -16,7 +16,7 @@ from livekit.agents import APIConnectionError, APIError, APIStatusError, APITime
 
 import stt_core
 from fakes.deepgram_api import KEY, FakeDeepgram
-from speech import FIXTURES, REFERENCES, normalize
+from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
 from stt_core import (
     AllProvidersFailed,
     Audio,
@@ -295,3 +295,23 @@ def test_the_example_agent_sets_up_a_worker_process(monkeypatch: pytest.MonkeyPa
     assert isinstance(chain.providers[0], SharedEngine)
     assert "vad" in proc.userdata
     assert STT.from_process(proc).chain is chain
+
+
+@pytest.mark.slow
+def test_the_example_agent_runs_offline_on_a_file(tmp_path: Path) -> None:
+    """`python examples/livekit_agent.py file AUDIO`: no server, no microphone, no keys; the file
+    through LiveKit's StreamAdapter and Silero over the example's chain, in real time."""
+    example = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STT_", "LIVEKIT_", "GROQ_", "DEEPGRAM_")) and k != "AGENT_LLM"}
+    done = subprocess.run([sys.executable, str(example), "file", str(FIXTURES / "lights.wav")],
+                          capture_output=True, text=True, cwd=tmp_path, env={**env, "HF_HUB_OFFLINE": "1"},
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    events = done.stdout.splitlines()
+    assert events[0] == "START_OF_SPEECH" and "END_OF_SPEECH" in events
+    [final] = [e for e in events if e.startswith("FINAL_TRANSCRIPT: ")]
+    heard = final.removeprefix("FINAL_TRANSCRIPT: ").removesuffix(" (stt: whisper)")
+    assert final.endswith("(stt: whisper)")  # FunASR's model is not downloaded, Groq has no key
+    assert wer("lights", heard) <= MAX_WER, heard
+    assert "Traceback" not in done.stderr
