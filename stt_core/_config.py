@@ -261,6 +261,9 @@ class LoadedConfig:
         known = plugins.known_names()
         for section, table in self.config.provider_sections.items():
             kind = table.get(PROVIDER_KEY)
+            if kind is not None and not isinstance(kind, str):
+                raise ConfigError(f"[{section}] {PROVIDER_KEY} in {self.source_of(section)} must be a "
+                                  f"provider's name, not {type(kind).__name__}")
             if kind is None and section not in known | ADAPTER_SECTIONS:
                 raise ConfigError(f"unknown section [{section}] in {self.source_of(section)}"
                                   f"{did_you_mean(section, known | ADAPTER_SECTIONS)}; a second "

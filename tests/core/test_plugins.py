@@ -280,7 +280,8 @@ def test_one_bad_class_costs_only_itself_not_the_plugins_other_engines(site: Pat
     listed = cli("providers")
     assert listed.returncode == 0, listed.stderr
     rows = table_rows(listed.stdout)
-    assert rows["broken-reason"][3].startswith("no: broken-reason could not tell whether it can serve: KeyError")
+    assert rows["broken-reason"][3].startswith("no: broken-reason could not tell whether it can serve: "
+                                               "KeyError")
     assert rows["broken-ctor"][3].startswith("no: RuntimeError: cannot build me")
     assert ("failed to load stt-core-broken (broken-abstract): TypeError: BrokenAbstract ('broken-abstract') "
             "does not implement _transcribe") in listed.stdout

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import stt_core
@@ -58,6 +58,7 @@ def load_and_build(text: str) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables)
+@example({"whisper": {"provider": []}})  # found by this test: a provider key that is no name
 def test_any_structured_config_is_a_chain_or_a_config_error(data: dict[str, object]) -> None:
     load_and_build(to_toml(data))
 
