@@ -34,6 +34,9 @@ from ._text import first_line
 SampleFormat = Literal["int16", "float32"]
 MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
 MIN_SAMPLE_RATE = 2_000  # below any speech codec's (8 kHz telephony): a lower rate is a bad header
+# Shorter audio holds no word, and engines fail on it (SenseVoice's front end needs one 25 ms
+# window; whisper pads it to noise): bad audio before any engine, or batch, sees it.
+MIN_AUDIO_SECONDS = 0.03
 MAX_AUDIO_SECONDS_ENV, MAX_DECODED_MB_ENV = "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB"
 _DEFAULT_MAX_AUDIO_SECONDS, _DEFAULT_MAX_DECODED_MB = 4 * 3600.0, 1024.0
 _INT16_SCALE = 32768.0

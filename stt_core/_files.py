@@ -22,6 +22,7 @@ import soundfile as sf
 import soxr
 
 from ._audio import (
+    MIN_AUDIO_SECONDS,
     Audio,
     _check_nonempty_file,
     _first_line,
@@ -72,6 +73,8 @@ async def transcribe_file(
         notes = truncation_notes(info.extra_info, os.fspath(path))
     results: list[tuple[float, Transcript]] = []
     for offset, piece in pieces:
+        if piece.duration < MIN_AUDIO_SECONDS and results:
+            continue  # a long file's last few samples: too short to hold a word, or to recognise
         results.append((offset, await engine.transcribe(piece, **options)))
         if progress is not None:
             progress(offset + piece.duration, duration or offset + piece.duration)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError
 
-from ._audio import Audio, AudioSource, as_audio
+from ._audio import MIN_AUDIO_SECONDS, Audio, AudioSource, as_audio
 from ._errors import (
     ConfigError,
     InvalidAudioError,
@@ -159,6 +159,9 @@ class Provider(abc.ABC):
         audio = as_audio(audio)
         if audio.num_frames == 0:
             raise InvalidAudioError("audio is empty (no samples)")
+        if audio.duration < MIN_AUDIO_SECONDS:  # before any engine or batch: one such clip failed a batch
+            raise InvalidAudioError(f"audio is too short to recognise: {audio.duration * 1000:.1f} ms "
+                                    f"(at least {MIN_AUDIO_SECONDS * 1000:.0f} ms)")
         self._check_ready()
         started = time.perf_counter()
         try:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ._audio import Audio
-from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status
+from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
 from ._provider import ApiKey, Provider, ProviderSettings
 from ._types import Capabilities, Segment, Transcript, Word
 
@@ -142,9 +142,10 @@ class OpenAICompatibleProvider(Provider):
         if isinstance(e, sdk.APITimeoutError):
             return ProviderTimeout(f"{name} did not answer within the timeout", provider=name)
         if isinstance(e, sdk.APIStatusError):
+            key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
             return error_for_status(
-                e.status_code, error_message(e.body) or e.response.reason_phrase, provider=name,
-                retry_after=e.response.headers.get("retry-after"),
+                e.status_code, without_secrets(error_message(e.body) or e.response.reason_phrase, key),
+                provider=name, retry_after=e.response.headers.get("retry-after"),
             )
         if isinstance(e, sdk.APIConnectionError):
             return ProviderError(f"cannot reach {name}: {type(e.__cause__ or e).__name__}", provider=name,

@@ -4,7 +4,8 @@
 (``file``, ``model``, ``language``, ``prompt``, ``response_format``, ``temperature``,
 ``timestamp_granularities[]``) with ``Authorization: Bearer <key>``, decodes the audio, records the
 request, and answers with verbose_json. ``GET /openai/v1/models`` answers a model list. Faults are
-queued per request: ``429`` (with Retry-After), ``500``, ``401``, ``slow`` (answers after
+queued per request: ``429`` (with Retry-After), ``500``, ``401``, ``401_echo`` (a 401 whose message
+quotes the key sent), ``bad_model`` (a 400 about the server's model file), ``slow`` (answers after
 ``slow_seconds``), ``drop`` (closes the connection in the middle of the body), ``bad_json``, and
 answers that are not transcripts: ``html`` (a proxy's 502 page with status 200), ``empty_object``
 (``{}``), ``empty`` (no body). ``down = True`` is an outage: every endpoint answers 500, the
@@ -77,6 +78,10 @@ class FakeGroq:
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
         self.attempts += 1
         fault = self.faults.popleft() if self.faults else None
+        if fault == "401_echo":  # a gateway that quotes the credential it refused
+            sent = request.headers.get("Authorization", "")
+            return _error(401, f"Invalid API Key: {sent} (api_key={sent.removeprefix('Bearer ')})",
+                          "invalid_api_key")
         if fault == "401" or not self._authorised(request):
             return _error(401, "Invalid API Key", "invalid_api_key")
         fields: dict[str, str | list[str]] = {}
@@ -98,6 +103,8 @@ class FakeGroq:
                           headers={"retry-after": self.retry_after})
         if fault == "500" or self.down:
             return _error(500, "Internal Server Error", "internal_server_error")
+        if fault == "bad_model":  # the server's own set-up is broken, not the caller's audio
+            return _error(400, "could not load model file whisper-9.bin", "invalid_request_error")
         if fault == "bad_audio":
             return _error(400, "could not process file - is it a valid media file?", "invalid_request_error")
         if self.latency:

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import stt_core
@@ -291,3 +292,19 @@ class TestFunASRConformance(ProviderConformance):
     def conformance_audio(self) -> Audio:
         return Audio.from_file(AUDIO / "zh_weather.wav")
 
+
+
+@pytest.mark.parametrize("samples", [1, 96, 399])  # 1 sample, 6 ms, just under one 25 ms window
+async def test_a_clip_too_short_to_recognise_fails_alone_and_never_opens_the_breaker(samples: int) -> None:
+    chain = Chain([funasr(use_itn=True, max_batch=8)])
+    short = Audio(np.full(samples, 0.1, np.float32), 16_000)
+    async with chain:
+        await chain.warmup()
+        names = [*CLIPS, "chairs", "good_morning"]  # seven good clips, batched with the short one
+        results = await asyncio.gather(*(chain.transcribe(AUDIO / f"{n}.wav") for n in names),
+                                       chain.transcribe(short), return_exceptions=True)
+        *good, bad = results
+        assert isinstance(bad, stt_core.InvalidAudioError) and "too short to recognise" in str(bad)
+        assert [getattr(r, "text", r) for r in good] == [CLIPS[n][3] for n in names]
+        after = await chain.transcribe(AUDIO / "chairs.wav")  # funasr still serves: its breaker is closed
+    assert after.provider == "funasr" and chain.breakers[0].state == "closed"

@@ -12,6 +12,7 @@ from typing import Any
 
 import jiwer
 import pytest
+from livekit import rtc
 from livekit.agents import APIConnectionError, APIError, APIStatusError, APITimeoutError, stt
 
 import stt_core
@@ -83,6 +84,19 @@ async def test_recognize_livekit_frames_through_whisper(whisper: stt_core.Provid
         references.append(normalize(text))
         hypotheses.append(normalize(event.alternatives[0].text))
     assert jiwer.wer(references, hypotheses) <= 0.12
+
+
+async def test_a_frame_too_short_or_no_frames_is_bad_audio_that_no_engine_is_sent(
+    whisper: stt_core.Provider,
+) -> None:
+    cloud = FakeProvider(name="cloud")  # would take anything, an empty upload included
+    adapter = STT(Chain([whisper, cloud]))
+    one_sample = rtc.AudioFrame(b"\x10\x00", 48_000, 1, 1)
+    for frames in ([one_sample], []):
+        with pytest.raises(APIStatusError) as refused:
+            await adapter.recognize(frames)
+        assert refused.value.retryable is False
+    assert cloud.calls == []
 
 
 async def test_metrics_name_the_engine_that_answered(whisper: stt_core.Provider) -> None:

@@ -307,6 +307,32 @@ async def test_no_engine_can_serve_is_503_with_retry_after(groq: FakeGroq) -> No
     assert groq.attempts == 0
 
 
+@pytest.mark.parametrize("response_format", ["json", "text", "srt", "vtt", "verbose_json"])
+async def test_an_upstream_that_echoes_the_key_never_passes_it_on(
+    groq: FakeGroq, response_format: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    groq.faults.append("401_echo")
+    async with running(groq_chain(groq)) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        answer = await http.post("/v1/audio/transcriptions",
+                                 files={"file": ("f.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                 data={"model": "m", "response_format": response_format})
+    assert answer.status_code == 503, answer.text
+    message = answer.json()["error"]["message"]
+    assert "groq rejected the API key (HTTP 401)" in message and "[redacted]" in message
+    assert KEY not in answer.text and KEY not in caplog.text
+
+
+async def test_a_400_about_the_servers_model_file_falls_over_not_bad_audio(groq: FakeGroq) -> None:
+    whisper = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
+    groq.faults.append("bad_model")
+    chain = Chain([GroqProvider(api_key=KEY, base_url=groq.url, timeout=5), whisper])
+    async with chain:
+        result = await chain.transcribe(FIXTURES / "fox.wav", language="en")
+    assert result.provider == "whisper" and wer("fox", result.text) <= MAX_WER
+    [groq_attempt, *_] = result.attempts
+    assert groq_attempt.outcome == "error" and "could not load model file" in (groq_attempt.error or "")
+
+
 @pytest.mark.parametrize(("faults", "status"), [(["500", "500"], 502), (["slow", "slow"], 504)])
 async def test_engines_that_fail_are_502_and_ones_that_time_out_504(
     groq: FakeGroq, faults: list[str], status: int

@@ -118,8 +118,8 @@ class STT(stt.STT[Any]):
     async def _recognize_impl(
         self, buffer: AudioBuffer, *, language: NotGivenOr[str] = NOT_GIVEN, conn_options: APIConnectOptions
     ) -> stt.SpeechEvent:
-        audio = frames_to_audio(buffer)
         try:
+            audio = frames_to_audio(buffer)
             result = await self._chain.transcribe(
                 audio, language=self._language_for(language), word_timestamps=self._word_timestamps
             )
@@ -231,6 +231,8 @@ class SpeechStream(stt.RecognizeStream):
 
 def frames_to_audio(buffer: AudioBuffer) -> Audio:
     """LiveKit frames (any rate, any channel count, int16 interleaved) as one ``Audio``."""
+    if isinstance(buffer, list) and not buffer:
+        raise InvalidAudioError("no audio frames (an empty frame list)")
     frame = merge_frames(buffer) if isinstance(buffer, list) else buffer
     samples = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
     return Audio(samples.copy(), frame.sample_rate)
