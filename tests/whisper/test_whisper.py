@@ -187,3 +187,16 @@ def test_a_named_model_that_cannot_be_fetched_offline_is_one_clear_line(tmp_path
     last = done.stderr.strip().splitlines()[-1]
     assert "cannot load whisper model 'small'" in last and "stt-core-whisper[bundled]" in last
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_minutes_of_digital_silence_give_an_empty_transcript(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    silence = tmp_path / "silence.flac"
+    sf.write(silence, np.zeros(16_000 * 300, np.int16), 16_000)  # 5 min: tiny.en said "You You You ..."
+    done = subprocess.run([sys.executable, "-m", "stt_core.cli", "transcribe", str(silence), "--chain", "whisper"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

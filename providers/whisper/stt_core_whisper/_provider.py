@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
 SAMPLE_RATE = 16_000  # what Whisper models take
+WINDOW_SECONDS = 30  # what Whisper decodes at a time
 BUNDLED = "bundled"
 _HF_REPO = "Systran/faster-whisper-{}"  # where faster-whisper fetches a named size from
 
@@ -57,7 +58,10 @@ class WhisperSettings(ProviderSettings):
     """0: CTranslate2's default (all cores)."""
     num_workers: int = Field(1, ge=1, le=64)
     beam_size: int = Field(5, ge=1, le=20)
-    vad_filter: bool = False
+    vad_filter: bool | Literal["auto"] = "auto"
+    """faster-whisper's Silero VAD (its ONNX file ships in the wheel) before decoding. 'auto': on for
+    audio longer than one 30 s window, where Whisper invents words on long silence ("You You
+    You"); off for shorter audio (a voice turn a VAD has already cut), so no short word is lost."""
     no_speech_threshold: float = Field(0.8, ge=0, le=1)
     """Segments the model rates likelier than this to be no speech are dropped: Whisper's
     well-known inventions on silence ("You", ".")."""
@@ -135,7 +139,7 @@ class WhisperProvider(Provider):
                 language=language,
                 initial_prompt=prompt,
                 beam_size=self.settings.beam_size,
-                vad_filter=self.settings.vad_filter,
+                vad_filter=_use_vad(self.settings.vad_filter, len(samples)),
                 word_timestamps=word_timestamps,
             )
             segments = [  # decoding happens while iterating
@@ -223,6 +227,10 @@ def _resolve_device(device: str) -> str:
     except ImportError:
         return "cpu"
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _use_vad(setting: bool | str, samples: int) -> bool:
+    return setting if isinstance(setting, bool) else samples > WINDOW_SECONDS * SAMPLE_RATE
 
 
 def _default_compute_type(model: str, device: str) -> str:
