@@ -23,3 +23,9 @@ class ServeSettings(BaseModel):
     max_waiting: int = Field(64, ge=0, le=100_000)
     shutdown_timeout: int = Field(30, ge=0, le=3600)
     """Seconds a SIGTERM waits for requests in flight."""
+    head_timeout: float = Field(10.0, gt=0, le=3600)
+    """Seconds a connection may take to send its request's head (line and headers), from when it
+    opens or its last answer went out: idle and slowloris connections are closed after it."""
+    body_timeout: float = Field(120.0, gt=0, le=3600)
+    """Seconds a request may take to send its whole body (25 MB in 120 s is 1.7 Mbit/s): a slower
+    upload is answered 408. A request waits for a place in line only once its body is in."""

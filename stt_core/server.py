@@ -6,26 +6,35 @@
     GET  /health                    liveness: the process answers
     GET  /ready                     the chain has an engine that can take a request now
 
-Models are loaded before the port opens. At most ``max_concurrent`` requests are transcribed at
-once and ``max_waiting`` more wait their turn; past that the answer is 429 with Retry-After, never
-an unbounded queue. Uploads are bounded by ``max_upload_mb`` while they arrive, not after.
-On SIGTERM uvicorn stops taking connections and finishes the requests in flight.
+Models are loaded before the port opens. A request's body must arrive within ``body_timeout``
+and be at most ``max_upload_mb`` (bounded while it arrives, not after); only then does it take a
+place in line, so slow uploads never keep real requests out. At most ``max_concurrent`` requests
+are transcribed at once and ``max_waiting`` more wait their turn; past that the answer is 429
+with Retry-After, never an unbounded queue. The upload goes through the chain as a file, so a
+long one is sent in pieces (``transcribe_file``): a request holds one piece of decoded audio,
+whatever a small file claims to hold. A client that hangs up cancels its request. Connections
+that send no request head within ``head_timeout`` are closed. On SIGTERM uvicorn stops taking
+connections and finishes the requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
+import logging
 import math
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from ._audio import Audio
 from ._chain import Chain
 from ._errors import (
     AllProvidersFailed,
@@ -38,6 +47,8 @@ from ._errors import (
 from ._server_settings import SECTION, ServeSettings
 from .openai_api import RESPONSE_FORMATS, response_body
 
+logger = logging.getLogger("stt_core.serve")
+T = TypeVar("T")
 MODEL_ID = "stt-core"
 __all__ = ["MODEL_ID", "SECTION", "ServeSettings", "create_app", "serve"]
 
@@ -84,33 +95,50 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     async def transcriptions(request: Request) -> Response:
         if denied := _check_key(request, settings):
             return denied
-        if not gate.admit():
-            return _error(429, f"the server is busy ({settings.max_concurrent} requests transcribing and "
-                               f"{settings.max_waiting} waiting): retry later", "rate_limit_error",
-                          headers={"Retry-After": "1"})
+        form: dict[str, Any] = {}
         try:
-            form = await _read_form(request)
+            try:
+                async with asyncio.timeout(settings.body_timeout):
+                    form = await _read_form(request)
+            except TimeoutError:
+                raise _Refused(408, f"the upload did not arrive within {settings.body_timeout:g} s "
+                                    "(body_timeout)", code="body_timeout") from None
             _check_servable(chain, form)
-            async with gate.turn():
-                return await _transcribe(chain, form)
+            if not gate.admit():
+                raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
+                                    f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
+                               headers={"Retry-After": "1"})
+            try:
+                return await _unless_the_client_leaves(request, gate.in_turn(_transcribe(chain, form)))
+            finally:
+                gate.leave()
         except _TooLarge:
             return _too_large(settings.max_upload_mb)
         except _Refused as e:
-            return _error(e.status, e.message, e.kind, param=e.param)
+            return _error(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
         except STTError as e:
             return _stt_error(e, chain)
+        except _ClientLeft:
+            return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:
-            gate.leave()
+            if upload := form.get("upload"):
+                await upload.close()
 
     app.add_middleware(_BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
     return app
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 param: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", *,
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.param = status, message, kind, param
+        self.code, self.headers = code, headers
+
+
+class _ClientLeft(Exception):
+    """The client closed its connection before its answer was ready."""
 
 
 async def _read_form(request: Request) -> dict[str, Any]:
@@ -139,7 +167,7 @@ async def _read_form(request: Request) -> dict[str, Any]:
         raise _Refused(400, f"timestamp_granularities {sorted(unknown)} are not word or segment",
                        param="timestamp_granularities")
     return {
-        "audio": await upload.read(),
+        "upload": upload,
         "language": fields.get("language") or None,
         "prompt": fields.get("prompt") or None,
         "response_format": response_format,
@@ -160,14 +188,60 @@ def _check_servable(chain: Chain, form: dict[str, Any]) -> None:
 
 
 async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
-    audio = await asyncio.to_thread(Audio.from_bytes, form["audio"])  # decoding is CPU work
-    transcript = await chain.transcribe(
-        audio, language=form["language"], prompt=form["prompt"],
-        word_timestamps="word" in form["granularities"],
-    )
+    """The upload through the chain as a file, so that a long one goes in pieces: memory is bounded
+    by one piece of audio, not by what a small file claims to hold."""
+    upload: UploadFile = form["upload"]
+    name = upload.filename or "the upload"
+    with tempfile.TemporaryDirectory(prefix="stt-core-serve-") as folder:
+        path = Path(folder) / "upload"
+        if not await asyncio.to_thread(_save, upload.file, path):
+            raise InvalidAudioError(f"audio is empty: {name} has no bytes")
+        try:
+            transcript = await chain.transcribe(
+                path, language=form["language"], prompt=form["prompt"],
+                word_timestamps="word" in form["granularities"],
+            )
+        except InvalidAudioError as e:  # said of the temporary file: say it of the client's
+            raise InvalidAudioError(str(e).replace(str(path), name)) from None
     body, media_type = response_body(transcript, form["response_format"],
                                      granularities=form["granularities"])
-    return Response(body, media_type=media_type, headers={"X-STT-Provider": transcript.provider})
+    headers = {"X-STT-Provider": transcript.provider}
+    if warnings := transcript.metadata.get("warnings"):  # a truncated upload, transcribed as far as it goes
+        said = "; ".join(str(w).replace(str(path), name) for w in warnings)
+        headers["X-STT-Warning"] = said.encode("ascii", "backslashreplace").decode()
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _save(upload: IO[bytes], path: Path) -> int:
+    """Write the upload to ``path``; its size in bytes."""
+    upload.seek(0)
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload, out)
+        return out.tell()
+
+
+async def _unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled when the client hangs up first: nobody is left to answer, and its
+    engines' time belongs to the requests still waiting (a cancelled call counts against no
+    engine's breaker)."""
+    task = asyncio.ensure_future(work)
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise _ClientLeft
+    return task.result()
 
 
 def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
@@ -189,8 +263,9 @@ def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
 def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None:
     if settings.api_key is None:
         return None
-    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if hmac.compare_digest(sent.encode(), settings.api_key.get_secret_value().encode()):
+    scheme, _, sent = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(  # the scheme is case-insensitive (RFC 9110)
+            sent.strip().encode(), settings.api_key.get_secret_value().encode()):
         return None
     return _error(401, "invalid or missing API key (Authorization: Bearer ...)", "invalid_request_error",
                   code="invalid_api_key")
@@ -220,8 +295,10 @@ class _Gate:
     def leave(self) -> None:
         self._admitted -= 1
 
-    def turn(self) -> asyncio.Semaphore:
-        return self._inside
+    async def in_turn(self, work: Awaitable[T]) -> T:
+        """``work`` once one of the ``concurrent`` places is free."""
+        async with self._inside:
+            return await work
 
 
 class _TooLarge(Exception):
@@ -275,5 +352,39 @@ def serve(chain: Chain, settings: ServeSettings) -> None:
     """Run the server until SIGINT / SIGTERM (then finish the requests in flight)."""
     import uvicorn
 
+    if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("listening on %s with no api_key: anyone who can reach this address can use "
+                       "the chain (set [serve] api_key)", settings.host)
     uvicorn.run(create_app(chain, settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on")
+                timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
+                http=head_timeout_protocol(settings.head_timeout))
+
+
+def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection that has not sent its request's head within
+    ``head_timeout`` seconds of opening or of its last answer: uvicorn alone keeps an idle or a
+    slowloris connection (a header byte every few seconds) open for ever. It builds on uvicorn's
+    H11Protocol (its loop, transport, cycle and on_response_complete), which the serve tests
+    exercise with real sockets."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_due.cancel()  # the next request's head is due from now
+            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_due.cancel()
+            super().connection_lost(exc)
+
+        def _head_overdue(self) -> None:
+            waiting_for_a_head = self.cycle is None or self.cycle.response_complete
+            if waiting_for_a_head and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadTimeoutProtocol

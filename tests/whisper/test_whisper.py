@@ -196,7 +196,8 @@ def test_minutes_of_digital_silence_give_an_empty_transcript(tmp_path: Path) -> 
 
     silence = tmp_path / "silence.flac"
     sf.write(silence, np.zeros(16_000 * 300, np.int16), 16_000)  # 5 min: tiny.en said "You You You ..."
-    done = subprocess.run([sys.executable, "-m", "stt_core.cli", "transcribe", str(silence), "--chain", "whisper"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-m", "stt_core.cli", "transcribe", str(silence),
+                           "--chain", "whisper"], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
