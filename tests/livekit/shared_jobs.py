@@ -62,8 +62,9 @@ async def _recognize(ctx: Any, item: dict[str, Any]) -> dict[str, Any]:
         stt = STT(configured_chain(names=item["chain"]), language=item.get("language"))
     else:
         stt = STT.from_process(ctx.proc, language=item.get("language"))
-    audio = Audio.from_file(FIXTURES / f"{item['fixture']}.wav").to(sample_rate=48_000)
-    audio = Audio.concat([audio] * item.get("repeat", 1))
+    clips = [Audio.from_file(FIXTURES / f"{name}.wav").to(sample_rate=48_000)
+             for name in item.get("fixtures", [item["fixture"]])]  # several: said one after another
+    audio = Audio.concat(clips * item.get("repeat", 1))
     if item.get("marker"):
         _write(item["marker"], "sending")
     started = time.perf_counter()

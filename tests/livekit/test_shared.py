@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import shared_jobs
 from livekit.agents import JobContext, get_job_context
@@ -29,7 +30,7 @@ from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
 
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
-from speech import MAX_WER, wer
+from speech import MAX_WER, REFERENCES, wer
 from stt_core import Audio, InvalidAudioError
 from stt_core_livekit import SharedEngine, SharedEngineRunner, enable_shared_inference
 from stt_core_livekit._shared import METHOD, pack, unpack
@@ -200,6 +201,31 @@ async def test_a_killed_inference_process_hands_the_request_to_the_next_engine(
     await worker.run_job({"report": str(second), "items": [after]})
     (later,) = (await _reports([second]))[0]["results"]
     assert later["provider"] == "groq" and later["seconds"] < 2
+
+
+async def test_a_job_that_gives_up_frees_the_shared_engine_for_the_next(
+    worker: Worker, tmp_path: Path
+) -> None:
+    gave_up = tmp_path / "gave_up.json"
+    # 165 s of 14 different sentences through shared whisper (about 12 s of work on one thread),
+    # which the job's attempt_timeout (5 s) gives up on: it falls over to groq.
+    sentences = [*REFERENCES, *(f"heldout/heldout{i}" for i in range(1, 9))]
+    long = {"fixture": "many", "fixtures": sentences, "repeat": 4, "chain": ["whisper", "groq"]}
+    await worker.run_job({"report": str(gave_up), "items": [long]})
+    (result,) = (await _reports([gave_up]))[0]["results"]
+    assert result["provider"] == "groq"
+    assert worker.inference is not None and worker.inference.pid is not None
+    inference = psutil.Process(worker.inference.pid)
+    await asyncio.sleep(1.5)  # the window whisper was decoding when the job gave up
+    before = sum(inference.cpu_times()[:2])
+    await asyncio.sleep(3.0)
+    busy = sum(inference.cpu_times()[:2]) - before
+    assert busy < 0.5, f"the inference process still worked {busy:.1f} CPU-s of 3 s for a job that left"
+    fresh = tmp_path / "fresh.json"
+    await worker.run_job({"report": str(fresh),
+                          "items": [{"fixture": "lights", "chain": ["whisper", "groq"]}]})
+    (later,) = (await _reports([fresh]))[0]["results"]
+    assert later["provider"] == "whisper" and wer("lights", later["text"]) <= MAX_WER, later
 
 
 async def test_an_agent_session_transcribes_through_the_shared_engine(worker: Worker, tmp_path: Path) -> None:

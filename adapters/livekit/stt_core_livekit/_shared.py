@@ -22,6 +22,7 @@ pyproject.toml and ``tests/livekit/test_shared.py`` fails loudly if its API move
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -142,6 +143,8 @@ class SharedEngineRunner(_InferenceRunner):
             return self._submit(header, pcm)
         if op == "collect":
             return self._collect(str(header["ticket"]))
+        if op == "cancel":
+            return self._cancel(str(header["ticket"]))
         if op == "engines":
             return pack({"engines": sorted(self.engines), "stats": self._stats()})
         raise ValueError(f"unknown operation {op!r}")
@@ -187,6 +190,16 @@ class SharedEngineRunner(_InferenceRunner):
         self._done(ticket)
         return pack({"transcript": result.to_dict()})
 
+    def _cancel(self, ticket: str) -> bytes:
+        """The job gave up (its attempt_timeout, a fall-over, the job ended): stop the work, so it
+        does not hold the engine for other jobs (a queued FunASR request is dropped, whisper stops
+        at its next window)."""
+        future = self._tickets.pop(ticket, None)
+        self._submitted.pop(ticket, None)
+        if future is not None:
+            future.cancel()
+        return pack({"cancelled": future is not None})
+
     def _done(self, ticket: str) -> None:
         del self._tickets[ticket], self._submitted[ticket]
 
@@ -228,10 +241,15 @@ class SharedEngine(Provider):
                   "word_timestamps": word_timestamps}
         answer = await self._call(header, audio.to(RATE, 1, "int16").pcm_bytes())
         ticket = answer["ticket"]
-        while True:
-            answer = await self._call({"op": "collect", "ticket": ticket})
-            if not answer.get("pending"):
-                return Transcript.from_dict(answer["transcript"])
+        try:
+            while True:
+                answer = await self._call({"op": "collect", "ticket": ticket})
+                if not answer.get("pending"):
+                    return Transcript.from_dict(answer["transcript"])
+        except asyncio.CancelledError:  # the chain or the job gave up: free the engine for others
+            with contextlib.suppress(Exception):  # the inference process may be gone: nothing to free
+                await asyncio.shield(self._call({"op": "cancel", "ticket": ticket}))
+            raise
 
     async def _call(self, header: dict[str, Any], pcm: bytes = b"") -> dict[str, Any]:
         executor = _inference_executor(self.name)

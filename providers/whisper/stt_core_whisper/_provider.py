@@ -125,12 +125,19 @@ class WhisperProvider(Provider):
         language = language or self.settings.language
         if language == "auto":
             language = None
-        return await asyncio.to_thread(
-            self._run, samples, language, prompt, word_timestamps or self.settings.word_timestamps
-        )
+        given_up = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                self._run, samples, language, prompt, word_timestamps or self.settings.word_timestamps,
+                given_up,
+            )
+        except asyncio.CancelledError:  # the caller left: stop at the next 30 s window, not the end
+            given_up.set()
+            raise
 
     def _run(
-        self, samples: Any, language: str | None, prompt: str | None, word_timestamps: bool
+        self, samples: Any, language: str | None, prompt: str | None, word_timestamps: bool,
+        given_up: threading.Event,
     ) -> Transcript:
         model = self._model()
         try:
@@ -142,9 +149,12 @@ class WhisperProvider(Provider):
                 vad_filter=_use_vad(self.settings.vad_filter, len(samples)),
                 word_timestamps=word_timestamps,
             )
-            segments = [  # decoding happens while iterating
-                _segment(s) for s in segments_iter if s.no_speech_prob <= self.settings.no_speech_threshold
-            ]
+            segments = []
+            for s in segments_iter:  # decoding happens while iterating, a window at a time
+                if given_up.is_set():
+                    break
+                if s.no_speech_prob <= self.settings.no_speech_threshold:
+                    segments.append(_segment(s))
         except RuntimeError as e:
             raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
         return Transcript(
