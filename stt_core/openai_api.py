@@ -12,9 +12,12 @@ OpenAI, Groq, vLLM, speaches and LocalAI all speak it, so it lives here once:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import json
+import math
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -44,6 +47,8 @@ class OpenAICompatibleSettings(ProviderSettings):
     max_upload_mb: float = Field(25.0, gt=0, le=1000)
     """The server's upload limit (OpenAI's and Groq's free tier: 25 MB); longer audio is cut at
     silences into pieces that fit."""
+    max_answer_mb: float = Field(64.0, gt=0, le=2000)
+    """An answer larger than this is a broken server, not a transcript: refused as it arrives."""
 
 
 class OpenAICompatibleProvider(Provider):
@@ -71,6 +76,7 @@ class OpenAICompatibleProvider(Provider):
             base_url=self.settings.base_url,
             timeout=self.settings.timeout,
             max_retries=0,  # one retry layer: the chain's
+            http_client=http_client(self.name, int(self.settings.max_answer_mb * 1_000_000)),
         )
 
     def answer_metadata(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +124,18 @@ class OpenAICompatibleProvider(Provider):
         if settings.response_format == "verbose_json":
             options["timestamp_granularities"] = ["word", "segment"]
         try:
-            raw = await self.client().audio.transcriptions.with_raw_response.create(
-                file=(f"audio.{self._format().lower()}", encoded), **options
-            )
-            result = raw.parse()
-            if inspect.isawaitable(result):  # groq's raw response parses async, openai's at once
-                result = await result
+            # The SDK's timeout bounds each read; this bounds the whole answer (a server that
+            # trickles a byte at a time never trips a read timeout).
+            async with asyncio.timeout(settings.timeout):
+                raw = await self.client().audio.transcriptions.with_raw_response.create(
+                    file=(f"audio.{self._format().lower()}", encoded), **options
+                )
+                result = raw.parse()
+                if inspect.isawaitable(result):  # groq's raw response parses async, openai's at once
+                    result = await result
+        except TimeoutError as e:
+            raise ProviderTimeout(f"{self.name} did not answer within the timeout ({settings.timeout:g} s)",
+                                  provider=self.name) from e
         except Exception as e:
             raise self._map_error(e) from e
         self._check_answer(result, raw.headers.get("content-type", ""))
@@ -139,6 +151,8 @@ class OpenAICompatibleProvider(Provider):
         sdk, name = importlib.import_module(self.sdk), self.name
         if isinstance(e, STTError):
             return e
+        if isinstance(e.__cause__, STTError):  # ours, raised inside the SDK's transport
+            return e.__cause__
         if isinstance(e, sdk.APITimeoutError):
             return ProviderTimeout(f"{name} did not answer within the timeout", provider=name)
         if isinstance(e, sdk.APIStatusError):
@@ -173,6 +187,47 @@ class OpenAICompatibleProvider(Provider):
             await self._client.close()
 
 
+# -- the transport --------------------------------------------------------------------------------
+
+
+def http_client(name: str, max_answer_bytes: int) -> Any:
+    """The SDKs' httpx client, made here: no redirects followed (a 307 to another origin would
+    send the audio, and the key, there), and no answer over ``max_answer_bytes`` read."""
+    import httpx
+
+    class CappedStream(httpx.AsyncByteStream):
+        def __init__(self, stream: httpx.AsyncByteStream) -> None:
+            self.stream = stream
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            received = 0
+            async for chunk in self.stream:
+                received += len(chunk)
+                if received > max_answer_bytes:
+                    raise too_large()
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    class CappedTransport(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await super().handle_async_request(request)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_answer_bytes:
+                await response.aclose()
+                raise too_large()
+            assert isinstance(response.stream, httpx.AsyncByteStream)
+            response.stream = CappedStream(response.stream)
+            return response
+
+    def too_large() -> ProviderError:
+        return ProviderError(f"{name} sent an answer larger than {max_answer_bytes / 1_000_000:g} MB "
+                             "(max_answer_mb): not a transcript", provider=name)
+
+    return httpx.AsyncClient(transport=CappedTransport(), follow_redirects=False)
+
+
 # -- the wire format -----------------------------------------------------------------------------
 
 
@@ -183,26 +238,51 @@ def _as_dict(result: Any) -> dict[str, Any] | str:
 
 
 def transcript_from_response(data: dict[str, Any] | str, language: str | None = None) -> Transcript:
-    """A transcription answer (``text``, or ``json`` / ``verbose_json`` as a dict) as a Transcript."""
+    """A transcription answer (``text``, or ``json`` / ``verbose_json`` as a dict) as a Transcript.
+
+    Times are the upstream's word, and checked: a segment or word whose times are not finite
+    numbers is left out (its words stay in ``text``), a negative time is 0, an end before its
+    start is the start, and segments come in order, so subtitles made from them are valid."""
     if isinstance(data, str):  # response_format = "text"
         return Transcript(text=data.strip(), language=language)
-    words = [Word(str(w["word"]).strip(), float(w["start"]), float(w["end"]))
-             for w in data.get("words") or ()]
+    words = sorted((Word(str(w.get("word", "")).strip(), *times) for w in data.get("words") or ()
+                    if (times := _span(w)) is not None), key=lambda w: w.start)
     segments = []
     for s in data.get("segments") or ():
-        start, end = float(s["start"]), float(s["end"])
+        if (times := _span(s)) is None:
+            continue
+        start, end = times
         inside = tuple(w for w in words if start <= w.start < end)
-        segments.append(Segment(str(s["text"]).strip(), start, end, words=inside))
+        segments.append(Segment(str(s.get("text", "")).strip(), start, end, words=inside))
+    segments.sort(key=lambda s: s.start)
     text = str(data.get("text", "")).strip()
     if words and not segments:
         segments.append(Segment(text, words[0].start, words[-1].end, words=tuple(words)))
-    duration = data.get("duration")
     return Transcript(
         text=text,
         language=language_code(data.get("language")) or language,
         segments=tuple(segments),
-        duration=None if duration is None else float(duration),
+        duration=_seconds(data.get("duration")),
     )
+
+
+def _seconds(value: object) -> float | None:
+    """A time from an upstream: a finite number (a negative one is 0), else ``None``."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _span(item: object) -> tuple[float, float] | None:
+    """A segment's or word's (start, end), or ``None`` where either is unusable."""
+    if not isinstance(item, dict):
+        return None
+    start, end = _seconds(item.get("start")), _seconds(item.get("end"))
+    if start is None or end is None:
+        return None
+    return start, max(start, end)
 
 
 def response_body(

@@ -8,7 +8,9 @@ queued per request: ``429`` (with Retry-After), ``500``, ``401``, ``401_echo`` (
 quotes the key sent), ``bad_model`` (a 400 about the server's model file), ``slow`` (answers after
 ``slow_seconds``), ``drop`` (closes the connection in the middle of the body), ``bad_json``, and
 answers that are not transcripts: ``html`` (a proxy's 502 page with status 200), ``empty_object``
-(``{}``), ``empty`` (no body). ``down = True`` is an outage: every endpoint answers 500, the
+(``{}``), ``empty`` (no body); ``trickle`` (a good answer a byte at a time), ``huge`` (5 MB of
+JSON), ``redirect`` (307 to ``redirect_to``), ``bad_times`` (NaN, infinite, negative, unordered
+times). ``down = True`` is an outage: every endpoint answers 500, the
 model list (the provider's health check) included.
 """
 
@@ -56,6 +58,7 @@ class FakeGroq:
     url: str = ""
     prefix: str = "/openai/v1"  # where the groq SDK sends its requests
     key: str | None = KEY  # None: a self-hosted server that asks for no key
+    redirect_to: str = ""  # where the "redirect" fault sends the client
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=200 * 1024 * 1024)
@@ -117,6 +120,30 @@ class FakeGroq:
         body = self._answer(audio, len(self.requests), fields.get("response_format"))
         if fault == "bad_json":
             return web.Response(body=b'{"text": "half an ans', content_type="application/json")
+        if fault == "trickle":  # a whole answer, a byte every 0.2 s: no single read is slow
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            for byte in body:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(0.2)
+            return response
+        if fault == "huge":  # 5 MB of JSON, its size not declared
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            await response.write(b'{"text": "' + b"a" * 5_000_000 + b'"}')
+            return response
+        if fault == "redirect":  # to another origin, which would get the audio and the key
+            raise web.HTTPTemporaryRedirect(self.redirect_to)
+        if fault == "bad_times":  # NaN, infinite, negative and out-of-order times
+            answer = json.loads(body)
+            answer["duration"] = float("nan")
+            answer["segments"] = [
+                {**answer["segments"][0], "start": 2.0, "end": float("inf"), "text": " second"},
+                {**answer["segments"][0], "start": -1.0, "end": 1.0, "text": " first"},
+                {**answer["segments"][0], "start": float("nan"), "end": 3.0, "text": " third"},
+            ]
+            answer["words"] = [{"word": "w", "start": float("nan"), "end": 1.0}]
+            return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
         if fault in NOT_TRANSCRIPTS:
             body, content_type = NOT_TRANSCRIPTS[fault]
             return web.Response(body=body, headers={"Content-Type": content_type})

@@ -191,3 +191,50 @@ def test_an_instance_can_be_declared_from_the_environment_alone(tmp_path: Path,
     chain = stt_core.load_config().build_chain()
     assert [p.name for p in chain.providers] == ["local", "whisper"]
     assert chain.providers[0].settings.base_url == "http://127.0.0.1:8000/v1"  # type: ignore[attr-defined]
+
+
+async def test_the_timeout_bounds_the_whole_answer_not_each_read(openai: FakeOpenAI) -> None:
+    import time
+
+    openai.faults.append("trickle")  # a byte every 0.2 s: each read is quick, the answer takes minutes
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout, match="did not answer within the timeout"):
+        await provider(openai, timeout=2.0).transcribe(AUDIO / "fox.wav")
+    assert time.monotonic() - started < 4
+
+
+async def test_an_answer_past_max_answer_mb_is_refused_as_it_arrives(openai: FakeOpenAI) -> None:
+    import psutil
+
+    before = psutil.Process().memory_info().rss
+    openai.faults.append("huge")
+    with pytest.raises(ProviderError, match=r"answer larger than 1 MB \(max_answer_mb\)") as refused:
+        await provider(openai, max_answer_mb=1).transcribe(AUDIO / "fox.wav")
+    assert refused.value.retryable is False  # a broken server: the chain moves on
+    assert psutil.Process().memory_info().rss - before < 50 * 2**20
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(openai: FakeOpenAI, serve) -> None:  # type: ignore[no-untyped-def]
+    elsewhere = FakeOpenAI(key=None)
+    elsewhere.url = await serve(elsewhere.app()) + "/v1"
+    openai.redirect_to = f"{elsewhere.url}/audio/transcriptions"
+    openai.faults.append("redirect")
+    with pytest.raises(ProviderError, match=r"HTTP 307"):
+        await provider(openai).transcribe(AUDIO / "fox.wav")
+    assert elsewhere.attempts == 0  # neither the audio nor the key went there
+
+
+@pytest.mark.parametrize("response_format", ["srt", "vtt", "verbose_json"])
+async def test_nan_infinite_negative_and_unordered_times_become_valid_output(
+    openai: FakeOpenAI, response_format: str
+) -> None:
+    from stt_core.openai_api import response_body
+
+    openai.faults.append("bad_times")
+    result = await provider(openai).transcribe(AUDIO / "fox.wav")
+    assert [s.text for s in result.segments] == ["first"]  # the segments with unusable times are out
+    assert result.segments[0].start == 0.0 and result.duration is not None
+    body, _ = response_body(result, response_format, granularities=("word", "segment"))
+    assert "NaN" not in body and "Infinity" not in body and "-1" not in body
+    if response_format == "verbose_json":
+        assert json.loads(body)["segments"][0]["start"] == 0.0
