@@ -133,6 +133,7 @@ class Chain(Provider):
             i for i, p in enumerate(self.providers) if type(p).health is Provider.health
         }
         self._probers: dict[int, asyncio.Task[None]] = {}
+        self._not_loaded: dict[int, str] = {}  # engines whose warmup failed, until one answers
         members = [p.capabilities for p in self.providers]
         languages = [c.languages for c in members]
         self.capabilities = Capabilities(
@@ -150,9 +151,11 @@ class Chain(Provider):
         return f"Chain({self.model})"
 
     async def warmup(self) -> None:
-        for provider in self.providers:
-            with contextlib.suppress(ProviderUnavailable, ConfigError):
+        for index, provider in enumerate(self.providers):
+            try:
                 await provider.warmup()
+            except (ProviderUnavailable, ConfigError) as e:  # the chain serves without it
+                self._not_loaded[index] = str(e)
 
     async def _aclose(self) -> None:
         probers = list(self._probers.values())
@@ -301,6 +304,7 @@ class Chain(Provider):
             raise
         latency = time.perf_counter() - started
         self._latencies[index].append(latency)
+        self._not_loaded.pop(index, None)
         self.breakers[index].record_success()
         self._record(request, provider, "ok", latency)
         return result
@@ -365,9 +369,10 @@ class Chain(Provider):
         return _Plan(self.retry.attempts if retries else 1, self.attempt_timeout, has_next=later is not None)
 
     def ready(self) -> list[str]:
-        """The engines that could take a request now (installed, configured, breaker not open),
-        judged without calling them: what a readiness check reports."""
-        return [p.name for i, p in enumerate(self.providers) if self._admissible(i, None, False)]
+        """The engines that could take a request now (installed, configured, model loaded, breaker
+        not open), judged without calling them: what a readiness check reports."""
+        return [p.name for i, p in enumerate(self.providers)
+                if i not in self._not_loaded and self._admissible(i, None, False)]
 
     def _next_admissible(self, index: int, language: str | None, word_timestamps: bool) -> int | None:
         """The first engine after ``index`` that could take this request now, judged without calling it."""

@@ -80,11 +80,12 @@ async def transcribe_file(
             progress(offset + piece.duration, duration or offset + piece.duration)
     if not results:
         raise InvalidAudioError(f"{os.fspath(path)} has no audio samples")
-    if len(results) == 1:  # a short file in another container: one request, as for any short file
-        return results[0][1]
-    end = results[-1][0] + (results[-1][1].duration or 0.0) if results else 0.0
-    joined = Transcript.joined(results, duration if duration is not None else end)
-    return joined.replace(metadata={**joined.metadata, "warnings": list(notes)}) if notes else joined
+    if len(results) == 1:  # one piece (a short file in another container, a truncated one): as it came
+        result = results[0][1]
+    else:
+        end = results[-1][0] + (results[-1][1].duration or 0.0)
+        result = Transcript.joined(results, duration if duration is not None else end)
+    return result.replace(metadata={**result.metadata, "warnings": list(notes)}) if notes else result
 
 
 def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo | None:

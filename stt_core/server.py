@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 import math
 import shutil
@@ -63,12 +64,16 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings()
     gate = _Gate(settings.max_concurrent, settings.max_waiting)
 
+    in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await chain.warmup()  # before the port opens: the first request pays no model load
         try:
             yield
         finally:
+            if in_flight:  # cancelled by uvicorn when the grace ran out: let them send their 503
+                await asyncio.wait(set(in_flight), timeout=5)
             await chain.aclose()
 
     app = FastAPI(title="stt-core", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -125,6 +130,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                 await upload.close()
 
     app.add_middleware(_BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
+    app.add_middleware(_AnswerWhenCancelled, in_flight=in_flight)
     return app
 
 
@@ -344,6 +350,41 @@ class _BodyLimit:
         await response({"type": "http"}, _no_body, send)
 
 
+class _AnswerWhenCancelled:
+    """A request still in flight when a shutdown's grace (``shutdown_timeout``) runs out is
+    cancelled by uvicorn, which would answer a plain-text 500 and log a traceback: it gets the
+    OpenAI error body, 503 with Retry-After, so a client retries (elsewhere) instead."""
+
+    def __init__(self, app: ASGIApp, in_flight: set[asyncio.Task[Any]]) -> None:
+        self.app, self.in_flight = app, in_flight
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.add(task)
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            answer = _error(503, "the server is shutting down: retry the request", "server_error",
+                            code="shutting_down", headers={"Retry-After": "1"})
+            await answer(scope, receive, send)  # the cancel is answered here, not passed on
+        finally:
+            self.in_flight.discard(task)
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -352,12 +393,21 @@ def serve(chain: Chain, settings: ServeSettings) -> None:
     """Run the server until SIGINT / SIGTERM (then finish the requests in flight)."""
     import uvicorn
 
-    if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s with no api_key: anyone who can reach this address can use "
-                       "the chain (set [serve] api_key)", settings.host)
+    warn_if_open(settings)
     uvicorn.run(create_app(chain, settings), host=settings.host, port=settings.port, log_level="info",
                 timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
                 http=head_timeout_protocol(settings.head_timeout))
+
+
+def warn_if_open(settings: ServeSettings) -> None:
+    """A server any other host can reach, with no key asked for, is said to be one."""
+    try:
+        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if settings.api_key is None and not loopback:
+        logger.warning("listening on %s with no api_key: anyone who can reach this address can use "
+                       "the chain (set [serve] api_key)", settings.host)
 
 
 def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:

@@ -131,6 +131,13 @@ async def test_cmvn_statistics_that_are_not_are_named(tmp_path: Path) -> None:
     await _fails(model, r"am.mvn holds no <AddShift> and <Rescale> vectors")
 
 
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+async def test_a_bad_configuration_json_is_named_not_config_yaml(tmp_path: Path, text: str) -> None:
+    model = _copy(tmp_path)
+    (model / "configuration.json").write_text(text)
+    await _fails(model, r"configuration.json cannot be read")
+
+
 async def test_an_onnx_file_that_does_not_load_is_named(tmp_path: Path) -> None:
     model = _copy(tmp_path)
     (model / "model_quant.onnx").write_bytes((model / "model_quant.onnx").read_bytes()[:1000])

@@ -138,6 +138,23 @@ async def test_a_client_that_hangs_up_cancels_its_request(server: ServeProcess) 
     assert ready.json()["ready"] is True
 
 
+async def test_a_busy_answer_reaches_connection_close_clients_with_large_bodies(server: ServeProcess) -> None:
+    long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES]).encode("WAV")
+    big = b"\x00" * 1_000_000
+    async with httpx.AsyncClient(base_url=server.url, timeout=120) as http:
+        async def post(audio: bytes, **headers: str) -> httpx.Response:
+            return await http.post("/v1/audio/transcriptions", files={"file": ("a.wav", audio)},
+                                   data={"model": "m", "language": "en"}, headers=headers)
+
+        places = [asyncio.create_task(post(long)) for _ in range(3)]  # the 3 places, taken
+        await server.wait_until_transcribing()
+        await asyncio.sleep(0.5)
+        busy = await asyncio.gather(*(post(big, Connection="close") for _ in range(10)),
+                                    return_exceptions=True)
+        await asyncio.gather(*places)
+    assert all(isinstance(a, httpx.Response) and a.status_code == 429 for a in busy), busy  # never a reset
+
+
 def test_memory_per_request_is_bounded_by_a_piece_not_by_what_the_file_claims(tmp_path: Path) -> None:
     """230 minutes of digital silence in a FLAC of under 1 MB (the decoding limits allow 4 h)."""
     flac = tmp_path / "silence.flac"
@@ -173,3 +190,26 @@ def test_memory_per_request_is_bounded_by_a_piece_not_by_what_the_file_claims(tm
     print(f"230 min of silence through serve: RSS grew {grew_mb:.0f} MB (was 10 GB before pieces)")
     assert text == ""
     assert grew_mb < 500
+
+
+async def test_requests_left_when_the_shutdown_grace_ends_get_503_with_retry_after(tmp_path: Path) -> None:
+    served = ServeProcess(tmp_path, SERVER.replace("max_waiting = 2", "max_waiting = 20")
+                          + "shutdown_timeout = 1\n")
+    long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES]).encode("WAV")
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as http:
+        requests = [asyncio.create_task(http.post("/v1/audio/transcriptions", files={"file": ("l.wav", long)},
+                                                  data={"model": "m", "language": "en"}))
+                    for _ in range(8)]  # one transcribing at a time: most are still waiting
+        await served.wait_until_transcribing()
+        await asyncio.to_thread(served.stop)  # SIGTERM, as a process manager sends it
+        answers = await asyncio.gather(*requests, return_exceptions=True)
+    refused = [a for a in answers if isinstance(a, httpx.Response) and a.status_code == 503]
+    assert refused, answers
+    for answer in answers:
+        assert isinstance(answer, httpx.Response), answer
+        assert answer.status_code in (200, 503), answer.text
+    for answer in refused:
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["error"]["code"] == "shutting_down"
+    log = served.log.read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log

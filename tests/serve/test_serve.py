@@ -145,6 +145,35 @@ async def test_a_wrong_or_missing_key_is_401(local_server: ServeProcess) -> None
     assert SERVER_KEY not in (local_server.log.read_text())
 
 
+@pytest.mark.parametrize(("header", "status"), [
+    (f"Bearer {SERVER_KEY}", 200), (f"bearer {SERVER_KEY}", 200), (f"BEARER  {SERVER_KEY}", 200),
+    (SERVER_KEY, 401), (f"Basic {SERVER_KEY}", 401), (f"Bearer {SERVER_KEY}x", 401), ("Bearer", 401),
+])
+async def test_the_key_goes_in_a_bearer_header_whatever_the_scheme_s_case(
+    local_server: ServeProcess, header: str, status: int
+) -> None:
+    async with httpx.AsyncClient(base_url=local_server.url, timeout=60) as http:
+        answer = await http.post("/v1/audio/transcriptions", headers={"Authorization": header},
+                                 files={"file": ("fox.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                 data={"model": "m", "language": "en"})
+    assert answer.status_code == status, answer.text
+
+
+@pytest.mark.parametrize(("host", "key", "warned"), [
+    ("0.0.0.0", None, True), ("192.168.1.5", None, True), ("gpu-box", None, True),
+    ("0.0.0.0", "sk-serve-test-0123456789", False), ("127.0.0.1", None, False), ("127.0.0.2", None, False),
+    ("::1", None, False), ("localhost", None, False),
+])
+def test_an_open_address_without_a_key_is_warned_about(
+    host: str, key: str | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stt_core.server import warn_if_open
+
+    with caplog.at_level("WARNING", logger="stt_core.serve"):
+        warn_if_open(ServeSettings(host=host, api_key=key))
+    assert ("with no api_key" in caplog.text) is warned
+
+
 @pytest.mark.parametrize(
     ("files", "data", "status", "message"),
     [
@@ -253,6 +282,38 @@ async def test_no_engine_can_serve_is_503_with_retry_after(groq: FakeGroq) -> No
     assert "no API key" in answer.json()["error"]["message"]
     assert ready.status_code == 503 and ready.json()["ready"] is False
     assert groq.attempts == 0
+
+
+async def test_a_wav_whose_header_claims_hours_is_transcribed_as_far_as_it_goes_with_a_warning(
+    local_server: ServeProcess,
+) -> None:
+    import struct
+
+    fox = bytearray((FIXTURES / "fox.wav").read_bytes())
+    claimed = 5 * 3600 * 16_000 * 2  # the data chunk says 5 h; 3.4 s follow
+    data_at = fox.index(b"data") + 4
+    fox[data_at:data_at + 4] = struct.pack("<I", claimed)
+    fox[4:8] = struct.pack("<I", claimed + data_at - 4)
+    async with _client(local_server) as client:
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            file=("claims.wav", bytes(fox)), model="m", language="en")
+    assert wer("fox", raw.parse().text) <= MAX_WER
+    assert "claims.wav is truncated" in raw.headers["x-stt-warning"]
+
+
+async def test_ready_leaves_out_an_engine_whose_model_failed_to_load(tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "tiny"
+    shutil.copytree(TINY, broken)
+    (broken / "model_quant.onnx").write_bytes(b"not an onnx model")
+    funasr = stt_core.registry().create("funasr", {"model": str(broken), "vad": "none",
+                                                   "min_free_memory_gb": 0})
+    whisper = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
+    assert funasr.why_unavailable() is None  # nothing says so before it is loaded
+    async with running(Chain([funasr, whisper])) as url, httpx.AsyncClient(base_url=url) as http:
+        ready = (await http.get("/ready")).json()
+    assert ready["ready"] is True and ready["engines"] == ["whisper"]
 
 
 @pytest.mark.parametrize("response_format", ["json", "text", "srt", "vtt", "verbose_json"])

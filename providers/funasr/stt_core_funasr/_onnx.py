@@ -203,11 +203,14 @@ def model_files(model_dir: Path) -> dict[str, Any]:
                                   provider="funasr")
     try:
         config = yaml.safe_load(config_path.read_text()) or {}
-        metas = {}
-        if (model_dir / "configuration.json").is_file():
-            metas = json.loads((model_dir / "configuration.json").read_text()).get("file_path_metas", {})
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise _bad_file(config_path, "cannot be read", e) from e
+    metas, configuration = {}, model_dir / "configuration.json"
+    if configuration.is_file():
+        try:
+            metas = json.loads(configuration.read_text()).get("file_path_metas", {})
+        except (OSError, ValueError, AttributeError) as e:  # AttributeError: JSON that is no object
+            raise _bad_file(configuration, "cannot be read", e) from e
     frontend_conf = dict(config.get("frontend_conf") or {})
     cmvn = (metas.get("frontend_conf") or {}).get("cmvn_file") or frontend_conf.get("cmvn_file") or "am.mvn"
     bpe = (metas.get("tokenizer_conf") or {}).get("bpemodel") or (config.get("tokenizer_conf") or {}).get(
