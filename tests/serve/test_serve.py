@@ -342,6 +342,25 @@ async def test_a_400_about_the_servers_model_file_falls_over_not_bad_audio(groq:
     assert groq_attempt.outcome == "error" and "could not load model file" in (groq_attempt.error or "")
 
 
+async def test_clients_that_hang_up_close_their_upstream_calls(groq: FakeGroq) -> None:
+    groq.faults.extend(["slow"] * 5)
+    groq.slow_seconds = 10
+    clip = (FIXTURES / "fox.wav").read_bytes()
+    async with running(groq_chain(groq, attempt_timeout=20), max_concurrent=8) as url:
+        async def hang_up() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=1.0) as http:
+                with pytest.raises(httpx.ReadTimeout):
+                    await http.post("/v1/audio/transcriptions", files={"file": ("f.wav", clip)},
+                                    data={"model": "m"})
+
+        await asyncio.gather(*(hang_up() for _ in range(5)))
+        for _ in range(50):  # the upstream sockets close soon after, not when the 10 s are up
+            if len(groq.slow_transports) == 5 and all(t.is_closing() for t in groq.slow_transports):
+                break
+            await asyncio.sleep(0.05)
+    assert len(groq.slow_transports) == 5 and all(t.is_closing() for t in groq.slow_transports)
+
+
 @pytest.mark.parametrize(("faults", "status"), [(["500", "500"], 502), (["slow", "slow"], 504)])
 async def test_engines_that_fail_are_502_and_ones_that_time_out_504(
     groq: FakeGroq, faults: list[str], status: int
