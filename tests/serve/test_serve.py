@@ -358,7 +358,7 @@ async def test_clients_that_hang_up_close_their_upstream_calls(groq: FakeGroq) -
             if len(groq.slow_transports) == 5 and all(t.is_closing() for t in groq.slow_transports):
                 break
             await asyncio.sleep(0.05)
-    assert len(groq.slow_transports) == 5 and all(t.is_closing() for t in groq.slow_transports)
+        assert len(groq.slow_transports) == 5 and all(t.is_closing() for t in groq.slow_transports)
 
 
 @pytest.mark.parametrize(("faults", "status"), [(["500", "500"], 502), (["slow", "slow"], 504)])
