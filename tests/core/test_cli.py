@@ -252,18 +252,24 @@ def test_tables_stay_readable_when_piped_and_an_empty_install_gets_a_hint(tmp_pa
     assert "No engine is installed" in none.stdout and "stt-core[whisper]" in none.stdout
 
 
-def _quick_engine(tmp_path: Path) -> dict[str, str]:
-    """A fast engine ('quick', answers 'hello world') installed as a plugin: for long files."""
+def _engine_plugin(tmp_path: Path, name: str, body: str = "") -> dict[str, str]:
+    """An engine ``name`` installed as a plugin distribution (a FakeProvider answering 'hello
+    world', with ``body`` added to its class): the environment that makes it importable."""
     site = tmp_path / "site"
-    info = site / "stt_quick-1.0.dist-info"
-    info.mkdir(parents=True)
-    (site / "stt_quick.py").write_text(
-        "import stt_core\nfrom stt_core.testing import FakeProvider\n\n"
-        "class Quick(FakeProvider):\n    name = 'quick'\n\n"
-        "@stt_core.hookimpl\ndef register_providers(register):\n    register(Quick)\n")
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stt-quick\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[stt_core]\nquick = stt_quick\n")
+    info = site / f"stt_{name}-1.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (site / f"stt_{name}.py").write_text(
+        "import asyncio, stt_core\nfrom stt_core.testing import FakeProvider\n\n"
+        f"class Engine(FakeProvider):\n    name = {name!r}\n{body}\n"
+        "@stt_core.hookimpl\ndef register_providers(register):\n    register(Engine)\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: stt-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[stt_core]\n{name} = stt_{name}\n")
     return {"PYTHONPATH": str(site)}
+
+
+def _quick_engine(tmp_path: Path) -> dict[str, str]:
+    """A fast engine ('quick', answers 'hello world'): for long files."""
+    return _engine_plugin(tmp_path, "quick")
 
 
 def test_a_long_file_shows_progress_on_a_terminal_and_stdout_stays_the_result(tmp_path: Path) -> None:
@@ -322,19 +328,10 @@ def test_a_long_m4a_goes_through_in_pieces_as_it_decodes(tmp_path: Path) -> None
 
 
 def _slow_engine(tmp_path: Path) -> dict[str, str]:
-    """An engine ('slow') installed as a plugin that takes 3 s per request and answers 'hello world'."""
-    site = tmp_path / "site"
-    info = site / "stt_slow-1.0.dist-info"
-    info.mkdir(parents=True)
-    (site / "stt_slow.py").write_text(
-        "import asyncio, stt_core\nfrom stt_core.testing import FakeProvider\n\n"
-        "class Slow(FakeProvider):\n    name = 'slow'\n\n"
+    """An engine ('slow') that takes 3 s per request and answers 'hello world'."""
+    return _engine_plugin(tmp_path, "slow", (
         "    async def _transcribe(self, audio, **options):\n"
-        "        await asyncio.sleep(3)\n        return await super()._transcribe(audio, **options)\n\n"
-        "@stt_core.hookimpl\ndef register_providers(register):\n    register(Slow)\n")
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stt-slow\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[stt_core]\nslow = stt_slow\n")
-    return {"PYTHONPATH": str(site)}
+        "        await asyncio.sleep(3)\n        return await super()._transcribe(audio, **options)\n"))
 
 
 def test_a_file_that_takes_seconds_shows_progress_under_the_piece_length(tmp_path: Path) -> None:
