@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import re
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -34,19 +29,13 @@ from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTErro
 from ._files import transcribe_file
 from ._provider import Provider, validation_problems
 from ._registry import registry
-from ._types import Attempt, Transcript
+from ._terminal import StatusLines, err, error, one_line, out, progress
+from ._types import Transcript
 
 FORMATS = ("text", "json", "srt", "vtt")
 _EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt"}
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-# Piped output has no terminal width: rich would fold tables to 80 columns, splitting headers and
-# long reasons over many lines; 200 keeps a row on a line (COLUMNS still wins where it is set).
-_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -65,34 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except STTError as e:
         if args.debug:
             err.print_exception()
-        _error(str(e))
+        error(str(e))
         return EXIT_BAD_INPUT if isinstance(e, ConfigError | InvalidAudioError) else EXIT_FAILED
     except OSError as e:  # the last net for a file the checks above did not catch
         if args.debug:
             err.print_exception()
-        _error(f"{e.strerror or type(e).__name__}: {e.filename or ''}")
+        error(f"{e.strerror or type(e).__name__}: {e.filename or ''}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
-
-
-_LONGEST_ERROR = 2000  # characters of one error line; --debug shows the rest
-
-
-def _error(message: str) -> None:
-    err.print(f"error: {_one_line(message)}", markup=False)
-
-
-def _one_line(text: str) -> str:
-    """``text`` as one line, whatever it holds: control characters (a file name with a newline)
-    are shown escaped, and a huge text is cut."""
-    line = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-    if len(line) > _LONGEST_ERROR:
-        line = f"{line[:_LONGEST_ERROR]}... ({len(line) - _LONGEST_ERROR} more characters; --debug shows all)"
-    return line
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -325,60 +295,31 @@ async def _time_calls(
 async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
     worst = EXIT_OK
     files = [Path("/dev/stdin" if f == "-" else f) for f in args.files]  # "-": the audio on stdin
-    report = _Report(quiet=args.quiet)
+    report = StatusLines(quiet=args.quiet)
     async with chain:
-        with _progress(len(files)) as progress:
+        with progress(len(files)) as shown:
             for path in files:
-                progress.file_started(path.name)
+                shown.file_started(path.name)
                 try:
                     result = await transcribe_file(chain, path, language=args.language,
-                                                   progress=progress.piece_done if err.is_terminal else None)
+                                                   progress=shown.piece_done if err.is_terminal else None)
                 except (InvalidAudioError, ConfigError) as e:
-                    _error(_about(path, e))
+                    error(_about(path, e))
                     worst = max(worst, EXIT_BAD_INPUT)
                 except AllProvidersFailed as e:
                     report.file(path, e.attempts)
-                    _error(_about(path, e))
+                    error(_about(path, e))
                     worst = max(worst, EXIT_FAILED)
                 else:
                     report.file(path, result.attempts)
                     _print_result(path, result, args, several=len(files) > 1)
-                progress.file_done()
+                shown.file_done()
     return worst
 
 
 def _about(path: Path, e: STTError) -> str:
     """The error about ``path``, naming it once (a decoding error names its file already)."""
     return str(e) if str(path) in str(e) else f"{path}: {e}"
-
-
-class _Report:
-    """What the chain did, on stderr: one line per file, however many pieces and attempts it took;
-    why an engine was passed (not installed, no key) is said once per run, not once per file."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self._said: set[tuple[str, str | None]] = set()
-
-    def file(self, path: Path, attempts: Sequence[Attempt]) -> None:
-        if self.quiet:
-            return
-        calls: dict[tuple[str, str], list[Attempt]] = {}  # (engine, outcome) in the order first seen
-        for attempt in attempts:
-            if attempt.outcome in ("unavailable", "skipped"):
-                if (attempt.provider, attempt.error) not in self._said:
-                    self._said.add((attempt.provider, attempt.error))
-                    said = f"{attempt.provider} {attempt.outcome}: {attempt.error}"
-                    err.print(_one_line(said), markup=False)
-                continue
-            calls.setdefault((attempt.provider, attempt.outcome), []).append(attempt)
-        parts = []
-        for (engine, outcome), same in calls.items():
-            times = f" x{len(same)}" if len(same) > 1 else ""
-            detail = f": {same[-1].error}" if same[-1].error else ""
-            parts.append(f"{engine} {outcome}{times} ({sum(a.latency for a in same):.2f}s){detail}")
-        if parts:
-            err.print(_one_line(f"{path.name}: {'; '.join(parts)}"), markup=False)
 
 
 def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, several: bool) -> None:
@@ -391,7 +332,7 @@ def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, s
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(rendered + "\n", encoding="utf-8")
         if not args.quiet:
-            err.print(_one_line(f"{path.name}: wrote {target}"), markup=False)
+            err.print(one_line(f"{path.name}: wrote {target}"), markup=False)
         return
     if several and args.format == "text":
         sys.stdout.write(f"# {path}\n")
@@ -407,56 +348,6 @@ def _render(path: Path, result: Transcript, fmt: str) -> str:
     if fmt == "vtt":
         return result.to_vtt()
     return result.text
-
-
-_PROGRESS_AFTER = 1.0  # seconds a file takes before its progress shows: a quick one shows none
-
-
-class _Progress:
-    """On a terminal, progress on stderr (stdout stays the result's): files done, and the file
-    in hand once it has taken over a second, as seconds of audio and x real time for a long file
-    (sent in pieces), or as the time it has taken so far."""
-
-    def __init__(self, bar: Progress | None, total: int) -> None:
-        self.bar = bar
-        self._reveal: asyncio.TimerHandle | None = None
-        self.started = time.perf_counter()
-        if bar is not None:
-            self.files = bar.add_task("files", total=total, visible=total > 1, detail="")
-            self.audio = bar.add_task("audio", total=None, visible=False, detail="")
-
-    def file_started(self, name: str) -> None:
-        self.started = time.perf_counter()
-        if self.bar is not None:
-            self.bar.reset(self.audio, total=None, visible=False, description=name, detail="transcribing")
-            self._reveal = asyncio.get_running_loop().call_later(_PROGRESS_AFTER, self._show)
-
-    def piece_done(self, done: float, length: float) -> None:
-        if self.bar is not None:
-            speed = done / max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(self.audio, completed=done, total=length, visible=True,
-                            detail=f"{done:.0f} / {length:.0f} s of audio, {speed:.1f}x real time")
-
-    def file_done(self) -> None:
-        if self.bar is not None:
-            if self._reveal is not None:
-                self._reveal.cancel()
-            self.bar.advance(self.files)
-            self.bar.update(self.audio, visible=False)
-
-    def _show(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.audio, visible=True)
-
-
-@contextlib.contextmanager
-def _progress(total: int) -> Iterator[_Progress]:
-    if not err.is_terminal:
-        yield _Progress(None, total)
-        return
-    columns = (*Progress.get_default_columns(), TimeElapsedColumn(), TextColumn("{task.fields[detail]}"))
-    with Progress(*columns, console=err, transient=True, redirect_stdout=False) as bar:  # stdout: the result
-        yield _Progress(bar, total)
 
 
 if __name__ == "__main__":

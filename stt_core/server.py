@@ -20,17 +20,14 @@ connections and finishes the requests in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import ipaddress
-import logging
 import math
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -45,24 +42,29 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
 )
+from ._serve_http import (
+    AnswerWhenCancelled,
+    BodyLimit,
+    ClientLeft,
+    Gate,
+    TooLarge,
+    error_response,
+    head_timeout_protocol,
+    too_large,
+    unless_the_client_leaves,
+    warn_if_open,
+)
 from ._server_settings import SECTION, ServeSettings
 from .openai_api import RESPONSE_FORMATS, response_body
 
-logger = logging.getLogger("stt_core.serve")
-T = TypeVar("T")
 MODEL_ID = "stt-core"
-__all__ = ["MODEL_ID", "SECTION", "ServeSettings", "create_app", "serve"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+__all__ = ["MODEL_ID", "SECTION", "ServeSettings", "create_app", "serve", "warn_if_open"]
 
 
 def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
     settings = settings or ServeSettings()
-    gate = _Gate(settings.max_concurrent, settings.max_waiting)
+    gate = Gate(settings.max_concurrent, settings.max_waiting)
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
 
@@ -114,23 +116,23 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
-                return await _unless_the_client_leaves(request, gate.in_turn(_transcribe(chain, form)))
+                return await unless_the_client_leaves(request, gate.in_turn(_transcribe(chain, form)))
             finally:
                 gate.leave()
-        except _TooLarge:
-            return _too_large(settings.max_upload_mb)
+        except TooLarge:
+            return too_large(settings.max_upload_mb)
         except _Refused as e:
-            return _error(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
+            return error_response(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
         except STTError as e:
             return _stt_error(e, chain)
-        except _ClientLeft:
+        except ClientLeft:
             return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:
             if upload := form.get("upload"):
                 await upload.close()
 
-    app.add_middleware(_BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
-    app.add_middleware(_AnswerWhenCancelled, in_flight=in_flight)
+    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
+    app.add_middleware(AnswerWhenCancelled, in_flight=in_flight)
     return app
 
 
@@ -143,16 +145,12 @@ class _Refused(Exception):
         self.code, self.headers = code, headers
 
 
-class _ClientLeft(Exception):
-    """The client closed its connection before its answer was ready."""
-
-
 async def _read_form(request: Request) -> dict[str, Any]:
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise _Refused(400, "expected a multipart/form-data body with a file field")
     try:
         form = await request.form(max_files=1, max_fields=32)
-    except _TooLarge:
+    except TooLarge:
         raise
     except Exception as e:  # starlette's parse errors: a malformed body
         raise _Refused(400, f"cannot read the multipart body: {e}") from None
@@ -226,44 +224,21 @@ def _save(upload: IO[bytes], path: Path) -> int:
         return out.tell()
 
 
-async def _unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
-    """``work``, cancelled when the client hangs up first: nobody is left to answer, and its
-    engines' time belongs to the requests still waiting (a cancelled call counts against no
-    engine's breaker)."""
-    task = asyncio.ensure_future(work)
-
-    async def hung_up() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(hung_up())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        raise _ClientLeft
-    return task.result()
-
-
 def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
     """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
     (try again after the breakers' cool-down); 504 when they ran out of time; 502 when they failed."""
     if isinstance(e, InvalidAudioError):
-        return _error(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
+        return error_response(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
     if isinstance(e, ConfigError):
-        return _error(400, str(e), "invalid_request_error")
+        return error_response(400, str(e), "invalid_request_error")
     causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
     if all(isinstance(c, ProviderUnavailable) for c in causes):
         wait = max(1, math.ceil(chain.breaker_policy.cooldown))
-        return _error(503, str(e), "server_error", code="unavailable", headers={"Retry-After": str(wait)})
+        return error_response(503, str(e), "server_error", code="unavailable",
+                              headers={"Retry-After": str(wait)})
     if any(isinstance(c, ProviderTimeout) for c in causes):
-        return _error(504, str(e), "server_error", code="timeout")
-    return _error(502, str(e), "server_error", code="engines_failed")
+        return error_response(504, str(e), "server_error", code="timeout")
+    return error_response(502, str(e), "server_error", code="engines_failed")
 
 
 def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None:
@@ -273,120 +248,8 @@ def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None
     if scheme.lower() == "bearer" and hmac.compare_digest(  # the scheme is case-insensitive (RFC 9110)
             sent.strip().encode(), settings.api_key.get_secret_value().encode()):
         return None
-    return _error(401, "invalid or missing API key (Authorization: Bearer ...)", "invalid_request_error",
-                  code="invalid_api_key")
-
-
-def _error(status: int, message: str, kind: str, *, param: str | None = None, code: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    """An OpenAI-style error body, which the openai SDK turns into its own error classes."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
-                        status_code=status, headers=headers)
-
-
-class _Gate:
-    """At most ``concurrent`` requests inside, ``waiting`` more in line, the rest turned away."""
-
-    def __init__(self, concurrent: int, waiting: int) -> None:
-        self._inside = asyncio.Semaphore(concurrent)
-        self._limit = concurrent + waiting
-        self._admitted = 0
-
-    def admit(self) -> bool:
-        if self._admitted >= self._limit:
-            return False
-        self._admitted += 1
-        return True
-
-    def leave(self) -> None:
-        self._admitted -= 1
-
-    async def in_turn(self, work: Awaitable[T]) -> T:
-        """``work`` once one of the ``concurrent`` places is free."""
-        async with self._inside:
-            return await work
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _too_large(max_upload_mb: float) -> JSONResponse:
-    return _error(413, f"the upload is larger than {max_upload_mb:g} MB (max_upload_mb)",
-                  "invalid_request_error", param="file", code="file_too_large")
-
-
-class _BodyLimit:
-    """Refuse a body over ``limit`` bytes with 413: at once when Content-Length says so, and while
-    it arrives when it does not (chunked: the endpoint stops reading at ``_TooLarge``), so an
-    endless upload never fills memory or disk."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
-            return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
-            return message
-
-        await self.app(scope, counted, send)
-
-    async def _refuse(self, send: Callable[[Message], Awaitable[None]]) -> None:
-        response = _too_large(self.limit / 1_000_000)
-        await response({"type": "http"}, _no_body, send)
-
-
-class _AnswerWhenCancelled:
-    """A request still in flight when a shutdown's grace (``shutdown_timeout``) runs out is
-    cancelled by uvicorn, which would answer a plain-text 500 and log a traceback: it gets the
-    OpenAI error body, 503 with Retry-After, so a client retries (elsewhere) instead."""
-
-    def __init__(self, app: ASGIApp, in_flight: set[asyncio.Task[Any]]) -> None:
-        self.app, self.in_flight = app, in_flight
-
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        task = asyncio.current_task()
-        assert task is not None
-        self.in_flight.add(task)
-        try:
-            await self.app(scope, receive, tracked)
-        except asyncio.CancelledError:
-            if started:
-                raise
-            answer = _error(503, "the server is shutting down: retry the request", "server_error",
-                            code="shutting_down", headers={"Retry-After": "1"})
-            await answer(scope, receive, send)  # the cancel is answered here, not passed on
-        finally:
-            self.in_flight.discard(task)
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
+    return error_response(401, "invalid or missing API key (Authorization: Bearer ...)",
+                          "invalid_request_error", code="invalid_api_key")
 
 
 def serve(chain: Chain, settings: ServeSettings) -> None:
@@ -399,42 +262,3 @@ def serve(chain: Chain, settings: ServeSettings) -> None:
                 http=head_timeout_protocol(settings.head_timeout))
 
 
-def warn_if_open(settings: ServeSettings) -> None:
-    """A server any other host can reach, with no key asked for, is said to be one."""
-    try:
-        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        loopback = False
-    if settings.api_key is None and not loopback:
-        logger.warning("listening on %s with no api_key: anyone who can reach this address can use "
-                       "the chain (set [serve] api_key)", settings.host)
-
-
-def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol, closing a connection that has not sent its request's head within
-    ``head_timeout`` seconds of opening or of its last answer: uvicorn alone keeps an idle or a
-    slowloris connection (a header byte every few seconds) open for ever. It builds on uvicorn's
-    H11Protocol (its loop, transport, cycle and on_response_complete), which the serve tests
-    exercise with real sockets."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class HeadTimeoutProtocol(H11Protocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._head_due.cancel()  # the next request's head is due from now
-            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._head_due.cancel()
-            super().connection_lost(exc)
-
-        def _head_overdue(self) -> None:
-            waiting_for_a_head = self.cycle is None or self.cycle.response_complete
-            if waiting_for_a_head and not self.transport.is_closing():
-                self.transport.close()
-
-    return HeadTimeoutProtocol

@@ -1,0 +1,206 @@
+"""The HTTP layer under ``stt-core serve``'s endpoints: OpenAI-style error bodies, places in line,
+the upload bound, what happens when a client hangs up or a shutdown's grace runs out, and the
+head timeout for idle and slowloris connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from ._server_settings import ServeSettings
+
+logger = logging.getLogger("stt_core.serve")
+T = TypeVar("T")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+def error_response(status: int, message: str, kind: str, *, param: str | None = None, code: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    """An OpenAI-style error body, which the openai SDK turns into its own error classes."""
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                        status_code=status, headers=headers)
+
+
+class Gate:
+    """At most ``concurrent`` requests inside, ``waiting`` more in line, the rest turned away."""
+
+    def __init__(self, concurrent: int, waiting: int) -> None:
+        self._inside = asyncio.Semaphore(concurrent)
+        self._limit = concurrent + waiting
+        self._admitted = 0
+
+    def admit(self) -> bool:
+        if self._admitted >= self._limit:
+            return False
+        self._admitted += 1
+        return True
+
+    def leave(self) -> None:
+        self._admitted -= 1
+
+    async def in_turn(self, work: Awaitable[T]) -> T:
+        """``work`` once one of the ``concurrent`` places is free."""
+        async with self._inside:
+            return await work
+
+
+class TooLarge(Exception):
+    pass
+
+
+def too_large(max_upload_mb: float) -> JSONResponse:
+    return error_response(413, f"the upload is larger than {max_upload_mb:g} MB (max_upload_mb)",
+                  "invalid_request_error", param="file", code="file_too_large")
+
+
+class BodyLimit:
+    """Refuse a body over ``limit`` bytes with 413: at once when Content-Length says so, and while
+    it arrives when it does not (chunked: the endpoint stops reading at ``TooLarge``), so an
+    endless upload never fills memory or disk."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise TooLarge
+            return message
+
+        await self.app(scope, counted, send)
+
+    async def _refuse(self, send: Callable[[Message], Awaitable[None]]) -> None:
+        response = too_large(self.limit / 1_000_000)
+        await response({"type": "http"}, _no_body, send)
+
+
+class AnswerWhenCancelled:
+    """A request still in flight when a shutdown's grace (``shutdown_timeout``) runs out is
+    cancelled by uvicorn, which would answer a plain-text 500 and log a traceback: it gets the
+    OpenAI error body, 503 with Retry-After, so a client retries (elsewhere) instead."""
+
+    def __init__(self, app: ASGIApp, in_flight: set[asyncio.Task[Any]]) -> None:
+        self.app, self.in_flight = app, in_flight
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.add(task)
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            answer = error_response(503, "the server is shutting down: retry the request", "server_error",
+                            code="shutting_down", headers={"Retry-After": "1"})
+            await answer(scope, receive, send)  # the cancel is answered here, not passed on
+        finally:
+            self.in_flight.discard(task)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class ClientLeft(Exception):
+    """The client closed its connection before its answer was ready."""
+
+
+
+async def unless_the_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """``work``, cancelled when the client hangs up first: nobody is left to answer, and its
+    engines' time belongs to the requests still waiting (a cancelled call counts against no
+    engine's breaker)."""
+    task = asyncio.ensure_future(work)
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise ClientLeft
+    return task.result()
+
+
+def warn_if_open(settings: ServeSettings) -> None:
+    """A server any other host can reach, with no key asked for, is said to be one."""
+    try:
+        loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if settings.api_key is None and not loopback:
+        logger.warning("listening on %s with no api_key: anyone who can reach this address can use "
+                       "the chain (set [serve] api_key)", settings.host)
+
+
+def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection that has not sent its request's head within
+    ``head_timeout`` seconds of opening or of its last answer: uvicorn alone keeps an idle or a
+    slowloris connection (a header byte every few seconds) open for ever. It builds on uvicorn's
+    H11Protocol (its loop, transport, cycle and on_response_complete), which the serve tests
+    exercise with real sockets."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimeoutProtocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._head_due.cancel()  # the next request's head is due from now
+            self._head_due = self.loop.call_later(head_timeout, self._head_overdue)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._head_due.cancel()
+            super().connection_lost(exc)
+
+        def _head_overdue(self) -> None:
+            waiting_for_a_head = self.cycle is None or self.cycle.response_complete
+            if waiting_for_a_head and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeadTimeoutProtocol
