@@ -376,8 +376,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
 
 
-
-
 def _describe(e: ValidationError, path: Path | None) -> str:
     where = f" in {path} or the environment" if path else " in the environment"
     return f"bad config{where}: " + validation_problems(e, STTConfig)
