@@ -20,8 +20,7 @@ from ._errors import (
     error_for_status,
     parse_retry_after,
 )
-from ._files import transcribe_file
-from ._provider import ApiKey, Provider, ProviderSettings
+from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec

@@ -1,4 +1,4 @@
-"""Transcribing files of any length without holding them whole in memory.
+"""Files of any length as audio pieces, without holding them whole in memory.
 
 A file up to ``piece_seconds`` long is decoded and sent as one request. A longer one is read
 in blocks, downmixed and resampled to 16 kHz mono as it streams (soxr's streaming resampler, so
@@ -13,8 +13,8 @@ far as it goes, with a warning.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,6 @@ import soundfile as sf
 import soxr
 
 from ._audio import (
-    MIN_AUDIO_SECONDS,
     Audio,
     _check_nonempty_file,
     _first_line,
@@ -33,59 +32,41 @@ from ._audio import (
     truncation_notes,
 )
 from ._errors import InvalidAudioError
-from ._provider import Provider
-from ._types import Transcript
 
 PIECE_RATE = 16_000  # every engine takes 16 kHz; converting early keeps pieces small
 _BLOCK_SECONDS = 30.0
 _BLOCK_BYTES = 64 * 2**20
 
 
-async def transcribe_file(
-    engine: Provider,
-    path: str | os.PathLike[str],
-    *,
-    language: str | None = None,
-    prompt: str | None = None,
-    word_timestamps: bool = False,
-    piece_seconds: float = 300.0,
-    progress: Callable[[float, float], None] | None = None,
-) -> Transcript:
-    """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain).
+@dataclass(frozen=True)
+class FilePieces:
+    """A file as the requests it goes in: ``whole`` when it fits one request, else ``pieces``,
+    (start second, 16 kHz mono audio) pairs read as they are needed."""
 
-    ``engine.transcribe(path)`` comes here too, so a path is never decoded whole when it is long.
-    ``progress(done, total)`` is called with seconds of audio after each piece of a long file.
-    """
-    options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
+    whole: Audio | None
+    pieces: Iterator[tuple[float, Audio]]
+    duration: float | None
+    """Seconds, where the file says (PyAV's containers are known only once decoded)."""
     notes: tuple[str, ...] = ()
+    """What the caller should know (a truncated file)."""
+
+
+def file_pieces(path: str | os.PathLike[str], piece_seconds: float) -> FilePieces:
+    """The audio file at ``path`` as one request's audio or as pieces of about ``piece_seconds``,
+    so that a long file is never decoded whole."""
     if is_stream(path):  # a pipe: read to its end (within the decoding limits), then cut
         audio = Audio.from_file(path)
         if audio.duration <= piece_seconds:
-            return await engine.transcribe(audio, **options)
-        pieces, duration = iter(audio.split_at_silences(piece_seconds)), audio.duration
-    elif (info := _info(path)) is None:  # a container libsndfile cannot read: PyAV, as it decodes
-        pieces, duration = _pieces(av_blocks(path, what=os.fspath(path)), piece_seconds), None
-    else:
-        _, max_bytes = limits()
-        if info.frames <= piece_seconds * info.samplerate and info.frames * info.channels * 4 <= max_bytes:
-            return await engine.transcribe(Audio.from_file(path), **options)
-        pieces, duration = _pieces(_sndfile_blocks(path, info), piece_seconds), info.frames / info.samplerate
-        notes = truncation_notes(info.extra_info, os.fspath(path))
-    results: list[tuple[float, Transcript]] = []
-    for offset, piece in pieces:
-        if piece.duration < MIN_AUDIO_SECONDS and results:
-            continue  # a long file's last few samples: too short to hold a word, or to recognise
-        results.append((offset, await engine.transcribe(piece, **options)))
-        if progress is not None:
-            progress(offset + piece.duration, duration or offset + piece.duration)
-    if not results:
-        raise InvalidAudioError(f"{os.fspath(path)} has no audio samples")
-    if len(results) == 1:  # one piece (a short file in another container, a truncated one): as it came
-        result = results[0][1]
-    else:
-        end = results[-1][0] + (results[-1][1].duration or 0.0)
-        result = Transcript.joined(results, duration if duration is not None else end)
-    return result.replace(metadata={**result.metadata, "warnings": list(notes)}) if notes else result
+            return FilePieces(audio, iter(()), audio.duration)
+        return FilePieces(None, iter(audio.split_at_silences(piece_seconds)), audio.duration)
+    if (info := _info(path)) is None:  # a container libsndfile cannot read: PyAV, as it decodes
+        return FilePieces(None, _pieces(av_blocks(path, what=os.fspath(path)), piece_seconds), None)
+    _, max_bytes = limits()
+    if info.frames <= piece_seconds * info.samplerate and info.frames * info.channels * 4 <= max_bytes:
+        audio = Audio.from_file(path)
+        return FilePieces(audio, iter(()), audio.duration)
+    return FilePieces(None, _pieces(_sndfile_blocks(path, info), piece_seconds),
+                      info.frames / info.samplerate, truncation_notes(info.extra_info, os.fspath(path)))
 
 
 def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo | None:

@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, ClassVar, Self
@@ -27,6 +27,7 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
 )
+from ._files import file_pieces
 from ._types import Capabilities, StreamEvent, Transcript
 
 
@@ -150,8 +151,6 @@ class Provider(abc.ABC):
         (``transcribe_file``), so no request holds more than the decoding limits allow.
         """
         if isinstance(audio, str | os.PathLike):
-            from ._files import transcribe_file  # _files builds on this module
-
             return await transcribe_file(
                 self, audio, language=language, prompt=prompt, word_timestamps=word_timestamps
             )
@@ -285,6 +284,45 @@ class UnmappedError(ProviderError):
 
 
 _LANGUAGE_CODE = re.compile(r"(auto|multi|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)")
+
+
+async def transcribe_file(
+    engine: Provider,
+    path: str | os.PathLike[str],
+    *,
+    language: str | None = None,
+    prompt: str | None = None,
+    word_timestamps: bool = False,
+    piece_seconds: float = 300.0,
+    progress: Callable[[float, float], None] | None = None,
+) -> Transcript:
+    """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain).
+
+    ``engine.transcribe(path)`` comes here too, so a path is never decoded whole when it is long:
+    it goes in pieces (``file_pieces``), whose transcripts are joined with their times shifted.
+    ``progress(done, total)`` is called with seconds of audio after each piece of a long file.
+    """
+    options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
+    file = file_pieces(path, piece_seconds)
+    if file.whole is not None:
+        return await engine.transcribe(file.whole, **options)
+    results: list[tuple[float, Transcript]] = []
+    for offset, piece in file.pieces:
+        if piece.duration < MIN_AUDIO_SECONDS and results:
+            continue  # a long file's last few samples: too short to hold a word, or to recognise
+        results.append((offset, await engine.transcribe(piece, **options)))
+        if progress is not None:
+            progress(offset + piece.duration, file.duration or offset + piece.duration)
+    if not results:
+        raise InvalidAudioError(f"{os.fspath(path)} has no audio samples")
+    if len(results) == 1:  # one piece (a short file in another container, a truncated one): as it came
+        result = results[0][1]
+    else:
+        end = results[-1][0] + (results[-1][1].duration or 0.0)
+        result = Transcript.joined(results, file.duration if file.duration is not None else end)
+    if file.notes:
+        return result.replace(metadata={**result.metadata, "warnings": list(file.notes)})
+    return result
 
 
 def check_language(language: str | None) -> None:

@@ -26,8 +26,7 @@ from ._audio import Audio
 from ._chain import Chain
 from ._config import LoadedConfig, load_config
 from ._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
-from ._files import transcribe_file
-from ._provider import Provider, validation_problems
+from ._provider import Provider, transcribe_file, validation_problems
 from ._registry import registry
 from ._terminal import StatusLines, err, error, one_line, out, progress
 from ._types import Transcript
