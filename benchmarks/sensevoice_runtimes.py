@@ -3,7 +3,7 @@ stt-core's paths.
 
     .venv/bin/python benchmarks/sensevoice_runtimes.py   # this section alone (rewrites its part of the doc)
 
-With the SenseVoiceSmall-size model (``run.full_size_sensevoice``: the real architecture and size,
+With the SenseVoiceSmall-size model (``models.full_size_sensevoice``: the real architecture and size,
 random weights), on a 3 s, a 30 s and a 5 min clip, at 1 and 2 threads, in interleaved rounds:
 
 - funasr ``AutoModel.generate`` (how FunASR's README and the seed server call it);
@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from doc import publish_alone
+from models import bench_dir, full_size_sensevoice
 
 ROOT = Path(__file__).parents[1]
 HEADING = "## SenseVoice runtimes on a CPU: funasr's own call, funasr-onnx, sherpa-onnx, stt-core"
@@ -73,7 +74,6 @@ def clips() -> dict[str, Any]:
 
 def peers_python() -> Path:
     """The peers' own environment (made once, next to the benchmark model)."""
-    from run import bench_dir
 
     venv = bench_dir() / "peers-venv"
     python = venv / "bin" / "python"
@@ -317,7 +317,6 @@ def markdown(result: dict[str, Any], rounds: int) -> list[str]:
 
 
 def main() -> None:
-    from run import full_size_sensevoice
 
     rounds = 3
     lines = markdown(measure(full_size_sensevoice(), rounds), rounds)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/shared_inference.py     # this section alone; make bench runs it too
 
 For 1, 2, 4 and 8 LiveKit job processes on this host (real ``ProcJobExecutor`` processes, fake jobs,
-no server), with the SenseVoiceSmall-size model (``run.full_size_sensevoice``), each mode measures:
+no server), with the SenseVoiceSmall-size model (``models.full_size_sensevoice``), each mode measures:
 the total RSS of every process (job processes, and the inference process where there is one),
 sampled while they work; the seconds until a new job process can serve (start, import, setup),
 started alone beside the others as LiveKit adds idle processes;
@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "livekit")]
 import shared_jobs  # noqa: E402
 from livekit.agents.inference_runner import _InferenceRunner  # noqa: E402
 from livekit.agents.ipc.proc_pool import MAX_CONCURRENT_INITIALIZATIONS  # noqa: E402
+from models import full_size_sensevoice  # noqa: E402
 
 import fakes  # noqa: E402
 from fakes.groq_api import KEY, FakeGroq  # noqa: E402
@@ -244,7 +245,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the rows here instead of printing the section")
     args = parser.parse_args()
     if args.model is None:
-        from run import full_size_sensevoice
 
         args.model = full_size_sensevoice()
     rows = asyncio.run(measure(args.model))
