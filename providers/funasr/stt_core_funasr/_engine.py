@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -38,18 +38,15 @@ from ._models import (
     is_path,
     torch_missing,
 )
-
-if TYPE_CHECKING:
-    from ._provider import FunASRSettings
+from ._settings import LANGUAGES, SAMPLE_RATE, FunASRSettings, Options
+from ._torch import auto_model
 
 log = logging.getLogger("stt_core.funasr")
 
-SAMPLE_RATE = 16_000
 FSMN_MAX_END_SILENCE_MS = 800  # funasr 1.4 ignores this in the VAD's config.yaml; pass it at run time
 GIB = 1024**3
 
 _TAG = re.compile(r"<\|([^|]*)\|>")
-LANGUAGES = frozenset({"zh", "en", "yue", "ja", "ko"})
 _EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
 _EVENTS = {"Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Sing",
            "Speech_Noise", "Event_UNK"}
@@ -66,13 +63,6 @@ class Piece:
     emotion: str | None
     event: str | None
     words: tuple[tuple[str, float, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Options:
-    language: str
-    use_itn: bool
-    timestamps: bool
 
 
 @dataclass
@@ -260,17 +250,6 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
     mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
     mallopt(m_trim_threshold, 64 * 1024 * 1024)  # twice that, as glibc sets it when it grows
-
-
-def auto_model(settings: FunASRSettings, model: str) -> Any:
-    """``funasr.AutoModel`` for a local directory (or silero-vad): updates off, so no network."""
-    from funasr import AutoModel
-
-    return AutoModel(
-        model=model, hub=settings.hub, device=settings.device, ncpu=settings.ncpu,
-        trust_remote_code=settings.trust_remote_code, disable_update=True,
-        disable_pbar=True, disable_log=True,
-    )
 
 
 def _engine_error(e: Exception) -> Exception:

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from stt_core import ProviderUnavailable
 
 from ._models import TORCH_HINT, first_missing
-
-if TYPE_CHECKING:
-    from ._engine import Options
-    from ._provider import FunASRSettings
+from ._settings import SAMPLE_RATE, FunASRSettings, Options
+from ._torch import auto_model
 
 OPSET = 18
-SAMPLE_RATE = 16_000
 # SenseVoiceSmall's query embeddings: language ids and text-normalisation ids (its lid_dict and
 # textnorm_dict; the export's inputs take these indices).
 _LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
@@ -52,8 +49,6 @@ EXPORT_HINT = (f"run `stt-core models export funasr` where torch and funasr are 
 def export(settings: FunASRSettings, model_dir: Path) -> Path:
     """funasr's own export into the model directory (fp32 also writes model.onnx.data); returns
     the file made. Needs torch and funasr."""
-    from ._engine import auto_model
-
     if not can_export():
         raise ProviderUnavailable(f"cannot export {model_dir} to ONNX without torch and funasr: "
                                   f"{EXPORT_HINT}", provider="funasr")

@@ -9,11 +9,8 @@ is then imported when the engine first loads, never when the plugin registers.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from stt_core import (
     Audio,
@@ -26,10 +23,9 @@ from stt_core import (
     Word,
 )
 
-from ._engine import LANGUAGES, SAMPLE_RATE, Engine, Options, Piece, get_engine
+from ._engine import Engine, Piece, get_engine
 from ._models import (
     AUTO_VAD,
-    DEFAULT_MODEL,
     ENERGY_VAD,
     NO_VAD,
     SILERO_VAD,
@@ -41,39 +37,10 @@ from ._models import (
     torch_missing,
 )
 from ._onnx import EXPORT_HINT, can_export, export, onnx_file
+from ._settings import LANGUAGES, SAMPLE_RATE, FunASRSettings, Options
 
 # What the ONNX backend imports to serve: no torch, no funasr.
 ONNX_MODULES = ("onnxruntime", "kaldi_native_fbank", "sentencepiece", "yaml", "psutil")
-
-
-class FunASRSettings(ProviderSettings):
-    model: str = DEFAULT_MODEL
-    """Hub id (downloaded with `stt-core models download funasr`) or a local model directory."""
-    hub: Literal["ms", "hf"] = "ms"
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
-    language: Literal["auto", "zh", "en", "ja", "ko", "yue"] = "auto"
-    use_itn: bool = True
-    """Inverse text normalisation: punctuation, casing and digits ("25" rather than "twenty five")."""
-    vad: str = AUTO_VAD
-    """'auto' (silero-vad where it is installed, else energy), 'silero-vad' (weights ship in its
-    wheel: offline; runs through funasr and torch), 'fsmn-vad' (from the hub), a local VAD model
-    directory, 'energy' (cut at the quietest moments, no model) or 'none'."""
-    vad_min_audio_s: float = Field(10.0, ge=0, le=3600)
-    """Audio up to this long skips the VAD: a voice agent's utterances come already cut."""
-    max_single_segment_time: int = Field(30_000, ge=1_000, le=300_000)
-    """Longest piece (ms) the VAD hands to the model."""
-    batch_size_s: int = Field(60, ge=1, le=3600)
-    """Most seconds of audio recognised in one ``generate()`` call."""
-    max_batch: int = Field(8, ge=1, le=256)
-    """Most waiting requests recognised together; 1 turns batching off."""
-    ncpu: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=256)
-    backend: Literal["torch", "onnx"] = "onnx"
-    """onnx: the exported model on onnxruntime, no torch (exported once by `stt-core models export
-    funasr`, or on first load where torch is installed); torch: funasr's AutoModel."""
-    quantize: bool = True
-    """ONNX backend: the int8 model (model_quant.onnx); false: fp32 (model.onnx)."""
-    min_free_memory_gb: float = Field(2.0, ge=0, le=1_000_000)
-    trust_remote_code: bool = False
 
 
 class FunASRProvider(Provider):
