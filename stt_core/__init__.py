@@ -17,9 +17,8 @@ from ._errors import (
     ProviderTimeout,
     ProviderUnavailable,
     STTError,
-    error_for_status,
-    parse_retry_after,
 )
+from ._http_errors import error_for_status, parse_retry_after
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word

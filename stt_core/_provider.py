@@ -22,10 +22,10 @@ from ._audio import MIN_AUDIO_SECONDS, Audio, AudioSource, as_audio
 from ._errors import (
     ConfigError,
     InvalidAudioError,
-    ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     STTError,
+    UnmappedError,
 )
 from ._files import file_pieces
 from ._types import Capabilities, StreamEvent, Transcript
@@ -276,11 +276,6 @@ class Provider(abc.ABC):
             return ProviderTimeout(f"{self.name} timed out ({detail})", provider=self.name)
         retryable = isinstance(e, ConnectionError)
         return UnmappedError(f"{self.name} failed: {detail}", provider=self.name, retryable=retryable)
-
-
-class UnmappedError(ProviderError):
-    """An engine error the provider did not map itself, wrapped by the base class so the chain can
-    still go on. The conformance suite flags these: a vendor's 401 or 429 should say what it is."""
 
 
 _LANGUAGE_CODE = re.compile(r"(auto|multi|[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*)")

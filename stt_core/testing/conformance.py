@@ -34,8 +34,8 @@ import pytest
 from pydantic import SecretStr
 
 from .._audio import Audio
-from .._errors import InvalidAudioError, ProviderError, ProviderUnavailable, STTError
-from .._provider import Provider, ProviderSettings, UnmappedError
+from .._errors import InvalidAudioError, ProviderError, ProviderUnavailable, STTError, UnmappedError
+from .._provider import Provider, ProviderSettings
 from .._types import Capabilities, Transcript
 from ._faults import FaultServer
 
