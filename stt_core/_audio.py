@@ -18,7 +18,6 @@ import io
 import itertools
 import logging
 import os
-import re
 import stat
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
@@ -28,17 +27,19 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from ._errors import ConfigError, InvalidAudioError
+from ._errors import InvalidAudioError
+from ._limits import (
+    MAX_DECODED_MB_ENV,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    check_nonempty_file,
+    check_plausible,
+    limits,
+    truncation_notes,
+)
 from ._text import first_line
 
 SampleFormat = Literal["int16", "float32"]
-MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
-MIN_SAMPLE_RATE = 2_000  # below any speech codec's (8 kHz telephony): a lower rate is a bad header
-# Shorter audio holds no word, and engines fail on it (SenseVoice's front end needs one 25 ms
-# window; whisper pads it to noise): bad audio before any engine, or batch, sees it.
-MIN_AUDIO_SECONDS = 0.03
-MAX_AUDIO_SECONDS_ENV, MAX_DECODED_MB_ENV = "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB"
-_DEFAULT_MAX_AUDIO_SECONDS, _DEFAULT_MAX_DECODED_MB = 4 * 3600.0, 1024.0
 _INT16_SCALE = 32768.0
 DECODE_RATE = 16_000  # what other containers are decoded to: the rate every engine takes
 logger = logging.getLogger("stt_core.audio")
@@ -84,7 +85,7 @@ class Audio:
         A pipe (``-`` in the CLI, ``/dev/stdin``, a FIFO) is read to its end, up to the limits."""
         if is_stream(path):
             return cls.from_bytes(read_stream(path))
-        _check_nonempty_file(path)
+        check_nonempty_file(path)
         with open(path, "rb") as f:
             return cls._decode(f, what=os.fspath(path))
 
@@ -293,21 +294,6 @@ class Audio:
         return pieces
 
 
-def _check_nonempty_file(path: str | os.PathLike[str]) -> None:
-    """A file there that we may read, with bytes in it: ``InvalidAudioError`` naming the problem
-    otherwise (libsndfile would say only "System error.")."""
-    try:
-        size = os.path.getsize(path)
-        if os.path.isdir(path):
-            raise InvalidAudioError(f"{os.fspath(path)!r} is a directory, not an audio file")
-        if size == 0:  # a FIFO has no size either: never opened here, where it would block
-            raise InvalidAudioError(f"file is empty: {os.fspath(path)}")
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise InvalidAudioError(f"cannot read {os.fspath(path)!r}: {e.strerror}") from e
-
-
 def av_blocks(source: Any, *, what: str) -> Iterator[npt.NDArray[np.float32]]:
     """A container libsndfile cannot read (m4a/AAC, WebM, MP4 audio, ...) as 16 kHz mono float32
     blocks, decoded by PyAV (FFmpeg, which faster-whisper installs) as they are read."""
@@ -360,67 +346,6 @@ def read_stream(path: str | os.PathLike[str]) -> bytes:
     if not data:
         raise InvalidAudioError(f"{os.fspath(path)} gave no bytes")
     return data
-
-
-def truncation_notes(extra_info: str, what: str) -> tuple[str, ...]:
-    """A warning when libsndfile found less data than the header promised (a cut-off upload):
-    what is there is transcribed, and the caller is told."""
-    found = _TRUNCATED.search(extra_info or "")
-    if not found:
-        return ()
-    promised, present = int(found.group(1)), int(found.group(2))
-    note = (f"{what} is truncated: its header promises {promised} bytes of audio, the file holds "
-            f"{present}; transcribing what is there")
-    logger.warning("%s", note)  # the stderr line; the caller puts it in Transcript.metadata
-    return (note,)
-
-
-_TRUNCATED = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
-
-
-def limits() -> tuple[float, int]:
-    """(longest audio accepted in seconds, most bytes decoded into memory at once), from the
-    environment (``STT_MAX_AUDIO_SECONDS``, ``STT_MAX_DECODED_MB``) or the defaults."""
-    return (
-        _positive_env(MAX_AUDIO_SECONDS_ENV, _DEFAULT_MAX_AUDIO_SECONDS),
-        int(_positive_env(MAX_DECODED_MB_ENV, _DEFAULT_MAX_DECODED_MB) * 1024 * 1024),
-    )
-
-
-def check_plausible(frames: int, rate: int, channels: int, *, what: str, whole: bool) -> None:
-    """Refuse audio whose header claims an implausible rate or more than the limits allow.
-
-    ``whole``: the audio is to be decoded into memory at once (not streamed in pieces).
-    """
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise InvalidAudioError(
-            f"{what}: sample rate {rate} Hz is not plausible ({MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)"
-        )
-    max_seconds, max_bytes = limits()
-    if frames / rate > max_seconds:
-        raise InvalidAudioError(
-            f"{what} is {frames / rate / 3600:.1f} h long, over the {max_seconds / 3600:g} h limit "
-            f"(set {MAX_AUDIO_SECONDS_ENV} to allow more)"
-        )
-    decoded = frames * channels * 4  # float32 samples
-    if whole and decoded > max_bytes:
-        raise InvalidAudioError(
-            f"{what} decodes to {decoded / 2**20:.0f} MB, over the {max_bytes / 2**20:g} MB limit for "
-            f"audio held in memory (pass a file path to stream it, or set {MAX_DECODED_MB_ENV})"
-        )
-
-
-def _positive_env(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise ConfigError(f"{name}={text!r} is not a positive number")
-    return value
 
 
 def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

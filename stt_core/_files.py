@@ -21,17 +21,9 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from ._audio import (
-    Audio,
-    _check_nonempty_file,
-    _first_line,
-    av_blocks,
-    check_plausible,
-    is_stream,
-    limits,
-    truncation_notes,
-)
+from ._audio import Audio, _first_line, av_blocks, is_stream
 from ._errors import InvalidAudioError
+from ._limits import check_nonempty_file, check_plausible, limits, truncation_notes
 
 PIECE_RATE = 16_000  # every engine takes 16 kHz; converting early keeps pieces small
 _BLOCK_SECONDS = 30.0
@@ -70,7 +62,7 @@ def file_pieces(path: str | os.PathLike[str], piece_seconds: float) -> FilePiece
 
 
 def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo | None:
-    _check_nonempty_file(path)
+    check_nonempty_file(path)
     name = os.fspath(path)
     try:
         info = sf.info(name)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError
 
-from ._audio import MIN_AUDIO_SECONDS, Audio, AudioSource, as_audio
+from ._audio import Audio, AudioSource, as_audio
 from ._errors import (
     ConfigError,
     InvalidAudioError,
@@ -28,6 +28,7 @@ from ._errors import (
     UnmappedError,
 )
 from ._files import file_pieces
+from ._limits import MIN_AUDIO_SECONDS
 from ._types import Capabilities, StreamEvent, Transcript
 
 
