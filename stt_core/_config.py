@@ -32,13 +32,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ._breaker import BreakerPolicy
 from ._chain import Chain, RetryPolicy, hedge_setting
-from ._errors import ConfigError, ProviderUnavailable
+from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
-from ._registry import Registry, registry, section_models
+from ._registry import Registry, UnusableEngine, registry, section_models
 from ._server_settings import SECTION as SERVE_SECTION
 from ._server_settings import ServeSettings
 from ._text import shorten
-from ._types import Attempt, Capabilities, Transcript
+from ._types import Attempt
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
 # Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
@@ -232,7 +232,7 @@ class LoadedConfig:
         for name in order:
             kind = self.provider_of(name)
             if kind not in plugins:
-                members.append(_Unusable(name, plugins.missing_reason(kind)))
+                members.append(UnusableEngine(name, plugins.missing_reason(kind)))
                 continue
             cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
             try:
@@ -240,7 +240,7 @@ class LoadedConfig:
             except ConfigError:
                 raise
             except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
-                members.append(_Unusable(name, f"provider {kind!r} is installed but cannot be built: "
+                members.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
                                                f"{type(e).__name__}: {e}"))
         if adapt is not None:
             members = [adapt(member) for member in members]
@@ -386,25 +386,3 @@ def _redact(section: dict[str, Any]) -> dict[str, Any]:
         key: "**********" if _SECRET_KEY.search(key) or isinstance(value, SecretStr) else value
         for key, value in section.items()
     }
-
-
-class _Unusable(Provider):
-    """A chain link for an engine named in config that cannot be built here (not installed, or
-    its class fails to build): the chain reports it and moves on. It declares no language or
-    feature, so it never makes the chain look able to take a request."""
-
-    name = "unusable"
-    capabilities = Capabilities(languages=frozenset())
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__()
-        self.name = name  # type: ignore[misc]  # shadows the class name on purpose
-        self._reason = reason
-
-    def why_unavailable(self) -> str:
-        return self._reason
-
-    async def _transcribe(
-        self, audio: Any, *, language: str | None, prompt: str | None, word_timestamps: bool
-    ) -> Transcript:
-        raise ProviderUnavailable(self._reason, provider=self.name)

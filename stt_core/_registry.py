@@ -21,8 +21,9 @@ import pluggy
 from pydantic import BaseModel
 
 from . import hookspecs
-from ._errors import ConfigError
+from ._errors import ConfigError, ProviderUnavailable
 from ._provider import Provider
+from ._types import Capabilities, Transcript
 
 ENTRY_POINT_GROUP = "stt_core"
 # Adapters' own tables of stt.toml ([livekit] ...): name -> their settings model, for `config show`.
@@ -229,3 +230,25 @@ def _plugins_to_load() -> set[str] | None:
 
 def _normalize(dist_name: str) -> str:
     return re.sub(r"[-_.]+", "-", dist_name.strip()).lower()
+
+
+class UnusableEngine(Provider):
+    """A chain link for an engine named in config that cannot be built here (not installed, or
+    its class fails to build): the chain reports it and moves on. It declares no language or
+    feature, so it never makes the chain look able to take a request."""
+
+    name = "unusable"
+    capabilities = Capabilities(languages=frozenset())
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__()
+        self.name = name  # type: ignore[misc]  # shadows the class name on purpose
+        self._reason = reason
+
+    def why_unavailable(self) -> str:
+        return self._reason
+
+    async def _transcribe(
+        self, audio: Any, *, language: str | None, prompt: str | None, word_timestamps: bool
+    ) -> Transcript:
+        raise ProviderUnavailable(self._reason, provider=self.name)
