@@ -48,10 +48,11 @@ class Gate:
     def leave(self) -> None:
         self._admitted -= 1
 
-    async def in_turn(self, work: Awaitable[T]) -> T:
-        """``work`` once one of the ``concurrent`` places is free."""
+    async def in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()`` once one of the ``concurrent`` places is free (made only then: a request
+        that leaves while it waits leaves no coroutine behind)."""
         async with self._inside:
-            return await work
+            return await work()
 
 
 class TooLarge(Exception):

@@ -116,7 +116,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
-                return await unless_the_client_leaves(request, gate.in_turn(_transcribe(chain, form)))
+                return await unless_the_client_leaves(request, gate.in_turn(lambda: _transcribe(chain, form)))
             finally:
                 gate.leave()
         except TooLarge:
