@@ -193,8 +193,13 @@ class OpenAICompatibleProvider(Provider):
 
 def http_client(name: str, max_answer_bytes: int) -> Any:
     """The SDKs' httpx client, made here: no redirects followed (a 307 to another origin would
-    send the audio, and the key, there), and no answer over ``max_answer_bytes`` read."""
+    send the audio, and the key, there), and no answer over ``max_answer_bytes`` read. The cap is a
+    response hook, so httpx's own transport (proxies from the environment included) stays."""
     import httpx
+
+    def too_large() -> ProviderError:
+        return ProviderError(f"{name} sent an answer larger than {max_answer_bytes / 1_000_000:g} MB "
+                             "(max_answer_mb): not a transcript", provider=name)
 
     class CappedStream(httpx.AsyncByteStream):
         def __init__(self, stream: httpx.AsyncByteStream) -> None:
@@ -211,22 +216,14 @@ def http_client(name: str, max_answer_bytes: int) -> Any:
         async def aclose(self) -> None:
             await self.stream.aclose()
 
-    class CappedTransport(httpx.AsyncHTTPTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            response = await super().handle_async_request(request)
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_answer_bytes:
-                await response.aclose()
-                raise too_large()
-            assert isinstance(response.stream, httpx.AsyncByteStream)
-            response.stream = CappedStream(response.stream)
-            return response
+    async def cap(response: httpx.Response) -> None:  # before httpx reads the body
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_answer_bytes:
+            raise too_large()
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = CappedStream(response.stream)
 
-    def too_large() -> ProviderError:
-        return ProviderError(f"{name} sent an answer larger than {max_answer_bytes / 1_000_000:g} MB "
-                             "(max_answer_mb): not a transcript", provider=name)
-
-    return httpx.AsyncClient(transport=CappedTransport(), follow_redirects=False)
+    return httpx.AsyncClient(follow_redirects=False, event_hooks={"response": [cap]})
 
 
 # -- the wire format -----------------------------------------------------------------------------
