@@ -308,3 +308,24 @@ async def test_a_clip_too_short_to_recognise_fails_alone_and_never_opens_the_bre
         assert [getattr(r, "text", r) for r in good] == [CLIPS[n][3] for n in names]
         after = await chain.transcribe(AUDIO / "chairs.wav")  # funasr still serves: its breaker is closed
     assert after.provider == "funasr" and chain.breakers[0].state == "closed"
+
+
+async def test_running_out_of_memory_moves_the_request_on_and_opens_no_breaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = funasr(vad="none", max_batch=1)
+    await provider.warmup()
+    engine = get_engine(provider.settings)
+
+    def out_of_memory(batch: object, options: object) -> object:
+        raise MemoryError("onnxruntime: failed to allocate 8 GB")
+
+    monkeypatch.setattr(engine, "_recognise", out_of_memory)  # the runtime's call, where memory runs out
+    fallback = FakeProvider(name="fallback", text="from the fallback")
+    chain = Chain([provider, fallback])
+    for _ in range(3):
+        result = await chain.transcribe(AUDIO / "chairs.wav")
+        assert result.provider == "fallback"
+        first = result.attempts[0]
+        assert first.outcome == "unavailable" and "ran out of memory" in (first.error or "")
+    assert chain.breakers[0].state == "closed"

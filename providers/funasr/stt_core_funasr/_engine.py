@@ -256,7 +256,9 @@ def _engine_error(e: Exception) -> Exception:
     if isinstance(e, (ProviderError, ProviderUnavailable)):
         return e
     if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
-        return ProviderError(f"funasr ran out of memory: {e}", provider="funasr", retryable=True)
+        # As the base class reads it: this request cannot be served here now; it moves on, and
+        # opens no breaker for the requests that still fit.
+        return ProviderUnavailable(f"funasr ran out of memory for this request: {e}", provider="funasr")
     return ProviderError(f"funasr inference failed: {type(e).__name__}: {e}", provider="funasr")
 
 
