@@ -133,7 +133,7 @@ class Chain(Provider):
             i for i, p in enumerate(self.providers) if type(p).health is Provider.health
         }
         self._probers: dict[int, asyncio.Task[None]] = {}
-        self._not_loaded: dict[int, str] = {}  # engines whose warmup failed, until one answers
+        self._not_loaded: set[int] = set()  # engines whose warmup failed, until one answers
         members = [p.capabilities for p in self.providers]
         languages = [c.languages for c in members]
         self.capabilities = Capabilities(
@@ -154,8 +154,8 @@ class Chain(Provider):
         for index, provider in enumerate(self.providers):
             try:
                 await provider.warmup()
-            except (ProviderUnavailable, ConfigError) as e:  # the chain serves without it
-                self._not_loaded[index] = str(e)
+            except (ProviderUnavailable, ConfigError):  # the chain serves without it
+                self._not_loaded.add(index)
 
     async def _aclose(self) -> None:
         probers = list(self._probers.values())
@@ -304,7 +304,7 @@ class Chain(Provider):
             raise
         latency = time.perf_counter() - started
         self._latencies[index].append(latency)
-        self._not_loaded.pop(index, None)
+        self._not_loaded.discard(index)
         self.breakers[index].record_success()
         self._record(request, provider, "ok", latency)
         return result

@@ -92,6 +92,7 @@ class Registry:
         if self.plugin_manager.is_registered(plugin):
             return
         found: list[Any] = []
+        where = str(distribution or getattr(plugin, "__name__", None) or repr(plugin))
         try:
             plugin_name = self.plugin_manager.register(plugin, name=name)
             self.plugin_manager.check_pending()
@@ -101,14 +102,12 @@ class Registry:
         except Exception as e:  # anything a third party's hook does
             with contextlib.suppress(Exception):
                 self.plugin_manager.unregister(plugin)
-            where = str(distribution or getattr(plugin, "__name__", None) or repr(plugin))
             self.plugin_errors.append(PluginError(where, name or where, f"{type(e).__name__}: {e}"))
             return
         for cls in found:
             try:
                 _check_provider_class(cls)
             except TypeError as e:
-                where = str(distribution or getattr(plugin, "__name__", None) or repr(plugin))
                 claimed = getattr(cls, "name", None)
                 self.plugin_errors.append(PluginError(
                     where, name or where, f"TypeError: {e}",

@@ -24,8 +24,8 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
                    Awaitable[None]]
 
 
-def error_response(status: int, message: str, kind: str, *, param: str | None = None, code: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, kind: str, *, param: str | None = None,
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     """An OpenAI-style error body, which the openai SDK turns into its own error classes."""
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
                         status_code=status, headers=headers)
@@ -61,7 +61,7 @@ class TooLarge(Exception):
 
 def too_large(max_upload_mb: float) -> JSONResponse:
     return error_response(413, f"the upload is larger than {max_upload_mb:g} MB (max_upload_mb)",
-                  "invalid_request_error", param="file", code="file_too_large")
+                          "invalid_request_error", param="file", code="file_too_large")
 
 
 class BodyLimit:
@@ -127,7 +127,7 @@ class AnswerWhenCancelled:
             if started:
                 raise
             answer = error_response(503, "the server is shutting down: retry the request", "server_error",
-                            code="shutting_down", headers={"Retry-After": "1"})
+                                    code="shutting_down", headers={"Retry-After": "1"})
             await answer(scope, receive, send)  # the cancel is answered here, not passed on
         finally:
             self.in_flight.discard(task)
