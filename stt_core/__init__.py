@@ -6,8 +6,7 @@
 """
 
 from ._audio import Audio, AudioSource, as_audio
-from ._breaker import BreakerPolicy, CircuitBreaker
-from ._chain import Chain, RetryPolicy
+from ._chain import Chain
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -19,6 +18,7 @@ from ._errors import (
     STTError,
 )
 from ._http_errors import error_for_status, parse_retry_after
+from ._policy import BreakerPolicy, CircuitBreaker, RetryPolicy
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word

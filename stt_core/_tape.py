@@ -1,5 +1,7 @@
 """The live input of a chain stream, recorded from the last final result on, so a failed engine's
-unfinished audio can be replayed to the next one; and the clock of each engine's silence."""
+unfinished audio can be replayed to the next one; and the clock of each engine's silence, which
+moves only when the tape does (audio given to an engine that has not answered, the input ending):
+``moved()`` says when, so the stream driver awaits deadlines instead of polling them."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class Tape:
         self._ended_at: float | None = None  # monotonic time the source ended
         self._next: asyncio.Future[Audio] | None = None  # the source's next chunk, being read
         self._unanswered_since: float | None = None  # first pull after the engine's last event
+        self._moved: asyncio.Future[None] | None = None
 
     @property
     def replay_start(self) -> float:
@@ -47,6 +50,7 @@ class Tape:
                 chunk = await asyncio.shield(self._next)
             except StopAsyncIteration:
                 self._ended_at = time.monotonic()
+                self._move()
                 return
             self._next = None
             self._kept.append((self._pulled, chunk))
@@ -57,6 +61,17 @@ class Tape:
     def _pulled_now(self) -> None:
         if self._unanswered_since is None:
             self._unanswered_since = time.monotonic()
+            self._move()
+
+    def moved(self) -> asyncio.Future[None]:
+        """Done when ``deadline`` next changes (it changes only here: an engine's answer resets it)."""
+        if self._moved is None or self._moved.done():
+            self._moved = asyncio.get_running_loop().create_future()
+        return self._moved
+
+    def _move(self) -> None:
+        if self._moved is not None and not self._moved.done():
+            self._moved.set_result(None)
 
     def answered(self) -> None:
         """The engine said something: it has answered all it was given so far."""

@@ -1,5 +1,6 @@
 """The code's shape, kept: no import circle in stt_core/, the first-party dists, the adapters or
-benchmarks/ (an import inside a function, or under TYPE_CHECKING, counts)."""
+benchmarks/ (an import inside a function, or under TYPE_CHECKING, counts), and no module of the
+packages over 400 lines (benchmarks excepted), so each reads in one sitting."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 PACKAGES = [ROOT / "stt_core", *ROOT.glob("providers/*/stt_core_*"), *ROOT.glob("adapters/*/stt_core_*")]
+MAX_LINES = 400
 
 
 def modules() -> dict[str, Path]:
@@ -86,3 +88,9 @@ def test_no_import_circle() -> None:
     for name in graph:
         graph[name] = {t for t in graph[name] if not name.startswith(f"{t}.")}
     assert cycles(graph) == []
+
+
+def test_no_module_over_400_lines() -> None:
+    sizes = {path: len(path.read_text().splitlines()) for package in PACKAGES for path in package.rglob("*.py")}
+    assert len(sizes) > 30  # the packages were found
+    assert {str(path.relative_to(ROOT)): n for path, n in sizes.items() if n > MAX_LINES} == {}

@@ -222,8 +222,9 @@ async def test_an_engine_with_health_is_probed_in_the_background_not_with_user_r
             await asyncio.sleep(0.01)
         assert chain.breakers[0].state == "closed"  # long before the 600 s cool-down
         assert (await chain.transcribe(AUDIO)).provider == "a"
-        assert chain._probers  # one prober ran ...
-    assert all(task.done() for task in chain._probers.values()) or not chain._probers  # ... none left
+        probers = [link.prober for link in chain.links if link.prober is not None]
+        assert probers  # one prober ran ...
+    assert all(task.done() for task in probers)  # ... none left
 
 
 async def test_routing_skips_providers_that_do_not_declare_the_language() -> None:

@@ -128,7 +128,7 @@ async def test_a_down_engine_is_probed_in_the_background_and_back_within_seconds
             assert time.monotonic() - recovered < 3, "not back within the probe interval"
             await asyncio.sleep(0.05)
         assert groq.attempts == 4  # the only transcription it was sent after the outage is a real one
-    assert all(task.done() for task in chain._probers.values())  # aclose() stopped the prober
+    assert all(link.prober.done() for link in chain.links if link.prober)  # aclose() stopped the prober
 
 
 async def test_an_engine_whose_health_passes_while_it_fails_is_probed_less_and_less(groq: FakeGroq) -> None:

@@ -1,0 +1,283 @@
+"""The chain's engines as links: each one's state, and the steps both drivers take at an engine.
+
+- ``Link``: one engine and what the chain knows of it (breaker, recent latencies, health prober).
+- ``Request``: one request's record (attempts, why each engine could not answer).
+- ``Links``: the ordered links under the chain's policies: ``admit`` a request at a link, the
+  retry loop (``tries``, tenacity), one ``attempt`` and what its outcome teaches the breaker.
+  Every decision is ``_policy``'s; this module does what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState
+from tenacity.wait import wait_exponential_jitter
+
+from . import _policy as policy
+from ._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    STTError,
+)
+from ._provider import Provider
+from ._text import first_line
+from ._types import Attempt, AttemptOutcome
+
+logger = logging.getLogger("stt_core.chain")
+T = TypeVar("T")
+
+_LATENCIES_KEPT = 100  # recent answers per engine, for a percentile hedge delay
+
+
+class FellOver(Exception):
+    """An engine could not answer this request, and the next one may (the cause is recorded)."""
+
+
+class Link:
+    """One engine of a chain and what the chain knows of it."""
+
+    def __init__(self, provider: Provider, breaker: policy.BreakerPolicy, clock: Callable[[], float]) -> None:
+        self.provider = provider
+        self.breaker = policy.CircuitBreaker(breaker, clock)
+        self.latencies = deque[float](maxlen=_LATENCIES_KEPT)
+        # Without a health() check, a user request probes it after the cool-down instead.
+        self.has_health = type(provider).health is not Provider.health
+        self.loaded = True  # False while its warmup has failed, until it answers
+        self.prober: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    def refuses(self, language: str | None, word_timestamps: bool) -> str | None:
+        """Why this engine cannot take the request, judged from what it declares."""
+        if not self.provider.capabilities.supports_language(language):
+            return f"does not support language {language!r}"
+        if word_timestamps and not self.provider.capabilities.word_timestamps:
+            return "does not give word timestamps"
+        return None
+
+    def gate(self) -> policy.Gate:
+        return self.breaker.gate(probes_in_background=self.has_health)
+
+    def could_answer(self, language: str | None, word_timestamps: bool) -> bool:
+        """Whether it could take a request now, judged without calling it."""
+        return not (
+            self.refuses(language, word_timestamps)
+            or self.gate().action == "skip"
+            or self.provider.why_unavailable()  # a check that raises says so here, not a crash
+        )
+
+    def watch(self) -> None:
+        """Probe an open engine's ``health()`` in the background until it passes (in the running
+        loop; ``stop_watching`` ends it)."""
+        loop = asyncio.get_running_loop()
+        if self.prober is not None and not self.prober.done() and self.prober.get_loop() is loop:
+            return
+        self.prober = loop.create_task(self._probe_until_healthy())
+
+    async def stop_watching(self) -> None:
+        if self.prober is None:
+            return
+        self.prober.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):  # RuntimeError: another loop's
+            await self.prober
+
+    async def _probe_until_healthy(self) -> None:
+        breaker = self.breaker
+        if breaker.relapses:  # it failed again right after a probe passed: do not probe at once
+            await asyncio.sleep(breaker.probe_delay() * random.uniform(0.8, 1.2))
+        while breaker.state == "open":
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(breaker.policy.probe_timeout):
+                    healthy = await self.provider.health()
+            except Exception as e:  # a failing health check is a "no", whatever it raised
+                logger.info("%s: health probe failed: %s", self.name, _described(e))
+                healthy = False
+            if healthy is None:  # no health() after all: a user request will probe it
+                self.has_health = False
+                return
+            logger.info("%s: health probe %s (%.3fs)", self.name, "passed" if healthy else "failed",
+                        time.perf_counter() - started)
+            if healthy:
+                breaker.probe_passed()
+                return
+            await asyncio.sleep(breaker.probe_delay() * random.uniform(0.8, 1.2))
+
+
+@dataclass(eq=False)
+class Request:
+    """One request's record: what it asks, what the chain did, why each engine could not answer."""
+
+    language: str | None
+    word_timestamps: bool = False
+    on_attempt: Callable[[Attempt], None] | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    causes: list[tuple[str, BaseException]] = field(default_factory=list)
+    opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
+
+    def record(self, link: Link, outcome: AttemptOutcome, latency: float, error: str | None = None) -> None:
+        attempt = Attempt(link.name, outcome, latency, error)
+        self.attempts.append(attempt)
+        level = logging.DEBUG if outcome == "ok" else logging.INFO
+        logger.log(level, "%s: %s (%.3fs)%s", link.name, outcome, latency, f": {error}" if error else "")
+        if self.on_attempt is not None:
+            self.on_attempt(attempt)
+
+    def failed(self) -> AllProvidersFailed:
+        return AllProvidersFailed(self.causes, attempts=self.attempts)
+
+
+@dataclass
+class Links:
+    """The chain's links in order, under its policies."""
+
+    links: Sequence[Link]
+    retry: policy.RetryPolicy
+    attempt_timeout: float | None
+
+    def __post_init__(self) -> None:
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.retry.initial_backoff, max=self.retry.max_backoff, jitter=self.retry.jitter
+        )
+
+    def __iter__(self) -> Iterator[Link]:
+        return iter(self.links)
+
+    def could_answer_after(self, link: Link, request: Request) -> bool:
+        """Whether an engine after ``link`` could take this request now."""
+        later = self.links[self.links.index(link) + 1:]
+        return any(other.could_answer(request.language, request.word_timestamps) for other in later)
+
+    async def admit(self, link: Link, request: Request) -> policy.Call | None:
+        """How to call ``link`` for this request, or ``None`` (skipped, the reason recorded)."""
+        may_hold = True
+        while True:
+            decision = policy.admit(
+                refuses=link.refuses(request.language, request.word_timestamps),
+                gate=link.gate(),
+                later=self.could_answer_after(link, request),
+                may_hold=may_hold,
+                retry=self.retry,
+                attempt_timeout=self.attempt_timeout,
+                probe_timeout=link.breaker.policy.probe_timeout,
+            )
+            if not isinstance(decision, policy.Hold):
+                break
+            await asyncio.sleep(decision.seconds)
+            may_hold = False
+        if isinstance(decision, policy.Skip):
+            if link.breaker.state == "open" and link.has_health:
+                link.watch()  # skipped while open: make sure someone is probing it
+            request.record(link, "skipped", 0.0, decision.reason)
+            request.causes.append((link.name, ProviderUnavailable(decision.reason, provider=link.name)))
+            return None
+        if decision.probe:
+            link.breaker.start_probe()
+        return decision
+
+    def tries(self, link: Link, call: policy.Call, request: Request) -> AsyncRetrying:
+        """The retry loop for ``call`` at ``link`` (tenacity), deciding by ``policy.after_failure``:
+        ``async for attempt in links.tries(...): with attempt: ...``. The last error is reraised."""
+
+        def decided(state: RetryCallState) -> policy.Retry | policy.FallOver | policy.GiveUp:
+            error = state.outcome.exception() if state.outcome else None
+            may_retry = policy.may_retry_into(link.breaker.state == "closed",
+                                              opened_by_this_request=link in request.opened)
+            return policy.after_failure(error, attempt=state.attempt_number, call=call, retry=self.retry,
+                                        may_retry=may_retry)
+
+        def wait(state: RetryCallState) -> float:
+            decision = decided(state)
+            after = decision.after if isinstance(decision, policy.Retry) else None
+            return float(self._backoff(state)) if after is None else after
+
+        return AsyncRetrying(retry=lambda state: isinstance(decided(state), policy.Retry), wait=wait,
+                             reraise=True)
+
+    @contextlib.contextmanager
+    def falling_over(self, link: Link, request: Request) -> Iterator[None]:
+        """Around all of a request's calls to ``link``: what the next engine may still answer
+        becomes ``FellOver`` (its cause recorded); bad audio and cancellation go on up."""
+        try:
+            yield
+        except ProviderError as e:
+            request.causes.append((link.name, e))
+            raise FellOver from e
+        except BaseException as e:
+            # No verdict on the engine (it cannot serve now, the audio is bad, the caller gave
+            # up): a probe in flight is released, so a later request probes again.
+            link.breaker.release()
+            if isinstance(e, ProviderUnavailable | ConfigError):
+                request.causes.append((link.name, e))
+                raise FellOver from e
+            raise
+
+    async def answer(self, link: Link, call: Callable[[Provider], Awaitable[T]], request: Request) -> T:
+        """``link``'s answer to a batch request, with the retries its admission allows."""
+        admitted = await self.admit(link, request)
+        if admitted is None:
+            raise FellOver
+        with self.falling_over(link, request):
+            async for attempt in self.tries(link, admitted, request):
+                with attempt:
+                    return await self.attempt(link, call, admitted.timeout, request)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def attempt(
+        self, link: Link, call: Callable[[Provider], Awaitable[T]], limit: float | None, request: Request
+    ) -> T:
+        """One call, bounded by ``limit``; the breaker learns its outcome."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(limit):
+                result = await call(link.provider)
+        except TimeoutError as e:
+            error = ProviderTimeout(f"{link.name} took longer than {limit}s", provider=link.name)
+            self.failed(link, request, error, started)
+            raise error from e
+        except STTError as e:
+            self.failed(link, request, e, started)
+            raise
+        except asyncio.CancelledError:
+            request.record(link, "cancelled", time.perf_counter() - started)
+            raise
+        self.succeeded(link, request, started)
+        return result
+
+    def succeeded(self, link: Link, request: Request, started: float) -> None:
+        latency = time.perf_counter() - started
+        link.latencies.append(latency)
+        link.loaded = True
+        link.breaker.record_success()
+        request.record(link, "ok", latency)
+
+    def failed(self, link: Link, request: Request, error: STTError, started: float) -> None:
+        """Record a failed call, and teach the engine's breaker what it means."""
+        request.record(link, policy.outcome(error), time.perf_counter() - started, str(error))
+        effect = policy.breaker_effect(error)
+        if effect == "hold" and isinstance(error, ProviderError) and error.retry_after:
+            link.breaker.hold(error.retry_after)
+        elif effect == "count" and link.breaker.record_failure():
+            request.opened.add(link)
+            if link.has_health:
+                link.watch()
+
+
+def _described(error: BaseException) -> str:
+    """An error for a log line: the class and the first line of the message."""
+    line = first_line(error)
+    return line if line == type(error).__name__ else f"{type(error).__name__}: {line}"
