@@ -86,7 +86,7 @@ class AllProvidersFailed(STTError):
         self.attempts = tuple(attempts)
         if self.errors:
             shown = self.errors[:_CAUSES_SHOWN]
-            causes = "; ".join(f"{name}: {_one_line(err)}" for name, err in shown)
+            causes = "; ".join(f"{name}: {shorten(first_line(err), _CAUSE_LENGTH)}" for name, err in shown)
             if len(self.errors) > len(shown):
                 causes += f"; and {len(self.errors) - len(shown)} more"
         else:
@@ -98,7 +98,3 @@ _CAUSES_SHOWN = 8  # the message stays one readable line; ``errors`` holds every
 
 
 _CAUSE_LENGTH = 500  # characters of one cause in the summary: room for a hint and a path, whole
-
-
-def _one_line(err: BaseException) -> str:
-    return shorten(first_line(err), _CAUSE_LENGTH)

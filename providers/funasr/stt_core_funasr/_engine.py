@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from stt_core import Audio, ProviderError, ProviderUnavailable
+from stt_core import Audio, ProviderUnavailable
 
+from ._errors import inference_failed, load_failed
 from ._models import (
     AUTO_VAD,
     ENERGY_VAD,
@@ -180,7 +181,7 @@ class Engine:
             )
         except Exception as e:
             for job in jobs:
-                job.future.set_exception(_engine_error(e))
+                job.future.set_exception(inference_failed(e))
             return
         pieces: list[list[Piece]] = [[] for _ in jobs]
         for (i, start, end), result in zip(flat, results, strict=True):
@@ -204,8 +205,7 @@ class Engine:
                 with _quiet_stdout():
                     self._vad = self._build_vad()
             except Exception as e:  # the audio goes to the next engine, whole
-                raise ProviderUnavailable(f"cannot load the VAD {self.settings.vad!r}: {type(e).__name__}: "
-                                          f"{e}", provider="funasr") from e
+                raise load_failed(f"the VAD {self.settings.vad!r}", e) from e
         return self._vad(samples)
 
     def _recognise_all(self, pieces: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
@@ -252,16 +252,6 @@ def keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 64 * 1024 * 1024)  # twice that, as glibc sets it when it grows
 
 
-def _engine_error(e: Exception) -> Exception:
-    if isinstance(e, (ProviderError, ProviderUnavailable)):
-        return e
-    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
-        # As the base class reads it: this request cannot be served here now; it moves on, and
-        # opens no breaker for the requests that still fit.
-        return ProviderUnavailable(f"funasr ran out of memory for this request: {e}", provider="funasr")
-    return ProviderError(f"funasr inference failed: {type(e).__name__}: {e}", provider="funasr")
-
-
 # -- the process-wide cache (the seed's singleton) ------------------------------------------------
 
 _engines: dict[tuple[Any, ...], Engine] = {}
@@ -283,16 +273,8 @@ def get_engine(settings: FunASRSettings) -> Engine:
             try:
                 with _quiet_stdout():
                     engine = Engine(settings, model_dir)
-            except ProviderUnavailable:
-                raise
-            except MemoryError as e:
-                raise ProviderUnavailable(f"not enough memory to load funasr model: {e}",
-                                          provider="funasr") from e
-            except Exception as e:  # corrupt or incomplete model directory, wrong config
-                raise ProviderUnavailable(
-                    f"cannot load funasr model from {model_dir}: {type(e).__name__}: {e}",
-                    provider="funasr",
-                ) from e
+            except Exception as e:  # corrupt or incomplete model directory, wrong config, memory
+                raise load_failed(f"funasr model from {model_dir}", e) from e
             _engines[key] = engine
             log.info("loaded funasr model %s (%s backend)", model_dir, settings.backend)
         return engine

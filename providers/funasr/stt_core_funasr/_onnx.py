@@ -19,6 +19,7 @@ import numpy as np
 
 from stt_core import ProviderUnavailable
 
+from ._errors import bad_file
 from ._models import TORCH_HINT, first_missing
 from ._settings import SAMPLE_RATE, FunASRSettings, Options
 from ._torch import auto_model
@@ -136,7 +137,7 @@ class OnnxSenseVoice:
         try:
             tokenizer = sentencepiece.SentencePieceProcessor(model_file=str(files["bpemodel"]))
         except (OSError, RuntimeError) as e:
-            raise _bad_file(files["bpemodel"], "is not a sentencepiece model", e) from e
+            raise bad_file(files["bpemodel"], "is not a sentencepiece model", e) from e
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = settings.ncpu
         providers = ["CPUExecutionProvider"]
@@ -145,7 +146,7 @@ class OnnxSenseVoice:
         try:
             session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime's own errors: a truncated or foreign file
-            raise _bad_file(path, "does not load in onnxruntime", e) from e
+            raise bad_file(path, "does not load in onnxruntime", e) from e
         names = {i.name for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
         if not names >= INPUTS or not set(OUTPUTS) <= outputs:
@@ -199,13 +200,13 @@ def model_files(model_dir: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(config_path.read_text()) or {}
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise _bad_file(config_path, "cannot be read", e) from e
+        raise bad_file(config_path, "cannot be read", e) from e
     metas, configuration = {}, model_dir / "configuration.json"
     if configuration.is_file():
         try:
             metas = json.loads(configuration.read_text()).get("file_path_metas", {})
         except (OSError, ValueError, AttributeError) as e:  # AttributeError: JSON that is no object
-            raise _bad_file(configuration, "cannot be read", e) from e
+            raise bad_file(configuration, "cannot be read", e) from e
     frontend_conf = dict(config.get("frontend_conf") or {})
     cmvn = (metas.get("frontend_conf") or {}).get("cmvn_file") or frontend_conf.get("cmvn_file") or "am.mvn"
     bpe = (metas.get("tokenizer_conf") or {}).get("bpemodel") or (config.get("tokenizer_conf") or {}).get(
@@ -229,8 +230,3 @@ def _read_cmvn(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ProviderUnavailable(f"{path} holds no <AddShift> and <Rescale> vectors: not CMVN statistics",
                                   provider="funasr")
     return vectors["<AddShift>"], vectors["<Rescale>"]
-
-
-def _bad_file(path: Path, problem: str, e: BaseException) -> ProviderUnavailable:
-    detail = " ".join(str(e).split())[:200]
-    return ProviderUnavailable(f"{path} {problem}: {type(e).__name__}: {detail}", provider="funasr")
