@@ -20,7 +20,6 @@ import contextlib
 import itertools
 import os
 import statistics
-import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,15 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from common import AUDIO, DOC, publish_alone
 
-import fakes  # noqa: E402
-from fakes.groq_api import KEY, FakeGroq  # noqa: E402
-from stt_core import Audio, Chain, ProviderError  # noqa: E402
-from stt_core_groq._provider import GroqProvider  # noqa: E402
+import fakes
+from fakes.groq_api import KEY, FakeGroq
+from stt_core import Audio, Chain, ProviderError
+from stt_core_groq._provider import GroqProvider
 
-CLIP = Audio.from_file(ROOT / "tests" / "fixtures" / "audio" / "fox.wav")
+TITLE = "failover side by side"
+CLIP = Audio.from_file(AUDIO / "fox.wav")
 ENGINE_SECONDS = 0.020
 STALL_SECONDS = 1.0
 EARLY_HEDGE_SECONDS = 0.005
@@ -410,14 +409,12 @@ def plot(s: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
-def main() -> None:
-    rounds = 3
+def section(repeats: int) -> list[str]:
+    rounds = max(3, repeats // 5)
     summary = summarise(asyncio.run(measure(rounds)))
-    from doc import DOC, publish_alone
-
-    publish_alone("failover_peers.py", [*markdown(summary, rounds), f"Plot: [{PLOT}]({PLOT}).", ""])
     plot(summary, DOC.parent / PLOT)
+    return [*markdown(summary, rounds), f"Plot: [{PLOT}]({PLOT}).", ""]
 
 
 if __name__ == "__main__":
-    main()
+    publish_alone(__file__, section(15))

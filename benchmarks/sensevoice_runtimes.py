@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from doc import publish_alone
+from common import AUDIO, ROOT, publish_alone
 from models import bench_dir, full_size_sensevoice
 
-ROOT = Path(__file__).parents[1]
+TITLE = "sensevoice runtimes"
 HEADING = "## SenseVoice runtimes on a CPU: funasr's own call, funasr-onnx, sherpa-onnx, stt-core"
-AUDIO = ROOT / "tests" / "fixtures" / "audio"
 AUTOMODEL = "funasr AutoModel.generate"
 DEFAULT = "stt-core default (onnx int8)"
 PEERS = {  # label: the side's name in sensevoice_peer.py
@@ -316,12 +315,10 @@ def markdown(result: dict[str, Any], rounds: int) -> list[str]:
     return lines
 
 
-def main() -> None:
-
-    rounds = 3
-    lines = markdown(measure(full_size_sensevoice(), rounds), rounds)
-    publish_alone("sensevoice_runtimes.py", lines)
+def section(repeats: int) -> list[str]:
+    rounds = 3  # each side in its own process per round: load time and memory are per process
+    return markdown(measure(full_size_sensevoice(), rounds), rounds)
 
 
 if __name__ == "__main__":
-    main()
+    publish_alone(__file__, section(3))

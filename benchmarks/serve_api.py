@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from doc import publish_alone
+from common import AUDIO, publish_alone
 
-ROOT = Path(__file__).parents[1]
+TITLE = "openai api"
 HEADING = "## OpenAI API: `stt-core serve` vs the engine in-process"
 LEVELS = (1, 4, 16)
 REQUESTS_PER_CLIENT = 4
@@ -94,7 +94,7 @@ async def measure(rounds: int = 2) -> list[dict[str, Any]]:
     import stt_core
     from stt_core_openai._provider import OpenAIProvider
 
-    clips = [(ROOT / "tests" / "fixtures" / "audio" / f"{name}.wav").read_bytes() for name in CLIPS]
+    clips = [(AUDIO / f"{name}.wav").read_bytes() for name in CLIPS]
     decoded = [stt_core.Audio.from_bytes(clip) for clip in clips]
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
@@ -171,11 +171,10 @@ def markdown(rows: list[dict[str, Any]], rounds: int) -> list[str]:
     return lines
 
 
-def main() -> None:
-    rounds = 2
-    lines = markdown(measure_in_a_fresh_loop(rounds), rounds)
-    publish_alone("serve_api.py", lines)
+def section(repeats: int) -> list[str]:
+    rounds = 2  # every round serves clients at each level against a real server process
+    return markdown(measure_in_a_fresh_loop(rounds), rounds)
 
 
 if __name__ == "__main__":
-    main()
+    publish_alone(__file__, section(2))

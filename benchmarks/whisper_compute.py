@@ -14,15 +14,14 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the fixtures' references and their normalisation
+import jiwer
+from common import ROOT, publish_alone
 
-import jiwer  # noqa: E402
+from speech import FIXTURES, REFERENCES, normalize  # the fixtures' references (tests/, via common)
 
-from speech import FIXTURES, REFERENCES, normalize  # noqa: E402
+TITLE = "whisper compute types"
 
 HELD_OUT = FIXTURES / "heldout"
 COMBINATIONS = [(compute, mkl) for compute in ("int8", "float32") for mkl in ("1", "0")]
@@ -139,12 +138,10 @@ def markdown(rows: list[dict[str, Any]], rounds: int) -> list[str]:
     ]
 
 
-def main() -> None:
-    rounds = 3
-    from doc import publish_alone
-
-    publish_alone("whisper_compute.py", markdown(measure(rounds), rounds))
+def section(repeats: int) -> list[str]:
+    rounds = 3  # each a fresh process per cell: the figures are counts and word error rates
+    return markdown(measure(rounds), rounds)
 
 
 if __name__ == "__main__":
-    main()
+    publish_alone(__file__, section(3))

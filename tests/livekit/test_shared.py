@@ -22,12 +22,12 @@ from typing import Any
 
 import psutil
 import pytest
-import shared_jobs
 from livekit.agents import JobContext, get_job_context
 from livekit.agents.inference_runner import _InferenceRunner
 from livekit.agents.ipc.inference_proc_executor import InferenceProcExecutor
 from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
 
+import shared_jobs
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
 from speech import MAX_WER, REFERENCES, wer
