@@ -20,6 +20,7 @@ from ._errors import (
 from ._http_errors import error_for_status, parse_retry_after
 from ._policy import BreakerPolicy, CircuitBreaker, RetryPolicy
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
+from ._realtime import RealtimeSettings, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
@@ -48,6 +49,7 @@ __all__ = [
     "ProviderSettings",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RealtimeSettings",
     "Registry",
     "RetryPolicy",
     "STTConfig",
@@ -65,6 +67,7 @@ __all__ = [
     "list_providers",
     "load_config",
     "parse_retry_after",
+    "realtime",
     "registry",
     "transcribe_file",
 ]

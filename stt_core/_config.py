@@ -34,6 +34,7 @@ from ._chain import Chain
 from ._errors import ConfigError
 from ._policy import BreakerPolicy, RetryPolicy, hedge_setting
 from ._provider import Provider, did_you_mean, validation_problems
+from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
 from ._server_settings import SECTION as SERVE_SECTION
 from ._server_settings import ServeSettings
@@ -126,6 +127,8 @@ class STTConfig(BaseSettings):
     """A streaming engine that takes audio and says nothing for this long has failed."""
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
+    realtime: RealtimeSettings = RealtimeSettings()
+    """The VAD-driven real-time stream over local engines (``stt-core listen``, LiveKit)."""
 
     @field_validator("hedge_after")
     @classmethod
@@ -281,6 +284,7 @@ class LoadedConfig:
             "stream_stall_timeout": c.stream_stall_timeout,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
+            "realtime": c.realtime.model_dump(),
         }
         sections = {SERVE_SECTION: ServeSettings, **section_models()}
         installed = {info.name for info in plugins}

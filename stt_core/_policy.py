@@ -49,13 +49,13 @@ MIN_LATENCIES = 10  # a percentile hedge waits for this many answers before it h
 
 # Every bound is one a sane deployment stays far inside: past it is a typo or an attack (a
 # cooldown of inf), refused with the key's name, in config and in code alike.
-_POLICY = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, use_attribute_docstrings=True)
+POLICY_MODEL = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class RetryPolicy(BaseModel):
     """How often and how patiently the chain calls each engine. What ``[retry]`` builds."""
 
-    model_config = _POLICY
+    model_config = POLICY_MODEL
     attempts: int = Field(3, ge=1, le=20)
     """Calls per engine per request, the first included (only where the chain retries: below)."""
     initial_backoff: float = Field(0.2, ge=0, le=60)
@@ -72,7 +72,7 @@ class RetryPolicy(BaseModel):
 class BreakerPolicy(BaseModel):
     """When an engine is skipped and how it is tried again. What ``[breaker]`` builds."""
 
-    model_config = _POLICY
+    model_config = POLICY_MODEL
     failures: int = Field(1, ge=1)
     """Consecutive failed calls that open the breaker (each retry is a call). One, because opening
     is cheap: an engine with ``health()`` is probed at once and closes again if that passes (a

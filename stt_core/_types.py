@@ -141,7 +141,11 @@ class StreamEvent:
     keeps (and on failover replays) all audio it has, rather than risk dropping some.
     """
 
-    type: Literal["interim", "final"]
+    type: Literal["interim", "preflight", "final", "speech_start", "speech_end"]
+    """``interim``: a guess that will change; ``final``: what was said, for good. A real-time stream
+    over a local engine (``stt_core.realtime``) also gives ``preflight`` (the utterance recognised
+    ahead when the speaker pauses; the final usually repeats it) and the speech's bounds,
+    ``speech_start`` and ``speech_end``, with no text."""
     text: str
     start: float | None = None
     end: float | None = None

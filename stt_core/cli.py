@@ -96,6 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
     transcribe.set_defaults(run=cmd_transcribe)
 
+    listen = command(commands, "listen", "transcribe live audio in real time: interims, then each final")
+    listen.add_argument("source", metavar="FILE|-", help="an audio file, or - for raw 16-bit PCM on stdin "
+                                                         "(arecord -f S16_LE -r 16000 | stt-core listen -)")
+    listen.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    listen.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
+    listen.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (the interim on one line, finals below) or json (one event per line)")
+    listen.add_argument("--speed", type=float, default=1.0,
+                        help="a FILE is pushed at this many times real time (default 1; 0: at once)")
+    listen.add_argument("--rate", type=int, default=16_000, help="stdin PCM sample rate (default 16000)")
+    listen.add_argument("--channels", type=int, default=1, help="stdin PCM channels (default 1)")
+    listen.set_defaults(run=cmd_listen)
+
     bench = command(commands, "bench", "time each engine of the chain, and the chain, on your audio")
     bench.add_argument("file", metavar="FILE", help="an utterance (a few seconds) to transcribe")
     bench.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
@@ -230,6 +243,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                           "use --output-dir DIR (one file per input)")
     chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
     return asyncio.run(_transcribe_files(chain, args))
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from ._listen import check_pcm_options, listen
+
+    check_pcm_options(args.rate, args.channels)
+    loaded = load_config(args.config)
+    chain = loaded.build_chain(names=_chain_names(args.chain))
+    return asyncio.run(listen(chain, args.source, speed=max(0.0, args.speed), rate=args.rate,
+                              channels=args.channels, fmt=args.format, language=args.language,
+                              settings=loaded.config.realtime))
 
 
 def _chain_names(option: str | None) -> list[str] | None:

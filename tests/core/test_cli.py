@@ -397,3 +397,39 @@ def test_config_show_has_every_installed_engine_and_adapter(tmp_path: Path) -> N
                               "shutdown_timeout": 30, "head_timeout": 10.0, "body_timeout": 120.0}
     assert shown["livekit"] == {"shared_inference": False}
     assert SECRET not in done.stdout + done.stderr
+
+
+def test_listen_prints_each_final_of_a_file_streamed_in_real_time(tmp_path: Path) -> None:
+    done = stt("listen", str(AUDIO / "two_utterances.wav"), "--chain", "whisper", "--speed", "4")
+    assert done.returncode == 0, done.stderr
+    finals = done.stdout.strip().splitlines()
+    assert len(finals) == 2, done.stdout  # one line per utterance: interims are shown only on a terminal
+
+
+def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
+    import json
+
+    import numpy as np
+
+    from stt_core import Audio
+
+    audio = Audio.from_file(AUDIO / "lights.wav").to(16_000, 1, "float32")
+    pcm = (np.concatenate([np.zeros(8000), audio.samples.reshape(-1), np.zeros(16000)]) * 32767)
+    full_env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "stt_core.cli", "listen", "-", "--chain", "whisper",
+                           "--format", "json"], input=pcm.astype("<i2").tobytes(), capture_output=True,
+                          env=full_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "speech_start" and kinds[-1] == "final" and "speech_end" in kinds
+    assert wer("lights", events[-1]["text"]) <= MAX_WER
+    assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
+
+
+@pytest.mark.parametrize(("option", "named"), [
+    (["--rate", "99"], "--rate"), (["--channels", "0"], "--channels"),
+])
+def test_listen_refuses_impossible_pcm_options_in_one_line(option: list[str], named: str) -> None:
+    done = stt("listen", "-", *option)
+    assert done.returncode == 2 and named in done.stderr and len(done.stderr.splitlines()) == 1

@@ -1,0 +1,106 @@
+"""``stt-core listen FILE|-``: audio through the chain in real time (``stt_core.realtime``).
+
+A file is read and pushed at the speed it would be spoken (``--speed``); ``-`` reads raw PCM from
+stdin as it arrives (16-bit little-endian, ``--rate`` Hz, ``--channels``: what ``arecord -f S16_LE``
+writes). On a terminal the interim transcript is one line, rewritten as it changes, and each final
+is printed on a line of its own; ``--format json`` prints every event, one object per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ._audio import Audio
+from ._chain import Chain
+from ._errors import InvalidAudioError
+from ._realtime import RealtimeSettings, realtime
+from ._terminal import one_line, out
+from ._types import StreamEvent
+
+CHUNK_SECONDS = 0.02  # what a microphone delivers at a time
+
+
+async def paced(audio: Audio, speed: float) -> AsyncIterator[Audio]:
+    """``audio`` in CHUNK_SECONDS pieces, each when it would have been spoken (``speed`` times
+    real time; 0: at once)."""
+    started = time.monotonic()
+    at = 0.0
+    while at < audio.duration:
+        if speed > 0:
+            await asyncio.sleep(max(0.0, started + at / speed - time.monotonic()))
+        yield audio.slice(at, at + CHUNK_SECONDS)
+        at += CHUNK_SECONDS
+
+
+async def pcm(stream: BinaryIO, rate: int, channels: int) -> AsyncIterator[Audio]:
+    """Raw 16-bit PCM from a pipe, as it arrives."""
+    frame = 2 * channels
+    want = round(rate * CHUNK_SECONDS) * frame
+    left = b""
+    while data := await asyncio.to_thread(stream.read1 if hasattr(stream, "read1") else stream.read, want):
+        data, left = left + data, b""
+        whole = len(data) // frame * frame
+        data, left = data[:whole], data[whole:]
+        if data:
+            yield Audio.from_bytes(data, sample_rate=rate, channels=channels)
+
+
+async def listen(chain: Chain, source: str, *, speed: float, rate: int, channels: int, fmt: str,
+                 language: str | None, settings: RealtimeSettings) -> int:
+    if source == "-":
+        audio = pcm(sys.stdin.buffer, rate, channels)
+    else:
+        audio = paced(Audio.from_file(Path(source)), speed)
+    shown = _Shown(json_lines=fmt == "json")
+    async with chain:
+        try:
+            async for event in realtime(chain, audio, language=language, settings=settings):
+                shown.event(event)
+        finally:
+            shown.done()
+    return 0
+
+
+class _Shown:
+    """Events on stdout: the interim on one line on a terminal, finals on lines of their own."""
+
+    def __init__(self, *, json_lines: bool) -> None:
+        self.json_lines = json_lines
+        self.live = out.is_terminal and not json_lines
+        self._interim = False
+
+    def event(self, event: StreamEvent) -> None:
+        if self.json_lines:
+            fields = {"type": event.type, "text": event.text, "start": event.start, "end": event.end,
+                      "language": event.language, "provider": event.provider or None}
+            print(json.dumps(fields), flush=True)
+            return
+        if event.type in ("interim", "preflight") and self.live and event.text:
+            self._clear()
+            out.file.write(one_line(event.text)[: max(10, out.width - 1)])
+            out.file.flush()
+            self._interim = True
+        elif event.type == "final":
+            self._clear()
+            print(event.text, flush=True)
+
+    def _clear(self) -> None:
+        if self._interim:
+            out.file.write("\r\x1b[2K")
+            self._interim = False
+
+    def done(self) -> None:
+        self._clear()
+
+
+def check_pcm_options(rate: int, channels: int) -> None:
+    if not 8_000 <= rate <= 384_000:
+        raise InvalidAudioError(f"--rate {rate}: give the PCM's sample rate in Hz (8000 to 384000)")
+    if not 1 <= channels <= 8:
+        raise InvalidAudioError(f"--channels {channels}: give 1 to 8")

@@ -1,0 +1,194 @@
+"""Real time on engines that do not stream: Silero's VAD on onnxruntime against the torch
+silero-vad, and stt_core.realtime on the speech fixtures with the real VAD and real engines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+import stt_core
+from speech import FIXTURES, MAX_WER, REFERENCES, wer
+from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
+from stt_core._realtime import RealtimeSettings, realtime
+from stt_core._vad import FRAME_SECONDS, Segmenter, SileroVAD, VADSettings, find_model, speech_segments
+from stt_core.testing import FakeProvider
+
+CLIPS = ("fox", "lights", "weather")
+GAP = 1.2  # seconds of silence between the utterances: more than min_silence
+
+
+def conversation(clips: tuple[str, ...] = CLIPS, gap: float = GAP) -> tuple[Audio, list[tuple[float, float]]]:
+    """The fixtures one after another with silence around them, and where each one's audio lies."""
+    pieces, spans, at = [Audio.silence(0.6)], [], 0.6
+    for name in clips:
+        clip = Audio.from_file(FIXTURES / f"{name}.wav").to(16_000, 1, "float32")
+        pieces += [clip, Audio.silence(gap)] if gap else [clip]
+        spans.append((at, at + clip.duration))
+        at += clip.duration + gap
+    return Audio.concat(pieces), spans
+
+
+async def live(audio: Audio, chunk: float = 0.02, pace: float = 0.0) -> AsyncIterator[Audio]:
+    """``audio`` as a live source: ``chunk``-second pieces, ``pace`` seconds apart (0: at once)."""
+    step = round(chunk * audio.sample_rate)
+    for i in range(0, audio.num_frames, step):
+        yield audio.slice(i / audio.sample_rate, (i + step) / audio.sample_rate)
+        await asyncio.sleep(pace)
+
+
+async def events_of(engine: stt_core.Provider, audio: Audio, **kw: object) -> list[StreamEvent]:
+    return [event async for event in realtime(engine, live(audio, **kw))]  # type: ignore[arg-type]
+
+
+def test_the_onnx_model_comes_from_an_installed_package_not_this_repo() -> None:
+    path = find_model()
+    assert path is not None and "site-packages" in str(path)
+
+
+def test_silero_on_onnxruntime_cuts_long_audio_where_the_torch_silero_vad_does() -> None:
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    audio, _ = conversation(("fox", "lights", "weather", "meeting", "chairs"), gap=0.8)
+    samples = audio.mono_float32(16_000)
+    settings = VADSettings(min_speech=0.1, min_silence=0.3, pad=0.03)
+    ours = speech_segments(SileroVAD().probabilities(samples), settings)
+
+    import torch
+
+    theirs = get_speech_timestamps(torch.from_numpy(samples), load_silero_vad(), threshold=settings.threshold,
+                                   min_speech_duration_ms=100, min_silence_duration_ms=300, speech_pad_ms=30,
+                                   return_seconds=True)
+    assert len(ours) == len(theirs) >= 5
+    for (start, end), t in zip(ours, theirs, strict=True):
+        assert abs(start - t["start"]) <= 0.1 and abs(end - t["end"]) <= 0.1, (ours, theirs)
+
+
+@pytest.mark.parametrize(("probabilities", "kinds"), [
+    ([0.9] * 10 + [0.0] * 30, ["start", "pause", "end"]),
+    ([0.9] * 10 + [0.0] * 8 + [0.9] * 5 + [0.0] * 30, ["start", "pause", "resume", "pause", "end"]),
+    ([0.9] * 2 + [0.0] * 30, []),  # shorter than min_speech: no utterance
+    ([0.9] * 10 + [0.4] * 30, ["start"]),  # between the thresholds: still speech
+    ([0.9] * 10, ["start"]),
+])
+def test_segmenter_boundaries(probabilities: list[float], kinds: list[str]) -> None:
+    segmenter = Segmenter(VADSettings(min_speech=0.1, preflight_pause=0.2, min_silence=0.55))
+    assert [b.kind for p in probabilities for b in segmenter.push(p)] == kinds
+
+
+def test_an_utterance_the_input_cuts_short_ends_with_the_input() -> None:
+    segmenter = Segmenter(VADSettings())
+    assert [b.kind for p in [0.9] * 20 for b in segmenter.push(p)] == ["start"]
+    assert [b.kind for p in [0.9] * 20 for b in segmenter.push(p)] == []
+    ended = list(segmenter.finish())
+    assert [b.kind for b in ended] == ["end"] and ended[0].at == pytest.approx(40 * FRAME_SECONDS)
+
+
+async def test_whisper_in_real_time_gives_each_utterance_once_with_its_words() -> None:
+    audio, spans = conversation()
+    whisper = stt_core.registry().create("whisper")
+    events = await events_of(whisper, audio)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == len(CLIPS)
+    for final, name, (start, end) in zip(finals, CLIPS, spans, strict=True):
+        assert wer(name, final.text) <= MAX_WER, final.text
+        assert final.start is not None and final.end is not None
+        assert abs(final.start - start) < 0.3 and abs(final.end - end) < 0.4
+    # Each utterance starts, ends, then has its final (the next may start before that final).
+    bounds = [e.type for e in events if e.type in ("speech_start", "speech_end")]
+    assert bounds == ["speech_start", "speech_end"] * len(CLIPS)
+    ends = [i for i, e in enumerate(events) if e.type == "speech_end"]
+    assert all(end < i for end, i in zip(ends, [i for i, e in enumerate(events) if e.type == "final"],
+                                         strict=True))
+
+
+async def test_a_pause_gives_a_preflight_that_the_final_reuses() -> None:
+    audio, _ = conversation(("fox",))
+    engine = FakeProvider(name="local", text="the quick brown fox")
+    events = await events_of(engine, audio)
+    assert [e.type for e in events if e.type in ("preflight", "final")] == ["preflight", "final"]
+    # One recognition for the preflight and the final (plus any interims): not two of the whole.
+    interims = sum(e.type == "interim" for e in events)
+    assert len(engine.calls) == interims + 1
+
+
+async def test_speech_after_the_pause_is_recognised_again_for_the_final() -> None:
+    # Two clips back to back, about 0.33 s of silence between their words: a preflight after 0.2 s
+    # of pause, then speech again before the 0.55 s that would end the utterance, so the final
+    # must cover both clips.
+    audio, _ = conversation(("lights", "weather"), gap=0.0)
+    whisper = stt_core.registry().create("whisper")
+    events = await events_of(whisper, audio)
+    finals = [e.text for e in events if e.type == "final"]
+    assert len(finals) == 1
+    assert wer(f"{REFERENCES['lights']} {REFERENCES['weather']}", finals[0]) <= MAX_WER, finals
+
+
+async def test_a_local_engine_failing_mid_utterance_hands_the_whole_utterance_to_the_next() -> None:
+    audio, _ = conversation(("fox", "lights"))
+    failing = FakeProvider(name="local", script=[ProviderError("crashed", retryable=True)] * 100)
+    whisper = stt_core.registry().create("whisper")
+    chain = Chain([failing, whisper], retry=RetryPolicy(attempts=1))
+    events = await events_of(chain, audio)
+    finals = [e for e in events if e.type == "final"]
+    assert [e.provider for e in finals] == ["whisper", "whisper"]
+    for final, name in zip(finals, ("fox", "lights"), strict=True):
+        assert wer(name, final.text) <= MAX_WER, final.text  # nothing lost, nothing twice
+    assert not [e for e in events if e.type == "interim"]  # the local engine's interims failed quietly
+
+
+async def test_when_no_engine_can_transcribe_an_utterance_the_stream_says_so() -> None:
+    audio, _ = conversation(("fox",))
+    failing = FakeProvider(name="local", script=[ProviderError("crashed", retryable=True)] * 100)
+    with pytest.raises(ProviderError, match="crashed"):
+        await events_of(failing, audio)
+    down = FakeProvider(name="a", script=[ProviderError("down")] * 100)
+    chain = Chain([down], retry=RetryPolicy(attempts=1))
+    with pytest.raises(AllProvidersFailed):
+        await events_of(chain, audio)
+
+
+async def test_a_slow_engine_gets_fewer_interims_never_a_later_final() -> None:
+    audio, _ = conversation(("meeting",))
+
+    async def measured(delay: float) -> tuple[int, float]:
+        engine = FakeProvider(name="local", text="words", delay=delay)
+        stream = realtime(engine, live(audio, chunk=0.032, pace=0.016))  # twice real time
+        interims, loop = 0, asyncio.get_running_loop()
+        ended_at = final_at = 0.0
+        async for event in stream:
+            if event.type == "interim":
+                interims += 1
+            elif event.type == "speech_end":
+                ended_at = loop.time()
+            elif event.type == "final":
+                final_at = loop.time()
+        return interims, final_at - ended_at
+
+    fast_interims, fast_final = await measured(0.01)
+    slow_interims, slow_final = await measured(0.15)
+    assert fast_interims > slow_interims
+    # The final waits for no interim: once the preflight is done it is the VAD's decision plus nothing.
+    assert slow_final < 0.05 and fast_final < 0.05
+
+
+async def test_closing_the_stream_mid_utterance_leaves_no_task() -> None:
+    audio, _ = conversation(("meeting",))
+    engine = FakeProvider(name="local", text="words", delay=0.05)
+    before = asyncio.all_tasks()
+    stream = realtime(engine, live(audio, pace=0.005))
+    async for event in stream:
+        if event.type == "speech_start":
+            break
+    await stream.aclose()
+    await asyncio.sleep(0.1)
+    assert asyncio.all_tasks() - before == set()
+
+
+def test_realtime_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="min_silence"):
+        RealtimeSettings(min_silence=0.0)
+    assert RealtimeSettings().neg_threshold == pytest.approx(0.35)
+    assert np.isclose(RealtimeSettings(threshold=0.6).neg_threshold, 0.45)
