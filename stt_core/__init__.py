@@ -23,6 +23,7 @@ from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._realtime import RealtimeSettings, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
+from ._vad import find_vad_model
 from .hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "__version__",
     "as_audio",
     "error_for_status",
+    "find_vad_model",
     "get_provider",
     "hookimpl",
     "hookspec",

@@ -55,7 +55,7 @@ class VADSettings(BaseModel):
         return max(self.threshold - 0.15, 0.01)
 
 
-def find_model() -> Path | None:
+def find_vad_model() -> Path | None:
     """Silero's ONNX file from the first installed package that ships it (none imported)."""
     for package, name in MODEL_FILES:
         try:
@@ -76,7 +76,7 @@ class SileroVAD:
     to frame, so one instance serves one stream; ``reset()`` for the next."""
 
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
-        path = path or find_model()
+        path = path or find_vad_model()
         if path is None:
             raise ProviderUnavailable(f"no Silero VAD model installed: {INSTALL_HINT}")
         try:

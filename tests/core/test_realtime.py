@@ -13,7 +13,7 @@ import stt_core
 from speech import FIXTURES, MAX_WER, REFERENCES, wer
 from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
 from stt_core._realtime import RealtimeSettings, realtime
-from stt_core._vad import FRAME_SECONDS, Segmenter, SileroVAD, VADSettings, find_model, speech_segments
+from stt_core._vad import FRAME_SECONDS, Segmenter, SileroVAD, VADSettings, find_vad_model, speech_segments
 from stt_core.testing import FakeProvider
 
 CLIPS = ("fox", "lights", "weather")
@@ -44,7 +44,7 @@ async def events_of(engine: stt_core.Provider, audio: Audio, **kw: object) -> li
 
 
 def test_the_onnx_model_comes_from_an_installed_package_not_this_repo() -> None:
-    path = find_model()
+    path = find_vad_model()
     assert path is not None and "site-packages" in str(path)
 
 

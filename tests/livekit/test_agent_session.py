@@ -4,9 +4,18 @@ Silero VAD, fed fixture speech through a custom AudioInput."""
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, AgentSession, UserInputTranscribedEvent
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    Agent,
+    AgentSession,
+    APIConnectOptions,
+    UserInputTranscribedEvent,
+    llm,
+)
 from livekit.agents.voice import io
 from livekit.plugins import silero
 
@@ -21,15 +30,16 @@ RATE = 48_000
 class FixtureAudio(io.AudioInput):
     """Room-like input: 48 kHz mono 20 ms frames of silence, the speech, then silence for ever."""
 
-    def __init__(self, speech: Audio) -> None:
+    def __init__(self, speech: Audio, pace: float = 0.005) -> None:
         super().__init__(label="fixture")
+        self._pace = pace
         audio = Audio.concat([Audio.silence(1.0, RATE), speech.to(sample_rate=RATE, channels=1),
                               Audio.silence(3.0, RATE)])
         self._frames = iter(audio_to_frames(audio, frame_ms=20))
         self._silence = audio_to_frames(Audio.silence(0.02, RATE))[0]
 
     async def __anext__(self) -> rtc.AudioFrame:
-        await asyncio.sleep(0.005)  # four times real time
+        await asyncio.sleep(self._pace)  # 0.005: four times real time
         return next(self._frames, self._silence)
 
 
@@ -53,3 +63,57 @@ async def test_agent_session_emits_the_users_words() -> None:
         await session.aclose()
     transcript = next(e.transcript for e in heard if e.is_final)
     assert wer("lights", transcript) <= MAX_WER, transcript
+
+
+class RecordingLLM(llm.LLM):
+    """An LLM that answers at once and notes when it was asked, and with which user words."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[float, str]] = []
+
+    def chat(self, *, chat_ctx: llm.ChatContext, tools: list[Any] | None = None,
+             conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS, **_: Any
+             ) -> llm.LLMStream:
+        said = [m.text_content or "" for m in chat_ctx.messages() if m.role == "user"]
+        self.asked.append((time.monotonic(), said[-1] if said else ""))
+        return _Answer(self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options)
+
+
+class _Answer(llm.LLMStream):
+    async def _run(self) -> None:
+        answer = llm.ChoiceDelta(role="assistant", content="OK.")
+        self._event_ch.send_nowait(llm.ChatChunk(id="1", delta=answer))
+
+
+async def test_preemptive_generation_starts_from_our_preflight_before_the_final() -> None:
+    whisper = stt_core.registry().create("whisper")
+    # Fed in real time. whisper tiny.en takes 0.3-0.6 s for the clip on 2 busy cores, so a preflight
+    # after the 0.2 s pause can be ready 0.8 s after the speech: the utterance ends 1.2 s after it
+    # here (the default 0.55 s suits an engine of SenseVoiceSmall's speed).
+    ours = STT(whisper, realtime_settings=stt_core.RealtimeSettings(min_silence=1.2))
+    assert ours.realtime and ours.capabilities.interim_results
+    model = RecordingLLM()
+    session = AgentSession(stt=ours, vad=silero.VAD.load(), llm=model,
+                           turn_handling={"turn_detection": "stt",
+                                          "preemptive_generation": {"enabled": True}})
+    finals: list[float] = []
+    final = asyncio.Event()
+
+    def on_transcript(event: UserInputTranscribedEvent) -> None:
+        if event.is_final:
+            finals.append(time.monotonic())
+            final.set()
+
+    session.on("user_input_transcribed", on_transcript)
+    session.input.audio = FixtureAudio(Audio.from_file(FIXTURES / "lights.wav"), pace=0.02)
+    await session.start(agent=Agent(instructions="Listen."))
+    try:
+        await asyncio.wait_for(final.wait(), timeout=60)
+        await asyncio.sleep(0.5)
+    finally:
+        await session.aclose()
+    assert model.asked, "no generation started"
+    asked_at, words = model.asked[-1]
+    assert wer("lights", words) <= MAX_WER, model.asked  # the preflight's words
+    assert asked_at < finals[0], (model.asked, finals)  # from the preflight, before the final

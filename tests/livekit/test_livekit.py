@@ -124,7 +124,10 @@ async def test_word_times_when_every_engine_gives_them(whisper: stt_core.Provide
 def test_capabilities_follow_the_first_engine(whisper: stt_core.Provider) -> None:
     streaming = STT(Chain([DeepgramProvider(api_key="k"), whisper])).capabilities
     assert (streaming.streaming, streaming.interim_results) == (True, True)
-    assert STT(whisper).capabilities.streaming is False  # LiveKit's StreamAdapter + VAD cut utterances
+    # A local first engine streams through stt_core.realtime (Silero on onnxruntime), with interims;
+    # without it LiveKit's StreamAdapter and VAD cut utterances.
+    assert (STT(whisper).capabilities.streaming, STT(whisper).capabilities.interim_results) == (True, True)
+    assert STT(whisper, realtime=False).capabilities.streaming is False
 
 
 @pytest.mark.parametrize(

@@ -49,22 +49,31 @@ from stt_core import (
 class STT(stt.STT[Any]):
     """A LiveKit STT over an stt-core engine or chain (a single engine is wrapped in a chain).
 
-    ``capabilities.streaming`` is true when the chain's first engine streams natively (Deepgram);
-    otherwise LiveKit cuts the audio into utterances with its VAD (``StreamAdapter``) and calls
-    ``recognize()`` per utterance, which runs the whole chain.
+    It streams, with interim results, when the chain's first engine streams natively (Deepgram,
+    through the chain's stream failover), and when it is local (FunASR, whisper): then
+    ``stt_core.realtime`` runs Silero's VAD on onnxruntime and sends START_OF_SPEECH, interims,
+    a PREFLIGHT_TRANSCRIPT at the speaker's pause (LiveKit starts preemptive generation from it),
+    END_OF_SPEECH and the final, which reuses the preflight when no speech came after it.
+    ``realtime=False`` (or no VAD model installed) leaves a local chain to LiveKit's
+    ``StreamAdapter``, which calls ``recognize()`` per utterance.
     """
 
     def __init__(self, engine: Provider, *, language: str | None = None,
-                 word_timestamps: bool | None = None) -> None:
+                 word_timestamps: bool | None = None, realtime: bool | None = None,
+                 realtime_settings: stt_core.RealtimeSettings | None = None) -> None:
         self._chain = engine if isinstance(engine, Chain) else Chain([engine])
         first_engine = self._chain.providers[0] if self._chain.providers else None
         first = first_engine.capabilities if first_engine else stt_core.Capabilities()
         # Ask for word times only when every engine can give them: asking routes around any that cannot.
         every = all(p.capabilities.word_timestamps for p in self._chain.providers)
         self._word_timestamps = every if word_timestamps is None else word_timestamps
+        can_realtime = not first.streaming and first.offline and stt_core.find_vad_model() is not None
+        self._realtime = can_realtime if realtime is None else realtime and can_realtime
+        self._realtime_settings = realtime_settings or stt_core.RealtimeSettings()
+        streams = first.streaming or self._realtime
         super().__init__(capabilities=stt.STTCapabilities(
-            streaming=first.streaming,
-            interim_results=first.streaming,
+            streaming=streams,
+            interim_results=streams,
             aligned_transcript="word" if self._word_timestamps else False,
             offline_recognize=True,
         ))
@@ -76,6 +85,7 @@ class STT(stt.STT[Any]):
         """The chain that ``stt.toml`` (or ``path``) and the environment declare."""
         from ._prewarm import configured_chain
 
+        options.setdefault("realtime_settings", stt_core.load_config(path).config.realtime)
         return cls(configured_chain(path), **options)
 
     @classmethod
@@ -89,6 +99,11 @@ class STT(stt.STT[Any]):
     @property
     def chain(self) -> Chain:
         return self._chain
+
+    @property
+    def realtime(self) -> bool:
+        """Whether streams run ``stt_core.realtime`` (a local first engine and a VAD model)."""
+        return self._realtime
 
     @property
     def provider(self) -> str:
@@ -194,6 +209,9 @@ class SpeechStream(stt.RecognizeStream):
             while (chunk := await queue.get()) is not None:
                 yield chunk
 
+        if self._adapter.realtime:
+            await self._realtime(audio(), offset=offset)
+            return
         speaking, reported = False, offset
         try:
             async for event in self._adapter.chain.stream(audio(), language=self._language):
@@ -213,6 +231,34 @@ class SpeechStream(stt.RecognizeStream):
                 reported = self._report_usage(reported, offset + (event.end or 0.0))
         except STTError as e:
             raise to_livekit_error(e) from e
+        self._report_usage(reported, self._heard)
+
+    async def _realtime(self, audio: AsyncIterator[Audio], *, offset: float) -> None:
+        """``stt_core.realtime``'s events as LiveKit's, in the order its ``StreamAdapter`` sends
+        them (END_OF_SPEECH before the final), plus interims and the preflight."""
+        kinds = {"speech_start": stt.SpeechEventType.START_OF_SPEECH,
+                 "interim": stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                 "preflight": stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
+                 "speech_end": stt.SpeechEventType.END_OF_SPEECH,
+                 "final": stt.SpeechEventType.FINAL_TRANSCRIPT}
+        adapter, reported = self._adapter, offset
+        events = stt_core.realtime(adapter.chain, audio, language=self._language,
+                                   settings=adapter._realtime_settings)
+        try:
+            async for event in events:
+                if event.type in ("speech_start", "speech_end"):
+                    self._event_ch.send_nowait(stt.SpeechEvent(type=kinds[event.type]))
+                    continue
+                data = _stream_data(event, offset + self.start_time_offset, self._language)
+                self._event_ch.send_nowait(stt.SpeechEvent(type=kinds[event.type], alternatives=[data]))
+                if event.is_final:
+                    adapter._answered_by(event.provider, _model_of(adapter.chain, event.provider))
+                    reported = self._report_usage(reported, offset + (event.end or 0.0))
+        except STTError as e:
+            raise to_livekit_error(e) from e
+        finally:
+            with contextlib.suppress(RuntimeError):
+                await events.aclose()  # type: ignore[attr-defined]
         self._report_usage(reported, self._heard)
 
     def _report_usage(self, since: float, until: float) -> float:
