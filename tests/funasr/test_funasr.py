@@ -127,8 +127,10 @@ async def test_resampled_stereo_input() -> None:
 # -- VAD -------------------------------------------------------------------------------------------
 
 
-async def test_silero_vad_cuts_two_utterances_with_their_times() -> None:
-    provider = funasr(use_itn=False, vad="silero-vad", vad_min_audio_s=0)
+@pytest.mark.parametrize("vad", ["silero-vad", "silero-onnx", "auto"])
+async def test_silero_vad_cuts_two_utterances_with_their_times(vad: str) -> None:
+    # silero-onnx: stt-core's Silero on onnxruntime, what "auto" picks where its model is installed.
+    provider = funasr(use_itn=False, vad=vad, vad_min_audio_s=0)
     result = await provider.transcribe(AUDIO / "two_utterances.wav")
     # two_utterances.wav is good_morning (1.69 s), 1.5 s of silence, then begin_meeting (1.92 s)
     assert [s.text for s in result.segments] == ["good morning everyone", "let us begin the meeting"]

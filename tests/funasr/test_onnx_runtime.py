@@ -73,8 +73,8 @@ async def main():
 
 asyncio.run(main())
 """
-    # vad "auto" picks silero-vad where funasr is installed (as here, for the torch path's tests);
-    # "energy" is what it picks in a serving install.
+    # vad "auto" picks silero-onnx where a package ships Silero's model (livekit-plugins-silero,
+    # faster-whisper; both here), else silero-vad where torch is, else "energy".
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                           env=_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from stt_core import Audio, ProviderUnavailable
+from stt_core._vad import SileroVAD, VADSettings, find_vad_model, speech_segments
 
 from ._errors import inference_failed, load_failed
 from ._models import (
@@ -33,6 +34,7 @@ from ._models import (
     ENERGY_VAD,
     FSMN_VAD,
     NO_VAD,
+    ONNX_VAD,
     SILERO_VAD,
     find_model,
     hub_id,
@@ -45,6 +47,9 @@ from ._torch import auto_model
 log = logging.getLogger("stt_core.funasr")
 
 FSMN_MAX_END_SILENCE_MS = 800  # funasr 1.4 ignores this in the VAD's config.yaml; pass it at run time
+# Cutting long audio with Silero: a pause of 0.5 s separates pieces, each kept with 0.3 s either side
+# (a recogniser loses a word's fading end when the cut is tight).
+ONNX_CUTS = VADSettings(min_speech=0.1, min_silence=0.5, pad=0.3)
 GIB = 1024**3
 
 _TAG = re.compile(r"<\|([^|]*)\|>")
@@ -132,16 +137,28 @@ class Engine:
 
     def _build_vad(self) -> Callable[[np.ndarray], list[tuple[float, float]]]:
         vad = self.settings.vad
-        if vad == AUTO_VAD:
-            vad = ENERGY_VAD if torch_missing(silero=True) else SILERO_VAD  # silero runs through funasr
+        longest = self.settings.max_single_segment_time / 1000
+        if vad == AUTO_VAD:  # silero-vad runs through funasr and torch
+            vad = (ONNX_VAD if find_vad_model() else
+                   ENERGY_VAD if torch_missing(silero=True) else SILERO_VAD)
         if vad == ENERGY_VAD:
-            longest = self.settings.max_single_segment_time / 1000
 
             def cuts(samples: np.ndarray) -> list[tuple[float, float]]:
                 pieces = Audio(samples, SAMPLE_RATE).split_at_silences(longest)
                 return [(start, start + piece.duration) for start, piece in pieces]
 
             return cuts
+        if vad == ONNX_VAD:
+            detector = SileroVAD()
+
+            def speech(samples: np.ndarray) -> list[tuple[float, float]]:
+                """Silero's speech segments, any longer than the model takes cut at their quietest."""
+                audio = Audio(samples, SAMPLE_RATE)
+                return [(start + at, start + at + piece.duration)
+                        for start, end in speech_segments(detector.probabilities(samples), ONNX_CUTS)
+                        for at, piece in audio.slice(start, end).split_at_silences(longest)]
+
+            return speech
         source = vad if vad == SILERO_VAD else str(find_model(vad, self.settings.hub))
         model = auto_model(self.settings, source)
         run_options: dict[str, Any] = {"max_single_segment_time": self.settings.max_single_segment_time}

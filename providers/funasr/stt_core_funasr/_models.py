@@ -23,9 +23,10 @@ from stt_core import ProviderUnavailable
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 FSMN_VAD = "fsmn-vad"
 SILERO_VAD = "silero-vad"
+ONNX_VAD = "silero-onnx"  # Silero on onnxruntime (stt_core's), weights from a package that ships them
 NO_VAD = "none"
 ENERGY_VAD = "energy"  # stt-core's own cut at the quietest moments: no model, no torch
-AUTO_VAD = "auto"  # silero-vad where it is installed (with funasr and torch), else energy
+AUTO_VAD = "auto"  # silero-onnx where a package ships its model, else silero-vad on torch, else energy
 
 # funasr's short names for the hub models we use (from funasr.download.name_maps_from_hub,
 # copied so that resolving a name does not import funasr).

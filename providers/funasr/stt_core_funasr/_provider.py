@@ -22,12 +22,15 @@ from stt_core import (
     Transcript,
     Word,
 )
+from stt_core._vad import INSTALL_HINT as VAD_INSTALL_HINT
+from stt_core._vad import find_vad_model
 
 from ._engine import Engine, Piece, get_engine
 from ._models import (
     AUTO_VAD,
     ENERGY_VAD,
     NO_VAD,
+    ONNX_VAD,
     SILERO_VAD,
     download,
     find_model,
@@ -72,7 +75,9 @@ class FunASRProvider(Provider):
             if found and not onnx_file(found, quantize=settings.quantize).is_file():
                 return f"no ONNX model in {found}: {EXPORT_HINT}"
         vad = settings.vad
-        if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD):
+        if vad == ONNX_VAD and find_vad_model() is None:
+            return f"vad 'silero-onnx' needs Silero's ONNX model: {VAD_INSTALL_HINT}"
+        if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD, ONNX_VAD):
             return None
         if missing := torch_missing(silero=vad == SILERO_VAD):
             return f"vad {vad!r} runs through funasr and torch, or set vad = 'energy': {missing}"
@@ -114,7 +119,7 @@ class FunASRProvider(Provider):
         name = model or settings.model
         if is_path(name):
             raise ConfigError(f"funasr model {name!r} is a local directory; there is nothing to download")
-        if name in (SILERO_VAD, NO_VAD):
+        if name in (SILERO_VAD, ONNX_VAD, NO_VAD):
             raise ConfigError(f"{name!r} needs no download (silero-vad ships inside its wheel)")
         path = download(name, hub=settings.hub, target=target)
         if name == settings.model and settings.backend == "onnx" and can_export():
