@@ -16,6 +16,7 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
   their own, made on first use) against stt-core's ONNX and torch paths (``sensevoice_runtimes.py``);
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
+- real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
 - start-up: import and `stt-core providers` time, the first utterance (``startup.py``);
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere (``gpu.py``).
@@ -34,6 +35,7 @@ import failover_peers
 import gpu
 import overhead
 import psutil
+import realtime
 import sensevoice_runtimes
 import serve_api
 import shared_inference
@@ -43,7 +45,7 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    whisper_compute, startup, gpu,
+    realtime, whisper_compute, startup, gpu,
 )}
 
 

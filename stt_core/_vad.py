@@ -41,7 +41,7 @@ class VADSettings(BaseModel):
     """Speech probability at which speech starts (Silero's default); it pauses below ``threshold - 0.15``."""
     min_speech: float = Field(0.1, ge=0, le=5)
     """Seconds of speech before an utterance starts (shorter blips are ignored)."""
-    preflight_pause: float = Field(0.2, ge=0.032, le=5)
+    preflight_pause: float = Field(0.1, ge=0.032, le=5)
     """Seconds of pause after which the utterance so far is recognised ahead (the preflight)."""
     min_silence: float = Field(0.55, ge=0.064, le=10)
     """Seconds of pause that end an utterance (LiveKit's silero ``min_silence_duration``)."""
