@@ -84,6 +84,22 @@ def pyplot() -> Any:
     return plt
 
 
+def bars(plot: str, rows: list[Compared], values: list[float], *, title: str, target: float,
+         target_label: str, color: str, **axis: Any) -> None:
+    """One horizontal bar per row of a comparison, a dashed line at the target, into docs/``plot``;
+    ``axis``: what the x axis needs (``xscale``, ``xlim``)."""
+    import textwrap
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.5 * len(rows)))
+    ax.barh([textwrap.fill(c.name, 34) for c in rows], values, color=color)
+    ax.axvline(target, color="red", linestyle="--", label=target_label)
+    ax.set(title=title, **axis)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / plot, dpi=80)
+
+
 def write_section(heading: str, lines: list[str]) -> None:
     """Put ``lines`` (which open with ``heading``) into the doc: in place of that section's
     previous run, or at the end."""

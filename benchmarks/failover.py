@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import textwrap
 from typing import Any
 
-from common import AUDIO, ROOT, Compared, interleaved, publish_alone, pyplot, run
+from common import AUDIO, Compared, bars, interleaved, publish_alone, run
 
 import fakes
 from fakes.groq_api import KEY, FakeGroq
@@ -97,22 +96,10 @@ def markdown(added: list[Compared], counts: dict[str, int]) -> list[str]:
     ]
 
 
-def plot(added: list[Compared]) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5))
-    ax.barh([textwrap.fill(c.name, 34) for c in added], [max(c.added * 1000, 0.0) for c in added],
-            color="tab:orange")
-    ax.axvline(5, color="red", linestyle="--", label="5 ms")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_title("Failover: ms added over the baseline")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ROOT / "docs" / PLOT, dpi=80)
-
-
 def section(repeats: int) -> list[str]:
     added, counts = measure(repeats)
-    plot(added)
+    bars(PLOT, added, [max(c.added * 1000, 0.0) for c in added], title="Failover: ms added over the baseline",
+         target=5, target_label="5 ms", color="tab:orange", xscale="symlog")
     return markdown(added, counts)
 
 

@@ -3,10 +3,9 @@ directly with the same model and audio (faster-whisper; funasr's AutoModel.gener
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
-from common import AUDIO, ROOT, Compared, interleaved, publish_alone, pyplot, run
+from common import AUDIO, Compared, bars, interleaved, publish_alone, run
 from models import TINY_SENSEVOICE, full_size_sensevoice
 
 import stt_core
@@ -109,21 +108,11 @@ def markdown(over: list[Compared]) -> list[str]:
     ]
 
 
-def plot(over: list[Compared]) -> None:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 6))
-    ax.barh([textwrap.fill(c.name, 34) for c in over], [c.ratio for c in over], color="tab:blue")
-    ax.axvline(1.02, color="red", linestyle="--", label="target 1.02")
-    ax.set_xlim(0.9, max(1.1, *(c.ratio for c in over)))
-    ax.set_title("Overhead: stt_core / direct (median of per-round ratios)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ROOT / "docs" / PLOT, dpi=80)
-
-
 def section(repeats: int) -> list[str]:
     over = measure(repeats)
-    plot(over)
+    ratios = [c.ratio for c in over]
+    bars(PLOT, over, ratios, title="Overhead: stt_core / direct (median of per-round ratios)",
+         target=1.02, target_label="target 1.02", color="tab:blue", xlim=(0.9, max(1.1, *ratios)))
     return markdown(over)
 
 
