@@ -17,6 +17,7 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
 - real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
+- VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
 - start-up: import and `stt-core providers` time, the first utterance (``startup.py``);
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere (``gpu.py``).
@@ -40,12 +41,13 @@ import sensevoice_runtimes
 import serve_api
 import shared_inference
 import startup
+import vad_cuts
 import whisper_compute
 from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, whisper_compute, startup, gpu,
+    realtime, vad_cuts, whisper_compute, startup, gpu,
 )}
 
 
