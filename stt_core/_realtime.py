@@ -69,8 +69,7 @@ class _Utterance:
     frames: list[np.ndarray] = field(default_factory=list)
     speech: float = 0.0  # where the VAD says the speech starts
     speech_end: float | None = None
-    preflight: asyncio.Task[Transcript] | None = None
-    speech_after_preflight: bool = False
+    preflight: asyncio.Task[Transcript] | None = None  # since the last pause, with no speech after it
 
     def audio(self) -> Audio:
         return Audio(np.concatenate(self.frames), RATE)
@@ -181,10 +180,10 @@ class _Stream:
             self._emit(StreamEvent("speech_start", "", start=boundary.at))
         elif boundary.kind == "pause" and self.utterance is not None:
             self._stop_interim()  # the preflight needs the engine more
-            self.utterance.speech_after_preflight = False
             self.utterance.preflight = self._spawn(self._preflight(self.utterance, self.utterance.audio()))
-        elif boundary.kind == "resume" and self.utterance is not None:
-            self.utterance.speech_after_preflight = True
+        elif boundary.kind == "resume" and self.utterance is not None and self.utterance.preflight:
+            self.utterance.preflight.cancel()  # speech came after it: it is not the whole utterance
+            self.utterance.preflight = None
         elif boundary.kind == "end" and self.utterance is not None:
             utterance, self.utterance = self.utterance, None
             utterance.speech_end = boundary.at
@@ -194,14 +193,11 @@ class _Stream:
             self.finals = self._spawn(self._final(utterance, previous))
 
     async def _final(self, utterance: _Utterance, previous: asyncio.Task[None] | None) -> None:
-        preflight = None if utterance.speech_after_preflight else utterance.preflight
-        if utterance.preflight is not None and preflight is None:
-            utterance.preflight.cancel()  # speech came after it: it is not the whole utterance
         result: Transcript | None = None
         try:
-            if preflight is not None:
+            if utterance.preflight is not None:  # no speech came after it: it heard the utterance
                 with contextlib.suppress(STTError):  # it failed: recognise the utterance again, below
-                    result = await preflight
+                    result = await utterance.preflight
             if result is None:
                 result = await self._recognise(utterance.audio())
             if previous is not None:
@@ -216,7 +212,7 @@ class _Stream:
 
     async def _preflight(self, utterance: _Utterance, audio: Audio) -> Transcript:
         result = await self._recognise(audio)
-        if self.utterance is utterance and not utterance.speech_after_preflight:
+        if self.utterance is utterance and utterance.preflight is asyncio.current_task():
             self._emit(StreamEvent("preflight", result.text, start=utterance.speech,
                                    end=utterance.start + audio.duration, language=result.language,
                                    provider=result.provider))

@@ -192,3 +192,18 @@ def test_realtime_settings_are_validated() -> None:
         RealtimeSettings(min_silence=0.0)
     assert RealtimeSettings().neg_threshold == pytest.approx(0.35)
     assert np.isclose(RealtimeSettings(threshold=0.6).neg_threshold, 0.45)
+
+
+async def test_a_preflight_overtaken_by_speech_is_dropped_not_sent() -> None:
+    # Three clips back to back: pauses between them long enough for a preflight (0.1 s), not for
+    # the end (0.55 s). At four times real time an engine that takes 0.8 s is still on the first
+    # pause's preflight when the second pause comes: that stale preflight must not be sent (only
+    # preflights of the utterance as it stands), and the final must hear all three clips.
+    audio, spans = conversation(("lights", "weather", "meeting"), gap=0.0)
+    engine = FakeProvider(name="local", echo=True, delay=0.8)
+    events = [e async for e in realtime(engine, live(audio, pace=0.005))]
+    preflights = [e for e in events if e.type == "preflight"]
+    assert all(e.end is not None and e.end > spans[1][0] + 0.5 for e in preflights), preflights
+    assert [e.type for e in events if e.type in ("speech_start", "final")] == ["speech_start", "final"]
+    final = next(e for e in events if e.type == "final")
+    assert final.end is not None and final.end > spans[2][1] - 0.5
