@@ -133,6 +133,7 @@ class _Stream:
         self.speed = _Speed()
         self.finals: asyncio.Task[None] | None = None  # the last utterance's final, in order
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.preflights: set[asyncio.Task[Transcript]] = set()  # running, current or overtaken
 
     async def feed(self, audio: AsyncIterable[Audio]) -> None:
         resampler: soxr.ResampleStream | None = None
@@ -181,8 +182,12 @@ class _Stream:
         elif boundary.kind == "pause" and self.utterance is not None:
             self._stop_interim()  # the preflight needs the engine more
             self.utterance.preflight = self._spawn(self._preflight(self.utterance, self.utterance.audio()))
-        elif boundary.kind == "resume" and self.utterance is not None and self.utterance.preflight:
-            self.utterance.preflight.cancel()  # speech came after it: it is not the whole utterance
+            self.preflights.add(self.utterance.preflight)
+            self.utterance.preflight.add_done_callback(self.preflights.discard)
+        elif boundary.kind == "resume" and self.utterance is not None:
+            # Speech came after it: it is not the whole utterance, and is neither sent nor reused.
+            # It runs to its end (the engine would finish it anyway), and interims wait for it, so
+            # they are timed alone.
             self.utterance.preflight = None
         elif boundary.kind == "end" and self.utterance is not None:
             utterance, self.utterance = self.utterance, None
@@ -232,7 +237,7 @@ class _Stream:
         utterance, s = self.utterance, self.settings
         if self.local is None or utterance is None or (self.interim is not None and not self.interim.done()):
             return
-        if utterance.preflight is not None and not utterance.preflight.done():
+        if self.preflights:
             return
         seconds = len(utterance.frames) * FRAME_SECONDS
         expected = None if self.speed.per_second is None else self.speed.per_second * seconds
