@@ -11,6 +11,7 @@ audio (``speech_segments``).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -79,15 +80,7 @@ class SileroVAD:
         path = path or find_vad_model()
         if path is None:
             raise ProviderUnavailable(f"no Silero VAD model installed: {INSTALL_HINT}")
-        try:
-            import onnxruntime
-        except ImportError as e:
-            raise ProviderUnavailable(f"the Silero VAD needs onnxruntime: pip install onnxruntime ({e})"
-                                      ) from e
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = threads
-        options.log_severity_level = 4
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = _session(path, threads)
         names = {i.name for i in self._session.get_inputs()}
         # Silero's own export takes (input, state, sr); faster-whisper's v6 takes (input, h, c).
         self._split_state = {"h", "c"} <= names
@@ -115,6 +108,20 @@ class SileroVAD:
         """Each whole frame's probability, from a fresh state (the last partial frame is left)."""
         self.reset()
         return [self.probability(samples[i:i + FRAME]) for i in range(0, len(samples) - FRAME + 1, FRAME)]
+
+
+@functools.lru_cache(maxsize=4)
+def _session(path: Path, threads: int) -> Any:
+    """One onnxruntime session per model file for the process: every stream's ``SileroVAD`` runs
+    on it with a state of its own (``run`` is thread-safe), so a new stream loads nothing."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ProviderUnavailable(f"the Silero VAD needs onnxruntime: pip install onnxruntime ({e})") from e
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    options.log_severity_level = 4
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)
