@@ -35,11 +35,13 @@ class InvalidAudioError(STTError):
 
 
 class ProviderUnavailable(STTError):
-    """A provider cannot serve now (no model, no key, not enough memory, breaker open)."""
+    """A provider cannot serve now (no model, no key, not enough memory, breaker open).
+    ``status_code`` is the HTTP status when the engine itself refused (401/403: the key)."""
 
-    def __init__(self, message: str, *, provider: str | None = None) -> None:
+    def __init__(self, message: str, *, provider: str | None = None, status_code: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider
+        self.status_code = status_code
 
 
 class ProviderError(STTError):

@@ -61,7 +61,8 @@ def error_for_status(
     detail = shorten(without_secrets(detail), 300)
     if status in (401, 403):
         return ProviderUnavailable(
-            f"{provider} rejected the API key (HTTP {status}): {detail}", provider=provider
+            f"{provider} rejected the API key (HTTP {status}): {detail}",
+            provider=provider, status_code=status,
         )
     if status == 429:
         wait = parse_retry_after(retry_after)

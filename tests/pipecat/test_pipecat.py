@@ -1,0 +1,243 @@
+"""The Pipecat adapter in Pipecat's own test pipeline (``pipecat.tests.utils.run_test``), on the
+real whisper engine, the real groq and deepgram SDKs against their fakes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipecat.frames.frames import (
+    CancelFrame,
+    ErrorFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    MetricsFrame,
+    STTMetadataFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.metrics.metrics import ProcessingMetricsData, STTUsageMetricsData, TTFBMetricsData
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import SleepFrame, run_test
+
+import stt_core
+from fakes.deepgram_api import KEY as DEEPGRAM_KEY
+from fakes.deepgram_api import FakeDeepgram
+from fakes.groq_api import KEY as GROQ_KEY
+from fakes.groq_api import FakeGroq
+from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
+from stt_core import Audio, Chain, RetryPolicy
+from stt_core.testing import FakeProvider
+from stt_core_deepgram._provider import DeepgramProvider
+from stt_core_funasr._provider import FunASRProvider
+from stt_core_groq._provider import GroqProvider
+from stt_core_pipecat import ChainSTTService
+
+RATE = 16_000
+TINY_SENSEVOICE = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+STOP_SECS = 0.2  # Pipecat's VADParams default
+
+
+@pytest.fixture(scope="module")
+def whisper() -> stt_core.Provider:
+    return stt_core.registry().create("whisper")
+
+
+@pytest.fixture
+async def groq(serve):  # type: ignore[no-untyped-def]
+    fake = FakeGroq(text="Please open the door and turn on the lights.")
+    fake.url = await serve(fake.app())
+    return fake
+
+
+def groq_engine(fake: FakeGroq, key: str = GROQ_KEY) -> GroqProvider:
+    return GroqProvider(api_key=key, base_url=fake.url, timeout=5.0)
+
+
+def audio_frames(name: str, *, frame_ms: int = 20) -> list[InputAudioRawFrame]:
+    """A fixture as a Pipecat transport delivers it: 16 kHz mono int16 frames."""
+    pcm = Audio.from_file(FIXTURES / f"{name}.wav").to(RATE, 1, "int16").samples.reshape(-1)
+    step = RATE * frame_ms // 1000
+    return [InputAudioRawFrame(pcm[i:i + step].tobytes(), RATE, 1) for i in range(0, len(pcm), step)]
+
+
+def silence(seconds: float) -> list[InputAudioRawFrame]:
+    return [InputAudioRawFrame(bytes(RATE * 2 // 50), RATE, 1) for _ in range(round(seconds * 50))]
+
+
+def spoken(*names: str) -> list[Frame]:
+    """Each clip as the pipeline's VAD would frame it: silence, start, the speech, stop."""
+    frames: list[Frame] = []
+    for name in names:
+        frames += [*silence(0.3), VADUserStartedSpeakingFrame(start_secs=0.2), *audio_frames(name),
+                   *silence(STOP_SECS), VADUserStoppedSpeakingFrame(stop_secs=STOP_SECS)]
+    return frames
+
+
+def of(frames: Sequence[Frame], kind: type[Frame]) -> list[Any]:
+    return [f for f in frames if isinstance(f, kind)]
+
+
+async def test_segmented_finals_carry_the_fixtures_words_and_pipecats_metrics(
+    whisper: stt_core.Provider,
+) -> None:
+    service = ChainSTTService(whisper, realtime=False)
+    assert service.mode == "segmented"
+    down, up = await run_test(service, frames_to_send=spoken("lights", "weather"),
+                              pipeline_params=PipelineParams(enable_metrics=True, enable_usage_metrics=True))
+    finals = of(down, TranscriptionFrame)
+    assert len(finals) == 2 and not of(up, ErrorFrame)
+    for frame, name in zip(finals, ["lights", "weather"], strict=True):
+        assert wer(REFERENCES[name], frame.text) <= MAX_WER, frame.text
+        assert frame.finalized and frame.result.provider == "whisper"
+        assert frame.language is not None and frame.language.value == "en"
+    data = [d for m in of(down, MetricsFrame) for d in m.data]
+    assert of(data, TTFBMetricsData) and of(data, ProcessingMetricsData)
+    usage = sum(d.value.audio_seconds for d in of(data, STTUsageMetricsData))
+    speech = sum(Audio.from_file(FIXTURES / f"{n}.wav").duration for n in ("lights", "weather"))
+    assert usage == pytest.approx(speech + 2 * (0.3 + STOP_SECS), abs=0.05)  # with the silence each side
+
+
+async def test_realtime_pushes_interims_while_the_user_speaks_then_the_final() -> None:
+    # The tiny SenseVoice fixture: fast enough at every length for interims (whisper tiny.en on 2
+    # cores gets only the first, as its speed allows; docs/benchmarks.md).
+    service = ChainSTTService(FunASRProvider(model=str(TINY_SENSEVOICE), vad="none"))
+    assert service.mode == "realtime"  # a local first engine and Silero's model installed
+    frames: list[Frame] = [*silence(0.3), *audio_frames("chairs"), *silence(0.6)]
+    paced = [item for frame in frames for item in (frame, SleepFrame(sleep=0.02))]  # real time
+    down, up = await run_test(service, frames_to_send=paced)
+    finals, interims = of(down, TranscriptionFrame), of(down, InterimTranscriptionFrame)
+    assert [f.text for f in finals] == ["We need 25 chairs for the party."]
+    assert interims, "no interim while the user spoke"
+    assert down.index(interims[0]) < down.index(finals[0])
+    assert not of(up, ErrorFrame)
+
+
+async def test_a_first_engine_answering_500_is_answered_by_the_next_with_no_error_frame(
+    groq: FakeGroq, whisper: stt_core.Provider
+) -> None:
+    groq.faults.extend(["500"] * 10)
+    chain = Chain([groq_engine(groq), whisper], retry=RetryPolicy(attempts=1))
+    service = ChainSTTService(chain, realtime=False)
+    down, up = await run_test(service, frames_to_send=spoken("lights"))
+    (final,) = of(down, TranscriptionFrame)
+    assert final.result.provider == "whisper" and wer("lights", final.text) <= MAX_WER
+    assert groq.attempts >= 1
+    assert not of(up, ErrorFrame) and service.is_usable
+
+
+async def test_when_every_engine_fails_an_error_frame_goes_up_and_the_pipeline_still_ends(
+    groq: FakeGroq,
+) -> None:
+    groq.down = True  # every request answers 500
+    service = ChainSTTService(Chain([groq_engine(groq)], retry=RetryPolicy(attempts=1)))
+    assert service.mode == "segmented"  # a cloud engine: the pipeline's VAD cuts
+    down, up = await asyncio.wait_for(run_test(service, frames_to_send=spoken("lights", "lights")), 60)
+    errors = of(up, ErrorFrame)
+    assert len(errors) == 2 and "500" in errors[0].error and not of(down, TranscriptionFrame)
+    assert service.is_usable  # a 500 may pass: a ServiceSwitcher above should not give up on it
+
+
+async def test_a_refused_key_on_every_engine_marks_the_service_unusable(groq: FakeGroq) -> None:
+    service = ChainSTTService(Chain([groq_engine(groq, key="gsk_wrong_key_0000000000")]))
+    _, up = await run_test(service, frames_to_send=spoken("lights"))
+    (error,) = of(up, ErrorFrame)
+    assert not service.is_usable and "gsk_wrong" not in error.error  # no secret in the error
+
+
+async def test_a_service_switcher_above_fails_over_once_ours_can_never_serve(
+    groq: FakeGroq, whisper: stt_core.Provider
+) -> None:
+    from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyFailover
+
+    refused = ChainSTTService(Chain([groq_engine(groq, key="gsk_wrong_key_0000000000")]))
+    backup = ChainSTTService(whisper, realtime=False)
+    switcher = ServiceSwitcher(services=[refused, backup], strategy_type=ServiceSwitcherStrategyFailover)
+    down, _ = await run_test(switcher, frames_to_send=[*spoken("lights"), SleepFrame(sleep=0.5),
+                                                       *spoken("weather")])
+    (final,) = of(down, TranscriptionFrame)
+    assert final.result.provider == "whisper" and wer("weather", final.text) <= MAX_WER
+    assert switcher.strategy.active_service is backup and not refused.is_usable
+
+
+async def test_a_refused_key_on_one_engine_leaves_it_usable(
+    groq: FakeGroq, whisper: stt_core.Provider
+) -> None:
+    chain = Chain([groq_engine(groq, key="gsk_wrong_key_0000000000"), whisper])
+    service = ChainSTTService(chain, realtime=False)
+    down, up = await run_test(service, frames_to_send=spoken("lights", "lights"))
+    assert [f.result.provider for f in of(down, TranscriptionFrame)] == ["whisper", "whisper"]
+    assert service.is_usable and not of(up, ErrorFrame)
+
+
+SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the meeting.")]
+
+
+async def test_a_deepgram_stream_dying_mid_utterance_loses_no_word(serve, whisper: stt_core.Provider) -> None:  # type: ignore[no-untyped-def]
+    deepgram = FakeDeepgram(utterances=list(SCRIPT), drop_after=4.3)  # inside the second utterance
+    deepgram.url = await serve(deepgram.app())
+    engine = DeepgramProvider(api_key=DEEPGRAM_KEY, base_url=deepgram.url, timeout=2.0)
+    service = ChainSTTService(Chain([engine, whisper], retry=RetryPolicy(attempts=1)))
+    assert service.mode == "stream"
+    frames = [item for frame in audio_frames("two_utterances") for item in (frame, SleepFrame(sleep=0.002))]
+    down, up = await run_test(service, frames_to_send=frames)
+    finals = of(down, TranscriptionFrame)
+    assert [f.result.provider for f in finals] == ["deepgram", "whisper"]
+    assert normalize(" ".join(f.text for f in finals)) == "good morning everyone let us begin the meeting"
+    assert of(down, InterimTranscriptionFrame) and not of(up, ErrorFrame)
+
+
+async def test_a_stream_every_engine_failed_is_reported_not_retried_per_frame(serve) -> None:  # type: ignore[no-untyped-def]
+    deepgram = FakeDeepgram(utterances=list(SCRIPT), drop_after=1.0)  # every socket dies at once
+    deepgram.url = await serve(deepgram.app())
+    engine = DeepgramProvider(api_key=DEEPGRAM_KEY, base_url=deepgram.url, timeout=2.0)
+    service = ChainSTTService(Chain([engine], retry=RetryPolicy(attempts=1)))
+    frames = [item for frame in audio_frames("two_utterances") for item in (frame, SleepFrame(sleep=0.01))]
+    _, up = await asyncio.wait_for(run_test(service, frames_to_send=frames), 60)
+    errors = of(up, ErrorFrame)
+    assert 1 <= len(errors) <= 4, len(errors)  # about one a second of audio, not one per frame
+    assert service.is_usable
+
+
+async def test_cancel_stops_recognition_in_flight_and_leaves_no_task() -> None:
+    slow = FakeProvider(name="slow", delay=30.0, capabilities=stt_core.Capabilities(offline=False))
+    service = ChainSTTService(slow)
+    before = asyncio.all_tasks()
+    frames = [*spoken("lights"), SleepFrame(sleep=0.3), CancelFrame()]
+    down, _ = await asyncio.wait_for(run_test(service, frames_to_send=frames, send_end_frame=False), 20)
+    assert len(slow.calls) == 1 and not of(down, TranscriptionFrame)  # it was in flight, and stopped
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+    assert left == [], left
+
+
+async def test_an_end_transcribes_what_is_queued(groq: FakeGroq) -> None:
+    groq.latency = 0.5  # each answer takes a while: the end comes while both utterances are queued
+    service = ChainSTTService(Chain([groq_engine(groq)]))
+    down, _ = await run_test(service, frames_to_send=spoken("lights", "lights"))
+    assert [f.text for f in of(down, TranscriptionFrame)] == [groq.text] * 2
+
+
+async def test_ttfs_p99_latency_is_measured_and_broadcast(groq: FakeGroq) -> None:
+    service = ChainSTTService(Chain([groq_engine(groq)]))
+    frames: list[Frame] = []
+    for _ in range(6):
+        frames += [*spoken("lights"), SleepFrame(sleep=0.3)]  # each final before the next utterance
+    down, _ = await run_test(service, frames_to_send=frames)
+    assert len(service.measured_ttfs) == 6
+    broadcast = [f.ttfs_p99_latency for f in of(down, STTMetadataFrame)]
+    assert broadcast[0] == 1.0  # Pipecat's default, until measured
+    assert broadcast[-1] == pytest.approx(max(service.measured_ttfs)) != 1.0  # the p99 of 6: their max
+
+
+async def test_from_config_builds_the_declared_chain(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "stt.toml").write_text('chain = ["whisper"]\n')
+    monkeypatch.chdir(tmp_path)
+    service = ChainSTTService.from_config()
+    assert [p.name for p in service.chain.providers] == ["whisper"]
+    assert service.mode == "realtime" and service._realtime_settings.min_silence == STOP_SECS
