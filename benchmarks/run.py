@@ -18,6 +18,7 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
 - real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
+- Pipecat: its ServiceSwitcher failover and its FunASR service against ChainSTTService (``pipecat_peers.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
 - start-up: import and `stt-core providers` time, the first utterance (``startup.py``);
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere (``gpu.py``).
@@ -35,6 +36,7 @@ import failover
 import failover_peers
 import gpu
 import overhead
+import pipecat_peers
 import psutil
 import realtime
 import sensevoice_runtimes
@@ -47,7 +49,7 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, vad_cuts, whisper_compute, startup, gpu,
+    realtime, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
 )}
 
 

@@ -10,7 +10,8 @@ The fake does not recognise speech: a test scripts what the audio says (``uttera
 times), and the fake checks the audio it received. Faults: queued HTTP statuses (``429`` with
 Retry-After, ``500``, ``401``, ``bad_json``, ``slow``, and 200s that are not transcripts:
 ``html``, ``empty_object``), a bad key refused at the WebSocket handshake, ``drop_after`` seconds
-of streamed audio, when the socket dies with no close frame, and live ``mode``s: ``"mute"`` takes
+of streamed audio (over all sockets), when the socket dies with no close frame (every socket after
+it too, unless ``drop_once``), and live ``mode``s: ``"mute"`` takes
 audio and says nothing (pings still answered), ``"skipped"`` sends only messages the SDK skips,
 ``"bogus_final"`` sends an empty final result claiming to end at 1000 s after the first audio.
 """
@@ -40,6 +41,7 @@ class FakeDeepgram:
     faults: deque[str] = field(default_factory=deque)
     slow_seconds: float = 3.0
     drop_after: float | None = None
+    drop_once: bool = False  # only the first socket to pass drop_after dies (the engine comes back)
     mode: str = "normal"
     url: str = ""
     open_sockets: int = 0  # live sockets the server still holds
@@ -140,6 +142,8 @@ class FakeDeepgram:
                 if self.drop_after is not None and received >= self.drop_after:
                     assert request.transport is not None
                     request.transport.abort()  # dies with no close frame, as a network fault does
+                    if self.drop_once:
+                        self.drop_after = None
                     break
                 for i, (start, end, _) in enumerate(self.utterances):
                     if i not in final_sent and received >= end:

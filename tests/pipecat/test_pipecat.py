@@ -4,6 +4,9 @@ real whisper engine, the real groq and deepgram SDKs against their fakes on 127.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -241,3 +244,16 @@ async def test_from_config_builds_the_declared_chain(tmp_path, monkeypatch) -> N
     service = ChainSTTService.from_config()
     assert [p.name for p in service.chain.providers] == ["whisper"]
     assert service.mode == "realtime" and service._realtime_settings.min_silence == STOP_SECS
+
+
+def test_the_example_runs_offline_on_a_file() -> None:
+    """`python examples/pipecat_agent.py file AUDIO`: no microphone, no keys, no downloaded model
+    (FunASR cannot serve, Groq has no key: the bundled whisper answers)."""
+    example = Path(__file__).parents[2] / "examples" / "pipecat_agent.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "GROQ_"))}
+    done = subprocess.run([sys.executable, str(example), "file", str(FIXTURES / "lights.wav")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (final,) = [line for line in done.stdout.splitlines() if line.startswith("final: ")]
+    assert final.endswith("(stt: whisper)") and wer("lights", final[len("final: "):-len(" (stt: whisper)")]) \
+        <= MAX_WER, final
