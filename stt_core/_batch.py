@@ -58,7 +58,7 @@ async def _race(links: Links, call: Call, request: Request, hedge_after: float |
                 hedge_at = None
                 if front_link is not None and links.could_answer_after(front_link, request):
                     logger.info("%s: no answer in %.3fs, hedging", front_link.name, delay)
-                    front = None
+                    front, request.hedged = None, True
                 continue
             for task in done:
                 racing.discard(task)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
-from . import _batch, _streams
+from . import _batch, _streams, telemetry
 from ._audio import Audio
 from ._errors import ConfigError, ProviderUnavailable
 from ._links import Link, Links, Request
@@ -108,7 +108,14 @@ class Chain(Provider):
             )
 
         request = Request(language, word_timestamps, self.on_attempt)
-        result = await _batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
+        traced = telemetry.RequestTrace(self.model, audio.duration, language)
+        try:
+            with traced.current():  # each attempt's span is a child of the request's
+                result = await _batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
+        except BaseException as e:
+            traced.ended(request.attempts, hedged=request.hedged, error=e)
+            raise
+        traced.ended(request.attempts, answered=result, hedged=request.hedged)
         return result.replace(attempts=tuple(request.attempts))
 
     async def _stream(
@@ -117,7 +124,9 @@ class Chain(Provider):
         tape = Tape(audio)
         request = Request(language, on_attempt=self.on_attempt)
         try:
-            events = _streams.stream_through(self.links, tape, request, stall=self.stream_stall_timeout)
+            events = telemetry.traced_stream(
+                _streams.stream_through(self.links, tape, request, stall=self.stream_stall_timeout),
+                chain=self.model, language=language)
             async for event in events:
                 yield event
         finally:

@@ -23,6 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState
 from tenacity.wait import wait_exponential_jitter
 
 from . import _policy as policy
+from . import telemetry
 from ._errors import (
     AllProvidersFailed,
     ConfigError,
@@ -51,6 +52,7 @@ class Link:
     def __init__(self, provider: Provider, breaker: policy.BreakerPolicy, clock: Callable[[], float]) -> None:
         self.provider = provider
         self.breaker = policy.CircuitBreaker(breaker, clock)
+        self.breaker.on_change = lambda state: telemetry.breaker_changed(provider.name, state)
         self.latencies = deque[float](maxlen=_LATENCIES_KEPT)
         # Without a health() check, a user request probes it after the cool-down instead.
         self.has_health = type(provider).health is not Provider.health
@@ -128,6 +130,7 @@ class Request:
     attempts: list[Attempt] = field(default_factory=list)
     causes: list[tuple[str, BaseException]] = field(default_factory=list)
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
+    hedged: bool = False  # an engine was raced by the next one
 
     def record(self, link: Link, outcome: AttemptOutcome, latency: float, error: str | None = None) -> None:
         attempt = Attempt(link.name, outcome, latency, error)
@@ -242,19 +245,21 @@ class Links:
     ) -> T:
         """One call, bounded by ``limit``; the breaker learns its outcome."""
         started = time.perf_counter()
-        try:
-            async with asyncio.timeout(limit):
-                result = await call(link.provider)
-        except TimeoutError as e:
-            error = ProviderTimeout(f"{link.name} took longer than {limit}s", provider=link.name)
-            self.failed(link, request, error, started)
-            raise error from e
-        except STTError as e:
-            self.failed(link, request, e, started)
-            raise
-        except asyncio.CancelledError:
-            request.record(link, "cancelled", time.perf_counter() - started)
-            raise
+        local = link.provider.capabilities.offline
+        with telemetry.attempt(link.name, link.provider.model, local=local) as traced:
+            try:
+                async with asyncio.timeout(limit):
+                    result = await call(link.provider)
+            except TimeoutError as e:
+                error = ProviderTimeout(f"{link.name} took longer than {limit}s", provider=link.name)
+                traced["outcome"] = self.failed(link, request, error, started)
+                raise error from e
+            except STTError as e:
+                traced["outcome"] = self.failed(link, request, e, started)
+                raise
+            except asyncio.CancelledError:
+                request.record(link, "cancelled", time.perf_counter() - started)
+                raise
         self.succeeded(link, request, started)
         return result
 
@@ -265,9 +270,10 @@ class Links:
         link.breaker.record_success()
         request.record(link, "ok", latency)
 
-    def failed(self, link: Link, request: Request, error: STTError, started: float) -> None:
-        """Record a failed call, and teach the engine's breaker what it means."""
-        request.record(link, policy.outcome(error), time.perf_counter() - started, str(error))
+    def failed(self, link: Link, request: Request, error: STTError, started: float) -> AttemptOutcome:
+        """Record a failed call, and teach the engine's breaker what it means; the outcome."""
+        outcome = policy.outcome(error)
+        request.record(link, outcome, time.perf_counter() - started, str(error))
         effect = policy.breaker_effect(error)
         if effect == "hold" and isinstance(error, ProviderError) and error.retry_after:
             link.breaker.hold(error.retry_after)
@@ -275,6 +281,7 @@ class Links:
             request.opened.add(link)
             if link.has_health:
                 link.watch()
+        return outcome
 
 
 def _described(error: BaseException) -> str:

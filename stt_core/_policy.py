@@ -104,12 +104,23 @@ class CircuitBreaker:
     def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self.state: Literal["closed", "open", "half_open"] = "closed"
+        self._state: Literal["closed", "open", "half_open"] = "closed"
+        self.on_change: Callable[[str], None] | None = None  # told each new state (the chain's metrics)
         self._failures = 0
         self._opened_at = 0.0
         self._held_until = 0.0
         self._probation = False
         self.relapses = 0  # times it failed again right after a health check closed it
+
+    @property
+    def state(self) -> Literal["closed", "open", "half_open"]:
+        return self._state
+
+    @state.setter
+    def state(self, state: Literal["closed", "open", "half_open"]) -> None:
+        changed, self._state = state != self._state, state
+        if changed and self.on_change is not None:
+            self.on_change(state)
 
     def held_for(self) -> float:
         """Seconds left of a Retry-After hold (0 when none)."""

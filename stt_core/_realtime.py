@@ -32,6 +32,7 @@ import numpy as np
 import soxr
 from pydantic import Field
 
+from . import telemetry
 from ._audio import Audio
 from ._errors import STTError
 from ._provider import Provider
@@ -104,7 +105,12 @@ async def realtime(
     vad: SileroVAD | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """Interim, preflight and final transcripts from ``engine`` for live ``audio`` (module doc)."""
-    stream = _Stream(engine, language, settings or RealtimeSettings(), vad or SileroVAD())
+    events = _events(_Stream(engine, language, settings or RealtimeSettings(), vad or SileroVAD()), audio)
+    async for event in telemetry.traced_stream(events, chain=engine.model or engine.name, language=language):
+        yield event
+
+
+async def _events(stream: _Stream, audio: AsyncIterable[Audio]) -> AsyncIterator[StreamEvent]:
     feeding = asyncio.ensure_future(stream.feed(audio))
     try:
         while (event := await stream.events.get()) is not None:

@@ -26,6 +26,8 @@ class ServeSettings(BaseModel):
     head_timeout: float = Field(10.0, gt=0, le=3600)
     """Seconds a connection may take to send its request's head (line and headers), from when it
     opens or its last answer went out: idle and slowloris connections are closed after it."""
+    metrics: bool = True
+    """``GET /metrics``: stt-core's metrics in Prometheus text, behind ``api_key`` when one is set."""
     body_timeout: float = Field(120.0, gt=0, le=3600)
     """Seconds a request may take to send its whole body (25 MB in 120 s is 1.7 Mbit/s): a slower
     upload is answered 408. A request waits for a place in line only once its body is in."""

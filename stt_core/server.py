@@ -5,6 +5,7 @@
     GET  /v1/models                 the chain, as the one model it serves
     GET  /health                    liveness: the process answers
     GET  /ready                     the chain has an engine that can take a request now
+    GET  /metrics                   stt-core's metrics in Prometheus text (behind api_key when set)
 
 Models are loaded before the port opens. A request's body must arrive within ``body_timeout``
 and be at most ``max_upload_mb`` (bounded while it arrives, not after); only then does it take a
@@ -14,7 +15,8 @@ with Retry-After, never an unbounded queue. The upload goes through the chain as
 long one is sent in pieces (``transcribe_file``): a request holds one piece of decoded audio,
 whatever a small file claims to hold. A client that hangs up cancels its request. Connections
 that send no request head within ``head_timeout`` are closed. On SIGTERM uvicorn stops taking
-connections and finishes the requests in flight.
+connections and finishes the requests in flight. A client's ``traceparent`` header makes the
+request's span (``stt_core.telemetry``) a child of the client's.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
+from . import telemetry
 from ._chain import Chain
 from ._errors import (
     AllProvidersFailed,
@@ -67,6 +70,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     gate = Gate(settings.max_concurrent, settings.max_waiting)
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
+    prometheus = Prometheus() if settings.metrics else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +81,8 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
             if in_flight:  # cancelled by uvicorn when the grace ran out: let them send their 503
                 await asyncio.wait(set(in_flight), timeout=5)
             await chain.aclose()
+            if prometheus is not None:
+                prometheus.close()
 
     app = FastAPI(title="stt-core", lifespan=lifespan, docs_url=None, redoc_url=None)
 
@@ -89,6 +95,15 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
         engines = chain.ready()
         return JSONResponse({"ready": bool(engines), "engines": engines, "chain": chain.model},
                             status_code=200 if engines else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if denied := _check_key(request, settings):
+            return denied
+        if prometheus is None:
+            return error_response(404, "metrics are off ([serve] metrics = false)", "invalid_request_error")
+        body, media_type = prometheus.text()
+        return Response(body, media_type=media_type)
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -116,7 +131,9 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
-                return await unless_the_client_leaves(request, gate.in_turn(lambda: _transcribe(chain, form)))
+                with telemetry.remote_parent(request.headers):  # the client's trace goes on here
+                    transcribing = gate.in_turn(lambda: _transcribe(chain, form))
+                    return await unless_the_client_leaves(request, transcribing)
             finally:
                 gate.leave()
         except TooLarge:
@@ -134,6 +151,33 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
     app.add_middleware(AnswerWhenCancelled, in_flight=in_flight)
     return app
+
+
+class Prometheus:
+    """stt-core's metrics for ``/metrics``: an OpenTelemetry SDK meter provider of the server's own,
+    read by the Prometheus exporter into a registry of its own, added to the global one (which
+    an application's own OpenTelemetry set-up keeps exporting wherever it does)."""
+
+    def __init__(self) -> None:
+        try:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from opentelemetry.sdk.metrics import MeterProvider
+            from prometheus_client import CollectorRegistry
+        except ImportError as e:
+            raise ConfigError(f"/metrics needs the serve extra: pip install 'stt-core[serve]' ({e}); "
+                              "or set [serve] metrics = false") from e
+        self.registry = CollectorRegistry()
+        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        telemetry.add_meter_provider(self.provider)
+
+    def text(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        telemetry.remove_meter_provider(self.provider)
+        self.provider.shutdown()
 
 
 class _Refused(Exception):

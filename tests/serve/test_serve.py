@@ -437,3 +437,58 @@ def _sentences() -> Audio:
 
 def _said() -> str:
     return normalize(" ".join(REFERENCES[name] for name in SENTENCES))
+
+
+# -- observability: /metrics and the client's trace ----------------------------------------------
+
+
+async def test_metrics_are_prometheus_text_with_a_histogram_per_engine_behind_the_key(serve) -> None:  # type: ignore[no-untyped-def]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    primary, backup = FakeGroq(text="from primary"), FakeGroq(text="from backup")
+    primary.down = True
+    primary.url, backup.url = await serve(primary.app()), await serve(backup.app())
+    chain = Chain([GroqProvider(api_key=KEY, base_url=primary.url).named("primary"),
+                   GroqProvider(api_key=KEY, base_url=backup.url).named("backup")],
+                  retry=RetryPolicy(attempts=1))
+    async with running(chain, api_key=SERVER_KEY) as url, httpx.AsyncClient(base_url=url) as http:
+        auth = {"Authorization": f"Bearer {SERVER_KEY}"}
+        answer = await http.post("/v1/audio/transcriptions", headers=auth,
+                                 files={"file": ("fox.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                 data={"model": "stt-core"})
+        assert answer.status_code == 200 and answer.json()["text"] == "from backup"
+        assert (await http.get("/metrics")).status_code == 401
+        scraped = await http.get("/metrics", headers=auth)
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+    attempts = families["stt_core_attempt_duration_seconds"]
+    assert attempts.type == "histogram"
+    counts = {(s.labels["stt_core_engine"], s.labels["stt_core_outcome"]): s.value
+              for s in attempts.samples if s.name.endswith("_count")}
+    assert counts == {("primary", "error"): 1, ("backup", "ok"): 1}
+    assert "stt_core_request_duration_seconds" in families and "stt_core_failovers" in families
+    assert SERVER_KEY not in scraped.text and KEY not in scraped.text
+
+
+async def test_a_clients_traceparent_is_the_parent_of_the_request_span(groq: FakeGroq) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    stt_core.telemetry.configure(tracer_provider=provider)
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    try:
+        async with running(groq_chain(groq)) as url, httpx.AsyncClient(base_url=url) as http:
+            answer = await http.post("/v1/audio/transcriptions",
+                                     headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
+                                     files={"file": ("fox.wav", (FIXTURES / "fox.wav").read_bytes())},
+                                     data={"model": "stt-core"})
+        assert answer.status_code == 200
+    finally:
+        stt_core.telemetry.configure()
+    request = next(s for s in spans.get_finished_spans() if s.name == "speech_to_text")
+    assert request.parent is not None and f"{request.parent.span_id:016x}" == parent_id
+    assert f"{request.context.trace_id:032x}" == trace_id

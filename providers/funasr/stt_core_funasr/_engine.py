@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stt_core import Audio, ProviderUnavailable
+from stt_core import Audio, ProviderUnavailable, telemetry
 from stt_core._vad import SileroVAD, VADSettings, find_vad_model, speech_segments
 
 from ._errors import inference_failed, load_failed
@@ -114,6 +114,7 @@ class Engine:
     def submit(self, samples: np.ndarray, options: Options) -> concurrent.futures.Future[list[Piece]]:
         job = _Job(samples, options)
         self._queue.put(job)
+        telemetry.queue_changed("funasr", 1)
         return job.future
 
     # -- building -------------------------------------------------------------------------------
@@ -181,6 +182,8 @@ class Engine:
                     jobs.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            telemetry.queue_changed("funasr", -len(jobs))
+            telemetry.batch_formed("funasr", len(jobs))
             for options in dict.fromkeys(job.options for job in jobs):
                 # A request whose caller gave up (cancelled) is dropped here, before any work.
                 same = [job for job in jobs

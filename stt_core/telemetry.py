@@ -1,0 +1,319 @@
+"""OpenTelemetry traces and metrics for every chain request, attempt and stream.
+
+Through ``opentelemetry-api`` only: without an SDK configured every call here is a no-op, and
+without the API installed (``pip install "stt-core[otel]"`` brings it) nothing is even tried.
+The providers are the global ones unless ``configure()`` names others; ``add_meter_provider()``
+adds one that gets every metric too (what ``stt-core serve`` does for ``/metrics``).
+
+Spans follow the GenAI conventions' open proposal for speech to text (operation
+``speech_to_text``): one per request (the chain), a child per attempt (an engine called), one per
+stream and per utterance of it. No attribute, event or metric holds audio, a secret or, unless
+``configure(record_text=True)``, transcript text.
+
+Metrics (``stt_core.*``; Prometheus writes ``stt_core_request_duration_seconds`` and so on):
+request and attempt durations by engine and outcome, audio seconds by engine, failovers, breaker
+state changes, and a local engine's queue depth and batch sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import metrics as _metrics
+    from opentelemetry import trace as _trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the API is optional: everything below is then a no-op
+    _metrics = _trace = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from ._types import StreamEvent
+
+SCOPE = "stt_core"
+OPERATION = "speech_to_text"
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+@dataclass
+class _Instruments:
+    request: Any
+    attempt: Any
+    audio: Any
+    failovers: Any
+    breaker: Any
+    queue: Any
+    batch: Any
+
+
+@dataclass
+class _Settings:
+    tracer_provider: Any = None  # None: the global one, looked up at each use
+    meter_provider: Any = None
+    extra_meters: list[Any] = field(default_factory=list)
+    record_text: bool = False
+    instruments: dict[int, _Instruments] = field(default_factory=dict)  # by id(meter provider)
+
+
+_settings = _Settings()
+
+
+def configure(*, tracer_provider: Any = None, meter_provider: Any = None, record_text: bool = False) -> None:
+    """Use these providers instead of the global ones (``None``: the global one), and whether
+    spans may hold transcript text (``stt_core.transcript``; off, as LiveKit's ``lk.pii``)."""
+    _settings.tracer_provider, _settings.meter_provider = tracer_provider, meter_provider
+    _settings.record_text = record_text
+    _settings.instruments.clear()
+
+
+def add_meter_provider(provider: Any) -> None:
+    """Every metric goes to ``provider`` as well (``stt-core serve``'s Prometheus reader)."""
+    _settings.extra_meters.append(provider)
+
+
+def remove_meter_provider(provider: Any) -> None:
+    with contextlib.suppress(ValueError):
+        _settings.extra_meters.remove(provider)
+    _settings.instruments.pop(id(provider), None)
+
+
+def _tracer() -> Any:
+    provider = _settings.tracer_provider or _trace.get_tracer_provider()
+    return provider.get_tracer(SCOPE)
+
+
+def _instruments() -> list[_Instruments]:
+    if _metrics is None:
+        return []
+    providers = [_settings.meter_provider or _metrics.get_meter_provider(), *_settings.extra_meters]
+    out = []
+    for provider in providers:
+        made = _settings.instruments.get(id(provider))
+        if made is None:
+            made = _settings.instruments[id(provider)] = _make(provider.get_meter(SCOPE))
+        out.append(made)
+    return out
+
+
+def _make(meter: Any) -> _Instruments:
+    return _Instruments(
+        request=meter.create_histogram("stt_core.request.duration", unit="s",
+                                       description="A chain request, first call to answer or failure",
+                                       explicit_bucket_boundaries_advisory=_SECONDS),
+        attempt=meter.create_histogram("stt_core.attempt.duration", unit="s",
+                                       description="One call to one engine",
+                                       explicit_bucket_boundaries_advisory=_SECONDS),
+        audio=meter.create_counter("stt_core.audio.duration", unit="s",
+                                   description="Seconds of audio transcribed, by the engine that answered"),
+        failovers=meter.create_counter("stt_core.failovers", unit="{request}",
+                                       description="Requests answered by another engine than the first "
+                                                   "tried, or by none"),
+        breaker=meter.create_counter("stt_core.breaker.transitions", unit="{transition}",
+                                     description="Circuit breaker state changes, by engine and new state"),
+        queue=meter.create_up_down_counter("stt_core.queue.depth", unit="{request}",
+                                           description="Requests waiting for a local engine"),
+        batch=meter.create_histogram("stt_core.batch.size", unit="{request}",
+                                     description="Requests a local engine recognised together",
+                                     explicit_bucket_boundaries_advisory=_BATCHES),
+    )
+
+
+# -- requests and attempts ------------------------------------------------------------------------
+
+
+class RequestTrace:
+    """One chain request's span, and its metrics when it ends."""
+
+    def __init__(self, chain: str, audio_seconds: float, language: str | None) -> None:
+        self.audio_seconds, self.started = audio_seconds, time.perf_counter()
+        self.span: Any = None
+        if _trace is not None:
+            attributes: dict[str, Any] = {"gen_ai.operation.name": OPERATION, "stt_core.chain": chain,
+                                          "gen_ai.speech.input.duration": audio_seconds}
+            if language:
+                attributes["gen_ai.speech.input.language"] = language
+            self.span = _tracer().start_span(OPERATION, kind=SpanKind.INTERNAL, attributes=attributes)
+
+    def ended(self, attempts: tuple[Any, ...] | list[Any], *, answered: Any = None, hedged: bool = False,
+              error: BaseException | None = None) -> None:
+        """``answered``: the Transcript, or None when ``error`` (every engine failed)."""
+        tried = [a.provider for a in attempts if a.outcome != "skipped"]
+        engine = answered.provider if answered is not None else "none"
+        passed = any(a.outcome == "skipped" for a in attempts)
+        fell_over = passed or (bool(tried) and (answered is None or tried[0] != engine))
+        cancelled = isinstance(error, asyncio.CancelledError)
+        outcome = "ok" if answered is not None else "cancelled" if cancelled else "failed"
+        took = time.perf_counter() - self.started
+        for made in _instruments():
+            made.request.record(took, {"stt_core.engine": engine, "stt_core.outcome": outcome})
+            if answered is not None:
+                made.audio.add(self.audio_seconds, {"stt_core.engine": engine})
+            if fell_over and not cancelled:
+                made.failovers.add(1, {"stt_core.from": tried[0] if tried else "none", "stt_core.to": engine})
+        if self.span is None:
+            return
+        self.span.set_attributes({
+            "stt_core.fell_over": fell_over, "stt_core.hedged": hedged,
+            "stt_core.retried": len(tried) > len(set(tried)), "stt_core.attempts": len(tried),
+        })
+        if answered is not None:
+            self.span.set_attributes({"gen_ai.provider.name": answered.provider,
+                                      "gen_ai.response.model": answered.model or ""})
+            if answered.language:
+                self.span.set_attribute("gen_ai.speech.output.language", answered.language)
+            if _settings.record_text:
+                self.span.set_attribute("stt_core.transcript", answered.text)
+        if error is not None and not cancelled:
+            self.span.set_attribute("error.type", type(error).__name__)
+            self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        self.span.end()
+
+    def current(self) -> contextlib.AbstractContextManager[Any]:
+        """The request's span is the current one inside (attempts, and their tasks, are its children)."""
+        return _current(self.span)
+
+
+def _current(span: Any) -> contextlib.AbstractContextManager[Any]:
+    """``span`` as the current span inside (ended by its owner, not here); nothing without one."""
+    if span is None:
+        return contextlib.nullcontext()
+    return _trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
+@contextlib.contextmanager
+def attempt(engine: str, model: str | None, *, local: bool) -> Iterator[dict[str, Any]]:
+    """One call to one engine: a child span and the attempt histogram. The caller puts the
+    outcome (``policy.outcome``'s word) into the dict it gets, for a failure."""
+    result: dict[str, Any] = {"outcome": "ok"}
+    started = time.perf_counter()
+    span: Any = None
+    if _trace is not None:
+        attributes = {"gen_ai.operation.name": OPERATION, "gen_ai.provider.name": engine,
+                      "gen_ai.request.model": model or ""}
+        span = _tracer().start_span(f"{OPERATION} {engine}", attributes=attributes,
+                                    kind=SpanKind.INTERNAL if local else SpanKind.CLIENT)
+    try:
+        with _current(span):
+            yield result
+    except BaseException as e:
+        if result["outcome"] == "ok":
+            result["outcome"] = "cancelled" if isinstance(e, asyncio.CancelledError) else "error"
+        result["error"] = e
+        raise
+    finally:
+        took = time.perf_counter() - started
+        for made in _instruments():
+            made.attempt.record(took, {"stt_core.engine": engine, "stt_core.outcome": result["outcome"]})
+        if span is not None:
+            span.set_attribute("stt_core.attempt.outcome", result["outcome"])
+            error = result.get("error")
+            if error is not None and result["outcome"] != "cancelled":
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+
+
+@contextlib.contextmanager
+def remote_parent(headers: Any) -> Iterator[None]:
+    """Inside, the trace a request's headers carry (W3C ``traceparent``, or whatever propagator
+    the application set) is the current one: a span started here continues the client's trace."""
+    if _trace is None:
+        yield
+        return
+    from opentelemetry import context, propagate
+
+    # On top of the current context: without the header, a span an ASGI instrumentation made stays the parent.
+    token = context.attach(propagate.extract(headers, context=context.get_current()))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+# -- breakers and local engines -------------------------------------------------------------------
+
+
+def breaker_changed(engine: str, state: str) -> None:
+    for made in _instruments():
+        made.breaker.add(1, {"stt_core.engine": engine, "stt_core.state": state})
+
+
+def queue_changed(engine: str, by: int) -> None:
+    """Requests waiting for a local engine went up (or down) ``by``."""
+    for made in _instruments():
+        made.queue.add(by, {"stt_core.engine": engine})
+
+
+def batch_formed(engine: str, size: int) -> None:
+    """A local engine took ``size`` requests to recognise together."""
+    for made in _instruments():
+        made.batch.record(size, {"stt_core.engine": engine})
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+async def traced_stream(events: AsyncIterator[StreamEvent], *, chain: str,
+                        language: str | None) -> AsyncIterator[StreamEvent]:
+    """``events`` as they come, inside a span for the stream and one per utterance (from the
+    stream's start, or the last final, to the next final), with the seconds to its first
+    interim and to its final."""
+    if _trace is None:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await _close(events)
+        return
+    tracer = _tracer()
+    attributes: dict[str, Any] = {"gen_ai.operation.name": OPERATION, "stt_core.chain": chain,
+                                  "stt_core.stream": True}
+    if language:
+        attributes["gen_ai.speech.input.language"] = language
+    stream = tracer.start_span(f"{OPERATION} stream", attributes=attributes)
+    context = _trace.set_span_in_context(stream)
+    utterance: Any = None
+    started, interim_at, finals = 0.0, None, 0
+    try:
+        async for event in events:
+            if utterance is None:
+                utterance = tracer.start_span(f"{OPERATION} utterance", context=context,
+                                              attributes={"gen_ai.operation.name": OPERATION})
+                started, interim_at = time.perf_counter(), None
+            if event.type in ("interim", "preflight") and interim_at is None:
+                interim_at = time.perf_counter() - started
+                utterance.set_attribute("stt_core.time_to_first_interim", interim_at)
+            if event.type == "final":
+                finals += 1
+                utterance.set_attributes({"stt_core.time_to_final": time.perf_counter() - started,
+                                          "gen_ai.provider.name": event.provider or ""})
+                if _settings.record_text:
+                    utterance.set_attribute("stt_core.transcript", event.text)
+                utterance.end()
+                utterance = None
+            yield event
+    except BaseException as e:
+        for span in (utterance, stream):
+            if span is not None and not isinstance(e, asyncio.CancelledError | GeneratorExit):
+                span.set_attribute("error.type", type(e).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+        raise
+    finally:
+        if utterance is not None:
+            utterance.end()
+        stream.set_attribute("stt_core.utterances", finals)
+        stream.end()
+        await _close(events)
+
+
+async def _close(events: AsyncIterator[Any]) -> None:
+    """The source closed now, with this wrapper (its tasks and sockets end here, not when the
+    garbage collector finds it)."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
