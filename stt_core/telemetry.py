@@ -235,6 +235,22 @@ def remote_parent(headers: Any) -> Iterator[None]:
         context.detach(token)
 
 
+@contextlib.contextmanager
+def parent(context: Any) -> Iterator[None]:
+    """Inside, ``context`` (an OpenTelemetry ``Context`` a framework keeps, such as Pipecat's
+    turn) is the current one, so the chain's spans are its children; nothing when it is None."""
+    if _trace is None or context is None:
+        yield
+        return
+    from opentelemetry import context as contexts
+
+    token = contexts.attach(context)
+    try:
+        yield
+    finally:
+        contexts.detach(token)
+
+
 # -- breakers and local engines -------------------------------------------------------------------
 
 

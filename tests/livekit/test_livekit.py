@@ -332,3 +332,37 @@ def test_the_example_agent_runs_offline_on_a_file(tmp_path: Path) -> None:
     assert final.endswith("(stt: whisper)")  # FunASR's model is not downloaded, Groq has no key
     assert wer("lights", heard) <= MAX_WER, heard
     assert "Traceback" not in done.stderr
+
+
+# -- observability ---------------------------------------------------------------------------------
+
+
+async def test_the_chains_spans_are_children_of_livekits_current_span(whisper: stt_core.Provider) -> None:
+    from livekit.agents.telemetry import tracer as livekit_tracer
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    livekit_tracer.set_provider(provider)  # LiveKit's own spans, as set_tracer_provider() does
+    stt_core.telemetry.configure(tracer_provider=provider)
+    try:
+        with livekit_tracer.start_as_current_span("user_turn") as turn:
+            await STT(whisper).recognize(livekit_frames("lights"))
+            stream = STT(whisper).stream()  # its task starts here, in LiveKit's span
+            await push(stream, livekit_frames("lights"))
+            finals_, _ = await finals(stream)
+    finally:
+        stt_core.telemetry.configure()
+        livekit_tracer.set_provider(trace.get_tracer_provider())
+    assert finals_
+    ours = [s for s in spans.get_finished_spans() if s.name in ("speech_to_text", "speech_to_text stream")]
+    assert {s.name for s in ours} == {"speech_to_text", "speech_to_text stream"}
+    parents = {s.name: s.parent.span_id if s.parent else None for s in ours}
+    assert parents["speech_to_text stream"] == turn.get_span_context().span_id
+    recognised = next(s for s in ours if s.name == "speech_to_text" and s.parent
+                      and s.parent.span_id == turn.get_span_context().span_id)
+    assert recognised.attributes is not None and recognised.attributes["gen_ai.provider.name"] == "whisper"

@@ -257,3 +257,58 @@ def test_the_example_runs_offline_on_a_file() -> None:
     (final,) = [line for line in done.stdout.splitlines() if line.startswith("final: ")]
     assert final.endswith("(stt: whisper)") and wer("lights", final[len("final: "):-len(" (stt: whisper)")]) \
         <= MAX_WER, final
+
+
+async def test_the_chains_spans_are_children_of_pipecats_turn_span(groq: FakeGroq) -> None:
+    """With Pipecat's tracing on (``PipelineWorker(enable_tracing=True)``), a request's span goes
+    under Pipecat's own turn span. Pipecat traces through the global tracer provider, so this sets
+    it, with a processor that records only during this test."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from pipecat.frames.frames import EndFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.workers.runner import WorkerRunner
+
+    class WhileOn(SpanProcessor):
+        on = True
+
+        def __init__(self, inner: SpanProcessor) -> None:
+            self.inner = inner
+
+        def on_end(self, span: Any) -> None:
+            if self.on:
+                self.inner.on_end(span)
+
+    spans = InMemorySpanExporter()
+    recording = WhileOn(SimpleSpanProcessor(spans))
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), "another test set a tracer provider of its own"
+    provider.add_span_processor(recording)
+    try:
+        service = ChainSTTService(Chain([groq_engine(groq)]))
+        worker = PipelineWorker(Pipeline([service]), enable_tracing=True, cancel_on_idle_timeout=False)
+        @worker.event_handler("on_pipeline_started")
+        async def _started(worker: PipelineWorker, frame: Frame) -> None:
+            await worker.queue_frame(UserStartedSpeakingFrame())
+            await asyncio.sleep(0.3)  # Pipecat's observers start the turn off the frame path
+            for item in spoken("lights"):
+                await worker.queue_frame(item)
+            await asyncio.sleep(1.0)  # Pipecat ends the user's turn once the transcript is in
+            await worker.queue_frame(UserStoppedSpeakingFrame())
+            await worker.queue_frame(EndFrame())
+
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        await asyncio.wait_for(runner.run(), 30)
+    finally:
+        recording.on = False
+    finished = spans.get_finished_spans()
+    turns = {s.context.span_id: s for s in finished if s.name == "turn"}
+    request = next(s for s in finished if s.name == "speech_to_text")
+    assert turns and request.parent is not None and request.parent.span_id in turns

@@ -60,6 +60,7 @@ from stt_core import (
     ProviderUnavailable,
     RealtimeSettings,
     STTError,
+    telemetry,
 )
 
 PIPECAT_STOP_SECS = 0.2
@@ -221,7 +222,8 @@ class ChainSTTService(STTService):
             await self.emit_stt_usage_metrics()
             await self.start_processing_metrics()
             try:
-                result = await self._chain.transcribe(utterance, language=self._language())
+                with telemetry.parent(self._pipecat_trace("turn")):
+                    result = await self._chain.transcribe(utterance, language=self._language())
             except STTError as e:
                 await self.stop_processing_metrics()
                 await self._failed(e)
@@ -237,10 +239,11 @@ class ChainSTTService(STTService):
         that is reported and a new stream takes the audio after it."""
         while not self._input_ended:
             try:
-                if self._realtime:
-                    await self._realtime_stream()
-                else:
-                    await self._chain_stream()
+                with telemetry.parent(self._pipecat_trace("conversation")):
+                    if self._realtime:
+                        await self._realtime_stream()
+                    else:
+                        await self._chain_stream()
             except STTError as e:
                 await self._failed(e)
                 if self._ending:
@@ -337,6 +340,15 @@ class ChainSTTService(STTService):
             await self.broadcast_service_metadata()
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _pipecat_trace(self, scope: str) -> Any:
+        """Pipecat's current turn (or conversation) span context, where its tracing is on: the
+        chain's spans become its children. A stream spans turns, so it goes under the conversation."""
+        tracing = getattr(self, "_tracing_context", None)
+        if tracing is None:
+            return None
+        turn = tracing.get_turn_context() if scope == "turn" else None
+        return turn or tracing.get_conversation_context()
 
     def _language(self) -> str | None:
         language = self._settings.language
