@@ -57,7 +57,8 @@ class _Settings:
     meter_provider: Any = None
     extra_meters: list[Any] = field(default_factory=list)
     record_text: bool = False
-    instruments: dict[int, _Instruments] = field(default_factory=dict)  # by id(meter provider)
+    # By id(meter provider), with the provider itself: kept alive, so an id is never reused.
+    instruments: dict[int, tuple[Any, _Instruments]] = field(default_factory=dict)
 
 
 _settings = _Settings()
@@ -68,7 +69,6 @@ def configure(*, tracer_provider: Any = None, meter_provider: Any = None, record
     spans may hold transcript text (``stt_core.transcript``; off, as LiveKit's ``lk.pii``)."""
     _settings.tracer_provider, _settings.meter_provider = tracer_provider, meter_provider
     _settings.record_text = record_text
-    _settings.instruments.clear()
 
 
 def add_meter_provider(provider: Any) -> None:
@@ -93,10 +93,10 @@ def _instruments() -> list[_Instruments]:
     providers = [_settings.meter_provider or _metrics.get_meter_provider(), *_settings.extra_meters]
     out = []
     for provider in providers:
-        made = _settings.instruments.get(id(provider))
-        if made is None:
-            made = _settings.instruments[id(provider)] = _make(provider.get_meter(SCOPE))
-        out.append(made)
+        entry = _settings.instruments.get(id(provider))
+        if entry is None:
+            entry = _settings.instruments[id(provider)] = (provider, _make(provider.get_meter(SCOPE)))
+        out.append(entry[1])
     return out
 
 
