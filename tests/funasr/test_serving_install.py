@@ -26,7 +26,7 @@ ROOT = Path(__file__).parents[2]
 TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 CHAIRS = ROOT / "tests" / "fixtures" / "audio" / "chairs.wav"
 TORCH_INSTALL_MB = 1900  # stt-core[funasr] with torch and funasr, as issue 17 measured it
-DISTS = [ROOT, *sorted((ROOT / "providers").iterdir()), ROOT / "adapters" / "livekit"]
+DISTS = [ROOT, *sorted((ROOT / "providers").iterdir()), *sorted((ROOT / "adapters").iterdir())]
 PIP = ["-m", "pip", "--disable-pip-version-check"]
 
 

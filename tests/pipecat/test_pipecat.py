@@ -241,6 +241,8 @@ async def test_ttfs_p99_latency_is_measured_and_broadcast(groq: FakeGroq) -> Non
 async def test_from_config_builds_the_declared_chain(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "stt.toml").write_text('chain = ["whisper"]\n')
     monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("STT_")]:  # ./stt.toml, not another test's
+        monkeypatch.delenv(name)
     service = ChainSTTService.from_config()
     assert [p.name for p in service.chain.providers] == ["whisper"]
     assert service.mode == "realtime" and service._realtime_settings.min_silence == STOP_SECS
