@@ -394,7 +394,8 @@ def test_config_show_has_every_installed_engine_and_adapter(tmp_path: Path) -> N
     assert shown["openai"]["api_key"] == "**********" and shown["deepgram"]["api_key"] is None
     assert shown["serve"] == {"host": "127.0.0.1", "port": 8000, "api_key": "**********",
                               "max_upload_mb": 25.0, "max_concurrent": 4, "max_waiting": 64,
-                              "shutdown_timeout": 30, "head_timeout": 10.0, "body_timeout": 120.0}
+                              "shutdown_timeout": 30, "head_timeout": 10.0, "metrics": True,
+                              "body_timeout": 120.0}
     assert shown["livekit"] == {"shared_inference": False}
     assert SECRET not in done.stdout + done.stderr
 
