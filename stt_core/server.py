@@ -70,18 +70,20 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     gate = Gate(settings.max_concurrent, settings.max_waiting)
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
-    prometheus = Prometheus() if settings.metrics else None
+    running: dict[str, Prometheus] = {}  # while the server runs: its /metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await chain.warmup()  # before the port opens: the first request pays no model load
+        if settings.metrics:  # made here, not with the app: an app never started adds no reader
+            running["prometheus"] = Prometheus()
         try:
             yield
         finally:
             if in_flight:  # cancelled by uvicorn when the grace ran out: let them send their 503
                 await asyncio.wait(set(in_flight), timeout=5)
             await chain.aclose()
-            if prometheus is not None:
+            if prometheus := running.pop("prometheus", None):
                 prometheus.close()
 
     app = FastAPI(title="stt-core", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -100,7 +102,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     async def metrics(request: Request) -> Response:
         if denied := _check_key(request, settings):
             return denied
-        if prometheus is None:
+        if (prometheus := running.get("prometheus")) is None:
             return error_response(404, "metrics are off ([serve] metrics = false)", "invalid_request_error")
         body, media_type = prometheus.text()
         return Response(body, media_type=media_type)

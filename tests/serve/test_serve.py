@@ -492,3 +492,9 @@ async def test_a_clients_traceparent_is_the_parent_of_the_request_span(groq: Fak
     request = next(s for s in spans.get_finished_spans() if s.name == "speech_to_text")
     assert request.parent is not None and f"{request.parent.span_id:016x}" == parent_id
     assert f"{request.context.trace_id:032x}" == trace_id
+
+
+async def test_metrics_can_be_switched_off(groq: FakeGroq) -> None:
+    async with running(groq_chain(groq), metrics=False) as url, httpx.AsyncClient(base_url=url) as http:
+        answer = await http.get("/metrics")
+    assert answer.status_code == 404 and "metrics = false" in answer.json()["error"]["message"]
