@@ -74,10 +74,9 @@ def measure(repeats: int) -> list[Compared]:
     return rows
 
 
-def telemetry_rows(engine: str, call: Any, repeats: int) -> list[Compared]:
-    """The one-engine chain with tracing and metrics on (the OpenTelemetry SDK, a span processor
-    that exports nowhere, an in-memory metric reader) against the same chain with them off (no
-    SDK: the API's no-ops)."""
+def sdk_providers() -> tuple[Any, Any]:
+    """The OpenTelemetry SDK as the rows with tracing on use it: spans processed by a simple
+    processor and exported nowhere, metrics aggregated for an in-memory reader."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
@@ -89,7 +88,14 @@ def telemetry_rows(engine: str, call: Any, repeats: int) -> list[Compared]:
 
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(Nowhere()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()])
+
+
+def telemetry_rows(engine: str, call: Any, repeats: int) -> list[Compared]:
+    """The one-engine chain with tracing and metrics on (the OpenTelemetry SDK, a span processor
+    that exports nowhere, an in-memory metric reader) against the same chain with them off (no
+    SDK: the API's no-ops)."""
+    tracer_provider, meter_provider = sdk_providers()
 
     def traced() -> None:
         telemetry.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
@@ -107,19 +113,9 @@ def sdk_floor(repeats: int) -> Compared:
     them: a request span and an attempt span inside it (each current in turn), their attributes,
     two histogram records and a counter. The part of the rows above that is the SDK's own."""
     from opentelemetry import context, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-    class Nowhere(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(Nowhere()))
-    tracer = tracer_provider.get_tracer("floor")
-    meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("floor")
+    tracer_provider, meter_provider = sdk_providers()
+    tracer, meter = tracer_provider.get_tracer("floor"), meter_provider.get_meter("floor")
     requests, attempts = meter.create_histogram("requests"), meter.create_histogram("attempts")
     audio = meter.create_counter("audio")
     labels = {"engine": "zero-cost", "outcome": "ok"}

@@ -183,19 +183,11 @@ class RequestTrace:
         return _current(self.span)
 
 
-@contextlib.contextmanager
-def _current(span: Any) -> Iterator[None]:
+def _current(span: Any) -> contextlib.AbstractContextManager[None]:
     """``span`` as the current span inside (ended by its owner, not here); nothing without one.
     What ``trace.use_span`` does, without its decorator's per-call signature checks (a third of
     the cost of tracing a request)."""
-    if span is None:
-        yield
-        return
-    token = _context.attach(_trace.set_span_in_context(span))
-    try:
-        yield
-    finally:
-        _context.detach(token)
+    return parent(None if span is None else _trace.set_span_in_context(span))
 
 
 @contextlib.contextmanager
@@ -232,21 +224,15 @@ def attempt(engine: str, model: str | None, *, local: bool) -> Iterator[dict[str
             span.end()
 
 
-@contextlib.contextmanager
-def remote_parent(headers: Any) -> Iterator[None]:
+def remote_parent(headers: Any) -> contextlib.AbstractContextManager[None]:
     """Inside, the trace a request's headers carry (W3C ``traceparent``, or whatever propagator
     the application set) is the current one: a span started here continues the client's trace."""
     if _trace is None:
-        yield
-        return
-    from opentelemetry import context, propagate
+        return contextlib.nullcontext()
+    from opentelemetry import propagate
 
     # On top of the current context: without the header, a span an ASGI instrumentation made stays the parent.
-    token = context.attach(propagate.extract(headers, context=context.get_current()))
-    try:
-        yield
-    finally:
-        context.detach(token)
+    return parent(propagate.extract(headers, context=_context.get_current()))
 
 
 @contextlib.contextmanager
@@ -256,13 +242,11 @@ def parent(context: Any) -> Iterator[None]:
     if _trace is None or context is None:
         yield
         return
-    from opentelemetry import context as contexts
-
-    token = contexts.attach(context)
+    token = _context.attach(context)
     try:
         yield
     finally:
-        contexts.detach(token)
+        _context.detach(token)
 
 
 # -- breakers and local engines -------------------------------------------------------------------

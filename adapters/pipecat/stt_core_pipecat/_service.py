@@ -36,7 +36,6 @@ from pipecat.frames.frames import (
     StartFrame,
     TranscriptionFrame,
     UserAudioRawFrame,
-    VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection
@@ -106,7 +105,6 @@ class ChainSTTService(STTService):
         self._ending = False  # an EndFrame came: the audio queued is all there will be
         self._segments: asyncio.Queue[Audio | None] = asyncio.Queue()  # segmented: utterances, in order
         self._recent: deque[Audio] = deque()  # segmented: the utterance so far, or the pre-roll
-        self._speaking = False
         self._speech_end: float | None = None  # wall time of a speech end still awaiting its final
         self._final_at = 0.0
         self._ttfs: deque[float] = deque(maxlen=200)
@@ -151,7 +149,7 @@ class ChainSTTService(STTService):
     async def stop(self, frame: EndFrame) -> None:
         """An end: what is queued (and an utterance still being spoken) is transcribed first."""
         if self.mode == "segmented":
-            if self._speaking:
+            if self._user_speaking:
                 self._end_segment()
             self._segments.put_nowait(None)
         else:
@@ -174,11 +172,10 @@ class ChainSTTService(STTService):
         await super().cleanup()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        await super().process_frame(frame, direction)  # audio reaches process_audio_frame from here
-        if isinstance(frame, VADUserStartedSpeakingFrame):
-            self._speaking = True
-        elif isinstance(frame, VADUserStoppedSpeakingFrame):
-            self._speaking = False
+        # Audio reaches process_audio_frame from here, and STTService's own VAD frame handlers
+        # keep ``_user_speaking``.
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
             if frame.stop_secs:  # the speech ended stop_secs before the VAD said so (now)
                 await self._speech_ended(time.time() - frame.stop_secs)
             if self.mode == "segmented":
@@ -197,7 +194,7 @@ class ChainSTTService(STTService):
                 self._audio.get_nowait()
             return
         self._recent.append(audio)
-        while not self._speaking and sum(a.duration for a in self._recent) - self._recent[0].duration \
+        while not self._user_speaking and sum(a.duration for a in self._recent) - self._recent[0].duration \
                 >= self._pre_roll:
             self._recent.popleft()  # out of the pre-roll
 
@@ -240,10 +237,7 @@ class ChainSTTService(STTService):
         while not self._input_ended:
             try:
                 with telemetry.parent(self._pipecat_trace("conversation")):
-                    if self._realtime:
-                        await self._realtime_stream()
-                    else:
-                        await self._chain_stream()
+                    await self._one_stream()
             except STTError as e:
                 await self._failed(e)
                 if self._ending:
@@ -257,26 +251,20 @@ class ChainSTTService(STTService):
             yield chunk
         self._input_ended = True
 
-    async def _chain_stream(self) -> None:
-        events = self._chain.stream(self._queued_audio(), language=self._language())
-        try:
-            async for event in events:
-                if event.is_final:
-                    if event.text:
-                        await self._final(event.text, event.language, event)
-                elif event.text:
-                    await self._interim(event.text, event.language, event)
-        finally:
-            await _close(events)
-
-    async def _realtime_stream(self) -> None:
-        events = stt_core.realtime(self._chain, self._queued_audio(), language=self._language(),
-                                   settings=self._realtime_settings)
+    async def _one_stream(self) -> None:
+        """One stream over the queued audio: real time on a local first engine, else the chain's
+        own stream. Both say ``interim`` (real time also ``preflight``, the utterance so far, sent
+        as an interim too) and ``final``; real time's speech start and end go nowhere."""
+        if self._realtime:
+            events = stt_core.realtime(self._chain, self._queued_audio(), language=self._language(),
+                                       settings=self._realtime_settings)
+        else:
+            events = self._chain.stream(self._queued_audio(), language=self._language())
         try:
             async for event in events:
                 if event.type in ("interim", "preflight") and event.text:
                     await self._interim(event.text, event.language, event)
-                elif event.type == "final" and event.text:
+                elif event.is_final and event.text:
                     await self._final(event.text, event.language, event)
         finally:
             await _close(events)
