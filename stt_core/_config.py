@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,17 @@ from ._text import shorten
 from ._types import Attempt
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
-# Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
-ADAPTER_SECTIONS = {"livekit", "serve"}
+# Tables that are no engine: read by an adapter (stt-core-livekit's [livekit], stt-core-ray's [ray])
+# or a command (serve).
+ADAPTER_SECTIONS = {"livekit", "ray", "serve"}
 # STT_ variables that are not config keys: read elsewhere (file, plugin and decoding limits).
 _OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB")
 CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
+_OVERRIDE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*")
+# The variables _EnvSource reads: the environment, and over it load_config's overrides.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)
 
 
 def _vad_from_flag(value: str) -> str:
@@ -85,19 +90,23 @@ class _EnvSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
+        environ = _ENVIRON.get() or os.environ
         for name, (section, key, convert) in _ALIASES.items():
-            if name in os.environ:
-                data.setdefault(section, {})[key] = convert(os.environ[name])
-        for name, value in os.environ.items():
+            if name in environ:
+                data.setdefault(section, {})[key] = convert(environ[name])
+        for name, value in environ.items():
             if not name.startswith("STT_") or name.startswith(_OTHER_SETTINGS):
                 continue
             rest = name[len("STT_"):].lower()
-            if "__" in rest:
-                section, key = rest.split("__", 1)
-                table = data.setdefault(section, {})
-                if not isinstance(table, dict):
-                    raise ConfigError(f"STT_{section.upper()} and {name} are both set: "
-                                      f"{section!r} is a table, set only its fields")
+            if "__" in rest:  # STT_RAY__AUTOSCALING__MAX_REPLICAS: [ray.autoscaling] max_replicas
+                *tables, key = rest.split("__")
+                table = data
+                for depth, part in enumerate(tables, 1):
+                    table = table.setdefault(part, {})
+                    if not isinstance(table, dict):
+                        above = "__".join(tables[:depth]).upper()
+                        raise ConfigError(f"STT_{above} and {name} are both set: {part!r} is a table, "
+                                          "set only its fields")
                 table[key] = value
             elif rest not in STTConfig.model_fields:
                 raise ConfigError(f"unknown setting {name} in the environment"
@@ -189,6 +198,23 @@ class LoadedConfig:
         """The provider engine ``name`` is: its table's ``provider``, or the name itself."""
         return str(self.config.provider_sections.get(name, {}).get(PROVIDER_KEY, name))
 
+    def build_engine(self, name: str, *, plugins: Registry | None = None) -> Provider:
+        """Engine ``name`` as a chain of this config holds it: its provider built with its table
+        (bad settings are a ``ConfigError``), or, when its provider is not installed or cannot be
+        built, an engine that says why it cannot serve."""
+        plugins = plugins or registry()
+        kind = self.provider_of(name)
+        if kind not in plugins:
+            return UnusableEngine(name, plugins.missing_reason(kind))
+        cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
+        try:
+            return cls(settings).named(name)
+        except ConfigError:
+            raise
+        except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
+            return UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
+                                        f"{type(e).__name__}: {e}")
+
     def build_chain(
         self,
         *,
@@ -210,20 +236,7 @@ class LoadedConfig:
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         self.check_names(plugins, names)
-        members: list[Provider] = []
-        for name in order:
-            kind = self.provider_of(name)
-            if kind not in plugins:
-                members.append(UnusableEngine(name, plugins.missing_reason(kind)))
-                continue
-            cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
-            try:
-                members.append(cls(settings).named(name))
-            except ConfigError:
-                raise
-            except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
-                members.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
-                                               f"{type(e).__name__}: {e}"))
+        members = [self.build_engine(name, plugins=plugins) for name in order]
         if adapt is not None:
             members = [adapt(member) for member in members]
         c = self.config
@@ -316,21 +329,34 @@ class LoadedConfig:
                               f"{validation_problems(e, model)}") from None
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:
-    """Read ``path``, or ``$STT_CONFIG``, or ``./stt.toml`` if it exists; then the environment."""
-    chosen = path or os.environ.get(CONFIG_ENV)
+def load_config(
+    path: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, str] | None = None
+) -> LoadedConfig:
+    """Read ``path``, or ``$STT_CONFIG``, or ``./stt.toml`` if it exists; then the environment.
+
+    ``overrides`` (dotted keys: ``chain``, ``ray.replicas``, ``whisper.model``; ``config`` names the
+    file) win over both, each read as its ``STT_`` variable would be (``STT_RAY__REPLICAS``).
+    """
+    overrides = overrides or {}
+    if bad := [key for key in overrides if not _OVERRIDE_KEY.fullmatch(key)]:
+        raise ConfigError(f"{bad[0]!r} is not a config key (such as chain, ray.replicas or whisper.model)")
+    environ = os.environ | {"STT_" + k.upper().replace(".", "__"): str(v) for k, v in overrides.items()}
+    chosen = path or environ.get(CONFIG_ENV)
     if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
         chosen = DEFAULT_CONFIG_FILE
     file_data: dict[str, Any] = {}
     file_path = Path(chosen) if chosen else None
     if file_path is not None:
         file_data = _read_toml(file_path)
+    token = _ENVIRON.set(environ)
     try:
         config = STTConfig(**file_data)
     except ValidationError as e:
         raise ConfigError(_describe(e, file_path)) from None
     except RecursionError:
         raise ConfigError(f"config in {file_path or 'the environment'} is nested too deeply") from None
+    finally:
+        _ENVIRON.reset(token)
     for key, value in config.provider_sections.items():
         if not isinstance(value, dict):
             where = file_path if key in file_data else "the environment"
