@@ -14,7 +14,7 @@ step "installing torch 2.13.0 (CPU build)"
 # The repo's own dists build with hatchling; installing it once and building without isolation
 # saves a fresh build environment per distribution.
 "${pip[@]}" install hatchling editables
-step "installing stt-core, its engines and the LiveKit and Pipecat adapters (editable)"
+step "installing stt-core, its engines and the LiveKit, Pipecat and Ray adapters (editable)"
 "${pip[@]}" install --no-build-isolation \
   -e ".[dev,serve]" \
   -e "providers/whisper[bundled]" \
@@ -24,5 +24,6 @@ step "installing stt-core, its engines and the LiveKit and Pipecat adapters (edi
   -e providers/deepgram \
   -e "adapters/livekit[silero]" \
   -e adapters/pipecat \
+  -e adapters/ray \
   silero-vad  # funasr's vad = "silero-vad"; no extra names it, as it depends on torch
 echo "set up: .venv ($(.venv/bin/stt-core providers >/dev/null && echo ok))"

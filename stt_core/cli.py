@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: [serve] host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: [serve] port, 8000)")
     serve.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    serve.add_argument("--ray", action="store_true",
+                       help="on Ray Serve, each local engine a deployment of replicas ([ray])")
+    serve.add_argument("--ray-address", metavar="ADDRESS",
+                       help="the Ray cluster to serve on (implies --ray; default: a local one)")
     serve.set_defaults(run=cmd_serve)
 
     models = command(commands, "models", "local models")
@@ -214,6 +218,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValidationError as e:
         raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
                           f"{validation_problems(e, ServeSettings)}") from None
+    if args.ray or args.ray_address:
+        try:
+            from stt_core_ray import serve_on_ray
+        except ImportError as e:
+            raise ConfigError(f"stt-core serve --ray needs Ray Serve ({e.name} is missing): "
+                              "pip install 'stt-core[ray]'") from None
+        serve_on_ray(config, settings, names=_chain_names(args.chain), address=args.ray_address)
+        return EXIT_OK
     chain = config.build_chain(names=_chain_names(args.chain))
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)

@@ -1,0 +1,203 @@
+"""stt-core's server on a real local Ray cluster: two nodes (``ray.cluster_utils.Cluster``, as Ray's
+own tests start them), one cluster for the whole module, shut down whatever happens.
+
+The application is the one ``serve run stt_core_ray:app`` deploys, over the bundled whisper (two
+replicas, one per node) and the tiny SenseVoice (one replica, batching); clients are the official
+``openai`` SDK through Serve's HTTP proxy, with its own retries off, so a lost request shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import ray
+from ray import serve
+from ray.cluster_utils import Cluster
+
+import stt_core_ray
+from serving import free_port
+from speech import FIXTURES, MAX_WER, wer
+from stt_core import ConfigError
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).parents[2]
+TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
+APP = "stt-core"
+ENGLISH = ["fox", "lights", "weather", "meeting", "offline", "chairs"]
+CONFIG = f"""
+chain = ["whisper", "funasr"]
+[funasr]
+model = "{TINY}"
+use_itn = false
+vad = "none"
+ncpu = 1
+min_free_memory_gb = 0
+[ray]
+num_cpus = 1
+[ray.engines.whisper]
+replicas = 2
+max_replicas_per_node = 1     # one on each node
+[ray.engines.funasr]
+batch_wait_timeout = 0.25     # generous: requests through HTTP on a busy 2-core machine arrive spread out
+"""
+
+
+class Served:
+    def __init__(self, cluster: Cluster, port: int, config: Path) -> None:
+        self.cluster, self.port, self.config = cluster, port, config
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    def client(self, path: str = "/v1") -> openai.AsyncOpenAI:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        return openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0)
+
+    async def stats(self, engine: str, replicas: int) -> dict[str, dict[str, Any]]:
+        """Each replica's ``stats()``, asked through the deployment's handle until all have answered."""
+        handle = serve.get_deployment_handle(engine, APP)
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(200):
+            answer = await handle.stats.remote()
+            seen[answer["replica"]] = answer
+            if len(seen) == replicas:
+                return seen
+        raise AssertionError(f"only {len(seen)} of {replicas} {engine} replicas answered")
+
+    def running(self, engine: str) -> int:
+        states = serve.status().applications[APP].deployments[engine].replica_states
+        return sum(n for state, n in states.items() if getattr(state, "value", state) == "RUNNING")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp("ray")
+    config = folder / "stt.toml"
+    config.write_text(CONFIG)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=4)
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(stt_core_ray.app({"config": str(config)}), name=APP, route_prefix="/")
+        yield Served(cluster, port, config)
+    finally:
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+        cluster.shutdown()
+
+
+async def transcribe(client: openai.AsyncOpenAI, name: str, language: str = "en") -> tuple[str, str]:
+    """The text and the engine that answered (the server says which in X-STT-Provider)."""
+    with (FIXTURES / f"{name}.wav").open("rb") as audio:
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            model="stt-core", file=audio, language=language)
+    return raw.parse().text, raw.headers["x-stt-provider"]
+
+
+async def test_the_openai_sdk_through_serves_proxy_gets_the_words(served: Served) -> None:
+    async with served.client() as client:
+        text, engine = await transcribe(client, "fox")
+        assert engine == "whisper" and wer("fox", text) <= MAX_WER, text
+        text, engine = await transcribe(client, "zh_hello", language="zh")  # whisper's tiny.en takes no zh
+        assert (engine, text) == ("funasr", "你好世界")
+    async with httpx.AsyncClient() as http:
+        ready = (await http.get(f"http://127.0.0.1:{served.port}/ready")).json()
+    assert ready == {"ready": True, "engines": ["whisper", "funasr"], "chain": "whisper -> funasr"}
+
+
+async def test_two_replicas_of_an_engine_both_serve_one_on_each_node(served: Served) -> None:
+    before = {r["replica"]: r["requests"] for r in (await served.stats("whisper", 2)).values()}
+    async with served.client() as client:
+        answers = await asyncio.gather(*(transcribe(client, ENGLISH[i % 6]) for i in range(8)))
+    for i, (text, engine) in enumerate(answers):
+        assert engine == "whisper" and wer(ENGLISH[i % 6], text) <= MAX_WER, text
+    after = await served.stats("whisper", 2)
+    served_each = {replica: stats["requests"] - before.get(replica, 0) for replica, stats in after.items()}
+    assert all(n > 0 for n in served_each.values()) and sum(served_each.values()) == 8, served_each
+    assert len({stats["node"] for stats in after.values()}) == 2  # max_replicas_per_node = 1
+    assert {stats["omp_threads"] for stats in after.values()} == {"1"}  # set by [ray], not left to Ray
+
+
+async def test_killing_a_replica_mid_wave_loses_no_request_and_serve_replaces_it(served: Served) -> None:
+    replicas = await served.stats("whisper", 2)
+    victim = sorted(replicas)[0]
+    actor = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if a["name"].startswith(f"SERVE_REPLICA::{APP}#whisper#") and a["name"].endswith(victim))
+    names = [ENGLISH[i % 6] for i in range(16)]
+    async with served.client() as client:
+        wave = [asyncio.ensure_future(transcribe(client, name)) for name in names]
+        while replicas[victim]["requests"] == (await served.stats("whisper", 2))[victim]["requests"]:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # until the victim has taken a request of the wave (Ray tells no event)
+        ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)
+        answers = await asyncio.gather(*wave, return_exceptions=True)
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert not failed, failed
+    for name, (text, engine) in zip(names, answers, strict=True):  # type: ignore[misc]
+        # Not fallen over to funasr either: the replica's death was absorbed by the deployment.
+        assert engine == "whisper" and wer(name, text) <= MAX_WER, (name, text, engine)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if served.running("whisper") == 2:
+            new = await served.stats("whisper", 2)
+            if victim not in new:
+                break
+        await asyncio.sleep(0.5)
+    else:
+        raise AssertionError(f"Serve did not bring whisper back to 2 replicas: {serve.status()}")
+    assert len({stats["node"] for stats in new.values()}) == 2
+
+
+async def test_funasr_batches_gather_requests_from_several_ingress_calls(served: Served) -> None:
+    before = (await served.stats("funasr", 1)).popitem()[1]
+    async with served.client() as client:
+        answers = await asyncio.gather(*(transcribe(client, "zh_hello", language="zh") for _ in range(6)))
+    assert answers == [("你好世界", "funasr")] * 6
+    stats = (await served.stats("funasr", 1)).popitem()[1]
+    batches = stats["batches"][len(before["batches"]):]
+    assert sum(batches) == 6 and max(batches) >= 2, batches  # several HTTP requests, one engine call
+
+
+def test_serve_run_starts_the_application_with_rays_own_cli(served: Served, tmp_path: Path) -> None:
+    (tmp_path / "stt.toml").write_text(served.config.read_text())
+    serve_cli = Path(sys.executable).with_name("serve")
+    done = subprocess.run(
+        [str(serve_cli), "run", "--non-blocking", "--address", served.cluster.address, "--name", "cli",
+         "--route-prefix", "/cli", "stt_core_ray:app", "chain=funasr", "ray.replicas=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180,
+        env={k: v for k, v in os.environ.items() if not k.startswith("STT_")},
+    )
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Application 'cli' is ready" in done.stdout + done.stderr
+
+        async def ask() -> tuple[str, str]:
+            async with served.client("/cli/v1") as client:
+                return await transcribe(client, "chairs")
+
+        assert asyncio.run(ask()) == ("we need twenty five chairs for the party", "funasr")
+        deployments = serve.status().applications["cli"].deployments
+        assert set(deployments) == {"ingress", "funasr"}  # chain=funasr from the command line won
+    finally:
+        serve.delete("cli")
+
+
+def test_bad_ray_settings_are_refused_before_ray_is_asked() -> None:
+    with pytest.raises(ConfigError, match=r"bad \[ray\] settings in the environment: replicas: "):
+        stt_core_ray.app({"chain": "whisper", "ray.replicas": "0"})
+    with pytest.raises(ConfigError, match=r"\[ray.engines.groq\]: groq is called from the ingress"):
+        stt_core_ray.app({"chain": "whisper,groq", "ray.engines.groq.replicas": "2"})
+    with pytest.raises(ConfigError, match=r"\[ray.engines.whsiper\] names no engine"):
+        stt_core_ray.app({"chain": "whisper", "ray.engines.whsiper.replicas": "2"})
