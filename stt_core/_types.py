@@ -7,6 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ConfigDict
+
+# Every settings table (an engine's, [retry], [breaker], [realtime], [serve]): an unknown key is an
+# error, values do not change once validated, and no number is inf or NaN. Every bound is one a
+# sane deployment stays far inside: past it is a typo or an attack, refused with the key's name.
+SETTINGS_MODEL = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
 AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped", "cancelled"]
 
 

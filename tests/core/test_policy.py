@@ -1,4 +1,4 @@
-"""The chain's rules, as tables: stt_core._policy decides without I/O, so none of these tests
+"""The chain's rules, as tables: stt_core._chain.policy decides without I/O, so none of these tests
 has an event loop, a socket or a sleep. (The drivers that act on them: tests/core/test_chain.py.)"""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
-from stt_core._policy import (
+from stt_core._chain.policy import (
     Call,
     FallOver,
     Gate,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from ._server_settings import ServeSettings
+from .settings import ServeSettings
 
 logger = logging.getLogger("stt_core.serve")
 T = TypeVar("T")

@@ -38,24 +38,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from ._errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
-from ._types import AttemptOutcome
+from .._errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from .._types import SETTINGS_MODEL, AttemptOutcome
 
 _HOUR = 3600.0
 _MAX_DOUBLINGS = 6  # probes of a relapsing engine at most every 64 intervals
 MIN_LATENCIES = 10  # a percentile hedge waits for this many answers before it hedges
 
-# Every bound is one a sane deployment stays far inside: past it is a typo or an attack (a
-# cooldown of inf), refused with the key's name, in config and in code alike.
-POLICY_MODEL = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
 class RetryPolicy(BaseModel):
     """How often and how patiently the chain calls each engine. What ``[retry]`` builds."""
 
-    model_config = POLICY_MODEL
+    model_config = SETTINGS_MODEL
     attempts: int = Field(3, ge=1, le=20)
     """Calls per engine per request, the first included (only where the chain retries: below)."""
     initial_backoff: float = Field(0.2, ge=0, le=60)
@@ -72,7 +69,7 @@ class RetryPolicy(BaseModel):
 class BreakerPolicy(BaseModel):
     """When an engine is skipped and how it is tried again. What ``[breaker]`` builds."""
 
-    model_config = POLICY_MODEL
+    model_config = SETTINGS_MODEL
     failures: int = Field(1, ge=1)
     """Consecutive failed calls that open the breaker (each retry is a call). One, because opening
     is cheap: an engine with ``health()`` is probed at once and closes again if that passes (a

@@ -13,11 +13,11 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from . import _policy as policy
-from ._errors import STTError
-from ._links import FellOver, Link, Links, Request
-from ._provider import Provider
-from ._types import Transcript
+from .._errors import STTError
+from .._provider import Provider
+from .._types import Transcript
+from . import policy
+from .links import FellOver, Link, Links, Request
 
 logger = logging.getLogger("stt_core.chain")
 Call = Callable[[Provider], Awaitable[Transcript]]

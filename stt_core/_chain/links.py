@@ -22,9 +22,8 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState
 from tenacity.wait import wait_exponential_jitter
 
-from . import _policy as policy
-from . import telemetry
-from ._errors import (
+from .. import telemetry
+from .._errors import (
     AllProvidersFailed,
     ConfigError,
     ProviderError,
@@ -32,9 +31,10 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
 )
-from ._provider import Provider
-from ._text import first_line
-from ._types import Attempt, AttemptOutcome
+from .._provider import Provider
+from .._text import first_line
+from .._types import Attempt, AttemptOutcome
+from . import policy
 
 logger = logging.getLogger("stt_core.chain")
 T = TypeVar("T")
