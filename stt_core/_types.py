@@ -148,11 +148,12 @@ class StreamEvent:
     keeps (and on failover replays) all audio it has, rather than risk dropping some.
     """
 
-    type: Literal["interim", "preflight", "final", "speech_start", "speech_end"]
+    type: Literal["interim", "preflight", "final", "speech_start", "speech_end", "failed"]
     """``interim``: a guess that will change; ``final``: what was said, for good. A real-time stream
     over a local engine (``stt_core.realtime``) also gives ``preflight`` (the utterance recognised
-    ahead when the speaker pauses; the final usually repeats it) and the speech's bounds,
-    ``speech_start`` and ``speech_end``, with no text."""
+    ahead when the speaker pauses; the final usually repeats it), the speech's bounds,
+    ``speech_start`` and ``speech_end``, with no text, and ``failed`` in place of the final of an
+    utterance that no engine could transcribe (``error`` says why); the stream goes on."""
     text: str
     start: float | None = None
     end: float | None = None
@@ -160,6 +161,8 @@ class StreamEvent:
     confidence: float | None = None
     words: tuple[Word, ...] = ()
     provider: str = ""
+    error: Exception | None = None
+    """For ``failed``: why the utterance got no final (``AllProvidersFailed`` for a chain)."""
 
     @property
     def is_final(self) -> bool:
