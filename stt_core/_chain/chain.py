@@ -27,8 +27,9 @@ from .._errors import ConfigError, ProviderUnavailable
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
+from .breaker import BreakerPolicy, CircuitBreaker
 from .links import Link, Links, Request
-from .policy import BreakerPolicy, CircuitBreaker, RetryPolicy, hedge_setting
+from .policy import RetryPolicy, hedge_setting
 from .tape import Tape
 
 
