@@ -6,7 +6,8 @@
 """
 
 from ._audio import Audio, AudioSource, as_audio
-from ._chain import Chain
+from ._audio.vad import find_vad_model
+from ._chain import BreakerPolicy, Chain, CircuitBreaker, RetryPolicy
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -16,14 +17,13 @@ from ._errors import (
     ProviderTimeout,
     ProviderUnavailable,
     STTError,
+    error_for_status,
+    parse_retry_after,
 )
-from ._http_errors import error_for_status, parse_retry_after
-from ._policy import BreakerPolicy, CircuitBreaker, RetryPolicy
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._realtime import RealtimeSettings, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
-from ._vad import find_vad_model
 from .hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"

@@ -31,14 +31,14 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ._chain import Chain
+from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
+from ._chain.chain import Chain
 from ._errors import ConfigError
-from ._policy import BreakerPolicy, RetryPolicy, hedge_setting
 from ._provider import Provider, did_you_mean, validation_problems
-from ._realtime import RealtimeSettings
+from ._realtime.session import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
-from ._server_settings import SECTION as SERVE_SECTION
-from ._server_settings import ServeSettings
+from ._serve.settings import SECTION as SERVE_SECTION
+from ._serve.settings import ServeSettings
 from ._text import shorten
 from ._types import Attempt
 

@@ -13,6 +13,9 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -100,3 +103,79 @@ _CAUSES_SHOWN = 8  # the message stays one readable line; ``errors`` holds every
 
 
 _CAUSE_LENGTH = 500  # characters of one cause in the summary: room for a hint and a path, whole
+
+
+# -- HTTP failures, for cloud providers: one reading of them as the tree, and what an upstream says
+# cleaned of credentials before it goes anywhere.
+
+_AUDIO_WORDS = ("audio", "media", "decod", "corrupt", "format", "encoding", "duration")
+# A 400 that speaks of these is the server's own set-up ("could not load model file ..."), which
+# the next engine may not share: never the caller's audio.
+_SETUP_WORDS = ("model", "api key", "api_key", "configur", "permission", "quota")
+# What an upstream may echo back that is a credential: bearer tokens, key-shaped words (sk-...,
+# gsk_..., key_...) and key=value pairs. Replaced before its text goes anywhere.
+_SECRET_PATTERNS = re.compile(
+    r"(?i)(?P<prefix>bearer\s+|token\s+(?=[\w.\-]{16,})"
+    r"|(?:api[-_ ]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
+    r"|\b(?:sk|gsk|key|dg|pk)[-_][A-Za-z0-9_\-]{8,}"
+)
+REDACTED = "[redacted]"
+
+
+def without_secrets(text: str, *secrets: str) -> str:
+    """``text`` from an upstream (an error message, a log line) with credentials replaced: the
+    ``secrets`` given (our own keys, wherever they appear) and anything shaped like one."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return _SECRET_PATTERNS.sub(lambda m: (m.group("prefix") or "") + REDACTED, text)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def error_for_status(
+    status: int, detail: str, *, provider: str, retry_after: str | None = None
+) -> STTError:
+    """The error tree's reading of an HTTP status from a speech API.
+
+    401/403: the key is bad (unavailable, never retried); 429: retryable after ``Retry-After``;
+    408 and 5xx: retryable; a 400 about the audio: ``InvalidAudioError``; anything else: a
+    non-retryable engine failure, so the chain moves on. Credentials in ``detail`` (an upstream
+    that echoes the request's key) are replaced.
+    """
+    detail = shorten(without_secrets(detail), 300)
+    if status in (401, 403):
+        return ProviderUnavailable(
+            f"{provider} rejected the API key (HTTP {status}): {detail}",
+            provider=provider, status_code=status,
+        )
+    if status == 429:
+        wait = parse_retry_after(retry_after)
+        after = "" if wait is None else f", retry after {wait:g} s"
+        return ProviderError(
+            f"{provider} is rate limiting (HTTP 429{after})",
+            provider=provider, retryable=True, status_code=status, retry_after=wait,
+        )
+    if status == 408 or status >= 500:
+        return ProviderError(
+            f"{provider} failed (HTTP {status}): {detail}", provider=provider, retryable=True,
+            status_code=status,
+        )
+    said = detail.lower()
+    if status == 400 and any(w in said for w in _AUDIO_WORDS) and not any(w in said for w in _SETUP_WORDS):
+        return InvalidAudioError(f"{provider} refused the audio (HTTP 400): {detail}")
+    return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", provider=provider,
+                         status_code=status)

@@ -16,9 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationError
 
-from ._audio import Audio, AudioSource, as_audio
+from ._audio.audio import Audio, AudioSource, as_audio
+from ._audio.files import file_pieces
+from ._audio.limits import MIN_AUDIO_SECONDS
 from ._errors import (
     ConfigError,
     InvalidAudioError,
@@ -27,9 +29,7 @@ from ._errors import (
     STTError,
     UnmappedError,
 )
-from ._files import file_pieces
-from ._limits import MIN_AUDIO_SECONDS
-from ._types import Capabilities, StreamEvent, Transcript
+from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript
 
 
 def _clean_api_key(value: Any) -> Any:
@@ -52,7 +52,7 @@ ApiKey = Annotated[SecretStr, BeforeValidator(_clean_api_key)]
 class ProviderSettings(BaseModel):
     """Base of every provider's settings: unknown keys are errors, secrets are ``SecretStr``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = SETTINGS_MODEL
 
 
 class Provider(abc.ABC):

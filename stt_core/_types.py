@@ -7,6 +7,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic import ConfigDict
+
+# Every settings table (an engine's, [retry], [breaker], [realtime], [serve]): an unknown key is an
+# error, values do not change once validated, and no number is inf or NaN. Every bound is one a
+# sane deployment stays far inside: past it is a typo or an attack, refused with the key's name.
+SETTINGS_MODEL = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
 AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped", "cancelled"]
 
 
@@ -141,11 +148,12 @@ class StreamEvent:
     keeps (and on failover replays) all audio it has, rather than risk dropping some.
     """
 
-    type: Literal["interim", "preflight", "final", "speech_start", "speech_end"]
+    type: Literal["interim", "preflight", "final", "speech_start", "speech_end", "failed"]
     """``interim``: a guess that will change; ``final``: what was said, for good. A real-time stream
     over a local engine (``stt_core.realtime``) also gives ``preflight`` (the utterance recognised
-    ahead when the speaker pauses; the final usually repeats it) and the speech's bounds,
-    ``speech_start`` and ``speech_end``, with no text."""
+    ahead when the speaker pauses; the final usually repeats it), the speech's bounds,
+    ``speech_start`` and ``speech_end``, with no text, and ``failed`` in place of the final of an
+    utterance that no engine could transcribe (``error`` says why); the stream goes on."""
     text: str
     start: float | None = None
     end: float | None = None
@@ -153,6 +161,8 @@ class StreamEvent:
     confidence: float | None = None
     words: tuple[Word, ...] = ()
     provider: str = ""
+    error: Exception | None = None
+    """For ``failed``: why the utterance got no final (``AllProvidersFailed`` for a chain)."""
 
     @property
     def is_final(self) -> bool:

@@ -22,9 +22,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ._audio import Audio
-from ._errors import ProviderError, ProviderTimeout, STTError
-from ._http_errors import error_for_status, without_secrets
+from ._audio.audio import Audio
+from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
 from ._provider import ApiKey, Provider, ProviderSettings
 from ._types import Capabilities, Segment, Transcript, Word
 

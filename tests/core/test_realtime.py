@@ -12,8 +12,15 @@ import pytest
 import stt_core
 from speech import FIXTURES, MAX_WER, REFERENCES, wer
 from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
-from stt_core._realtime import RealtimeSettings, realtime
-from stt_core._vad import FRAME_SECONDS, Segmenter, SileroVAD, VADSettings, find_vad_model, speech_segments
+from stt_core._audio.vad import (
+    FRAME_SECONDS,
+    Segmenter,
+    SileroVAD,
+    VADSettings,
+    find_vad_model,
+    speech_segments,
+)
+from stt_core._realtime.session import RealtimeSettings, realtime
 from stt_core.testing import FakeProvider
 
 CLIPS = ("fox", "lights", "weather")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from stt_core import Audio, ProviderUnavailable, telemetry
-from stt_core._vad import SileroVAD, VADSettings, find_vad_model, speech_segments
+from stt_core._audio.vad import SileroVAD, VADSettings, find_vad_model, speech_segments
 
 from ._errors import inference_failed, load_failed
 from ._models import (

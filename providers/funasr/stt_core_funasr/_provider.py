@@ -22,8 +22,8 @@ from stt_core import (
     Transcript,
     Word,
 )
-from stt_core._vad import INSTALL_HINT as VAD_INSTALL_HINT
-from stt_core._vad import find_vad_model
+from stt_core._audio.vad import INSTALL_HINT as VAD_INSTALL_HINT
+from stt_core._audio.vad import find_vad_model
 
 from ._engine import Engine, Piece, get_engine
 from ._models import (

@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-from ._types import Attempt
+from .._types import Attempt
 
 # Piped output has no terminal width: rich would fold tables to 80 columns, splitting headers and
 # long reasons over many lines; 200 keeps a row on a line (COLUMNS still wins where it is set).

@@ -21,9 +21,9 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from ._audio import Audio, _first_line, av_blocks, is_stream
-from ._errors import InvalidAudioError
-from ._limits import check_nonempty_file, check_plausible, limits, truncation_notes
+from .._errors import InvalidAudioError
+from .audio import Audio, _first_line, av_blocks, is_stream
+from .limits import check_nonempty_file, check_plausible, limits, truncation_notes
 
 PIECE_RATE = 16_000  # every engine takes 16 kHz; converting early keeps pieces small
 _BLOCK_SECONDS = 30.0

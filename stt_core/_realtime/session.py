@@ -32,12 +32,12 @@ import numpy as np
 import soxr
 from pydantic import Field
 
-from . import telemetry
-from ._audio import Audio
-from ._errors import STTError
-from ._provider import Provider
-from ._types import StreamEvent, Transcript
-from ._vad import FRAME, FRAME_SECONDS, RATE, Boundary, Segmenter, SileroVAD, VADSettings
+from .. import telemetry
+from .._audio.audio import Audio
+from .._audio.vad import FRAME, FRAME_SECONDS, RATE, Boundary, Segmenter, SileroVAD, VADSettings
+from .._errors import STTError
+from .._provider import Provider
+from .._types import StreamEvent, Transcript
 
 logger = logging.getLogger("stt_core.realtime")
 T = TypeVar("T")

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 
-from ._errors import ConfigError, InvalidAudioError
+from .._errors import ConfigError, InvalidAudioError
 
 MAX_SAMPLE_RATE = 384_000  # the highest rate real audio hardware uses; above it is a bad header
 MIN_SAMPLE_RATE = 2_000  # below any speech codec's (8 kHz telephony): a lower rate is a bad header

@@ -15,10 +15,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._errors import ProviderTimeout, STTError
-from ._links import FellOver, Link, Links, Request
-from ._tape import Tape
-from ._types import StreamEvent
+from .._errors import ProviderTimeout, STTError
+from .._types import StreamEvent
+from .links import Link, Links, Request, Unanswered
+from .tape import Tape
 
 
 async def stream_through(
@@ -41,7 +41,7 @@ async def stream_through(
                             raise
                         links.succeeded(link, request, started)
                         return
-        except FellOver:
+        except Unanswered:
             continue
     raise request.failed()
 

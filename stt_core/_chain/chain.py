@@ -12,8 +12,8 @@ Streams follow the same rules at connect and mid-stream: the audio since the las
 replayed to the next engine, and a stream that takes audio but says nothing for
 ``stream_stall_timeout`` seconds counts as failed.
 
-How it is built (docs/chain.md): the rules are ``_policy``'s, each engine's state is a ``Link``
-(``_links``), and two drivers do what the rules say: ``_batch`` and ``_streams``.
+How it is built (docs/architecture.md): the rules are ``policy``'s, each engine's state is a ``Link``
+(``links``), and two drivers do what the rules say: ``batch`` and ``streams``.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 
-from . import _batch, _streams, telemetry
-from ._audio import Audio
-from ._errors import ConfigError, ProviderUnavailable
-from ._links import Link, Links, Request
-from ._policy import BreakerPolicy, CircuitBreaker, RetryPolicy, hedge_setting
-from ._provider import Provider
-from ._tape import Tape
-from ._types import Attempt, Capabilities, StreamEvent, Transcript
+from .. import telemetry
+from .._audio.audio import Audio
+from .._errors import ConfigError, ProviderUnavailable
+from .._provider import Provider
+from .._types import Attempt, Capabilities, StreamEvent, Transcript
+from . import batch, streams
+from .breaker import BreakerPolicy, CircuitBreaker
+from .links import Link, Links, Request
+from .policy import RetryPolicy, hedge_setting
+from .tape import Tape
 
 
 class Chain(Provider):
@@ -111,7 +113,7 @@ class Chain(Provider):
         traced = telemetry.RequestTrace(self.model, audio.duration, language)
         try:
             with traced.current():  # each attempt's span is a child of the request's
-                result = await _batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
+                result = await batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
         except BaseException as e:
             traced.ended(request.attempts, hedged=request.hedged, error=e)
             raise
@@ -125,7 +127,7 @@ class Chain(Provider):
         request = Request(language, on_attempt=self.on_attempt)
         try:
             events = telemetry.traced_stream(
-                _streams.stream_through(self.links, tape, request, stall=self.stream_stall_timeout),
+                streams.stream_through(self.links, tape, request, stall=self.stream_stall_timeout),
                 chain=self.model, language=language)
             async for event in events:
                 yield event

@@ -3,9 +3,10 @@ can read it without FastAPI installed."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from ._provider import ApiKey
+from .._provider import ApiKey
+from .._types import SETTINGS_MODEL
 
 SECTION = "serve"
 
@@ -13,7 +14,7 @@ SECTION = "serve"
 class ServeSettings(BaseModel):
     """The ``[serve]`` table."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = SETTINGS_MODEL
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_key: ApiKey | None = None

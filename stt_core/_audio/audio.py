@@ -27,8 +27,9 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from ._errors import InvalidAudioError
-from ._limits import (
+from .._errors import InvalidAudioError
+from .._text import first_line
+from .limits import (
     MAX_DECODED_MB_ENV,
     MAX_SAMPLE_RATE,
     MIN_SAMPLE_RATE,
@@ -37,7 +38,6 @@ from ._limits import (
     limits,
     truncation_notes,
 )
-from ._text import first_line
 
 SampleFormat = Literal["int16", "float32"]
 _INT16_SCALE = 32768.0

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterable
 
-from ._audio import Audio
+from .._audio.audio import Audio
 
 logger = logging.getLogger("stt_core.chain")
 EVENT_END_SLACK = 0.5  # seconds an event may claim past the audio pushed (engines round up)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from ._server_settings import ServeSettings
+from .settings import ServeSettings
 
 logger = logging.getLogger("stt_core.serve")
 T = TypeVar("T")
@@ -31,7 +31,7 @@ def error_response(status: int, message: str, kind: str, *, param: str | None = 
                         status_code=status, headers=headers)
 
 
-class Gate:
+class Line:
     """At most ``concurrent`` requests inside, ``waiting`` more in line, the rest turned away."""
 
     def __init__(self, concurrent: int, waiting: int) -> None:

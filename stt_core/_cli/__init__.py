@@ -1,0 +1,1 @@
+"""``stt-core``'s commands (``commands``), ``listen`` and the terminal's output (``terminal``)."""

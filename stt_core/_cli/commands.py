@@ -1,0 +1,386 @@
+"""The ``stt-core`` command.
+
+Exit codes: 0 success, 2 bad input or config, 1 when every provider failed. Errors are one
+line on stderr; ``--debug`` shows the traceback and the chain's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.markup import escape
+from rich.table import Table
+
+from .. import __version__
+from .._audio.audio import Audio
+from .._chain.chain import Chain
+from .._config import LoadedConfig, load_config
+from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
+from .._provider import Provider, transcribe_file, validation_problems
+from .._registry import registry
+from .._types import Transcript
+from .terminal import StatusLines, err, error, one_line, out, progress
+
+FORMATS = ("text", "json", "srt", "vtt")
+_EXTENSIONS = {"text": "txt", "json": "json", "srt": "srt", "vtt": "vtt"}
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Given before or after the subcommand, or not at all. (Not parser defaults: argparse shares a
+    # parent's actions between parsers, and a default there would overwrite the flag.)
+    args.debug, args.config = getattr(args, "debug", False), getattr(args, "config", None)
+    # Our warnings, and everyone's with --debug; engines' own chatter (funasr warns on the root
+    # logger about trust_remote_code at every load) stays out of the user's output otherwise.
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("stt_core").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return int(args.run(args))
+    except STTError as e:
+        if args.debug:
+            err.print_exception()
+        error(str(e))
+        return EXIT_BAD_INPUT if isinstance(e, ConfigError | InvalidAudioError) else EXIT_FAILED
+    except OSError as e:  # the last net for a file the checks above did not catch
+        if args.debug:
+            err.print_exception()
+        error(f"{e.strerror or type(e).__name__}: {e.filename or ''}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --debug and --config go before or after the subcommand alike.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and the chain's log")
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $STT_CONFIG or ./stt.toml)")
+    parser = argparse.ArgumentParser(prog="stt-core", description="Speech to text through an engine chain.",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, parents=[common], help=summary)
+        return sub
+
+    providers = command(commands, "providers", "installed providers and whether they can serve")
+    providers.set_defaults(run=cmd_providers)
+
+    transcribe = command(commands, "transcribe", "transcribe audio files through the chain")
+    transcribe.add_argument("files", nargs="+", metavar="FILE", help="audio files; - reads stdin")
+    transcribe.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    transcribe.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
+    transcribe.add_argument("--format", choices=FORMATS, default="text",
+                            help="text, json (one object per line per file), srt or vtt subtitles")
+    outputs = transcribe.add_mutually_exclusive_group()
+    outputs.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the result here (one FILE)")
+    outputs.add_argument("--output-dir", type=Path, metavar="DIR",
+                         help="write one file per input, named after it (meeting.wav -> DIR/meeting.srt)")
+    transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
+    transcribe.set_defaults(run=cmd_transcribe)
+
+    listen = command(commands, "listen", "transcribe live audio in real time: interims, then each final")
+    listen.add_argument("source", metavar="FILE|-", help="an audio file, or - for raw 16-bit PCM on stdin "
+                                                         "(arecord -f S16_LE -r 16000 | stt-core listen -)")
+    listen.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    listen.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
+    listen.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (the interim on one line, finals below) or json (one event per line)")
+    listen.add_argument("--speed", type=float, default=1.0,
+                        help="a FILE is pushed at this many times real time (default 1; 0: at once)")
+    listen.add_argument("--rate", type=int, default=16_000, help="stdin PCM sample rate (default 16000)")
+    listen.add_argument("--channels", type=int, default=1, help="stdin PCM channels (default 1)")
+    listen.set_defaults(run=cmd_listen)
+
+    bench = command(commands, "bench", "time each engine of the chain, and the chain, on your audio")
+    bench.add_argument("file", metavar="FILE", help="an utterance (a few seconds) to transcribe")
+    bench.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    bench.add_argument("--repeats", type=_positive_int, default=5, help="timed calls per engine (default 5)")
+    bench.set_defaults(run=cmd_bench)
+
+    serve = command(commands, "serve", "an OpenAI-compatible transcription API over the chain")
+    serve.add_argument("--host", help="address to listen on (default: [serve] host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: [serve] port, 8000)")
+    serve.add_argument("--chain", help="engines in order, e.g. funasr,groq (default: config)")
+    serve.add_argument("--ray", action="store_true",
+                       help="on Ray Serve, each local engine a deployment of replicas ([ray])")
+    serve.add_argument("--ray-address", metavar="ADDRESS",
+                       help="the Ray cluster to serve on (implies --ray; default: a local one)")
+    serve.set_defaults(run=cmd_serve)
+
+    models = command(commands, "models", "local models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    download = command(models_commands, "download", "fetch a provider's model for offline use")
+    download.add_argument("provider", metavar="NAME", help="provider name, e.g. funasr")
+    download.add_argument("--model", help="model id (default: the configured one)")
+    download.add_argument("--dir", type=Path, help="directory to put it in (default: the provider's cache)")
+    download.set_defaults(run=cmd_models_download)
+    export = command(models_commands, "export", "convert a provider's model into the form it serves")
+    export.add_argument("provider", metavar="NAME", help="provider name, e.g. funasr")
+    export.add_argument("--model", help="model directory or id (default: the configured one)")
+    export.set_defaults(run=cmd_models_export)
+
+    config = command(commands, "config", "configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = command(config_commands, "show", "the effective configuration, secrets redacted")
+    show.set_defaults(run=cmd_config_show)
+    return parser
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    plugins = registry()
+    try:
+        config: LoadedConfig | None = load_config(args.config)
+    except ConfigError as e:
+        err.print(f"warning: {e}; showing providers with default settings", markup=False)
+        config = None
+    table = Table(title="stt-core providers")
+    table.add_column("name", no_wrap=True)
+    for column in ("distribution", "version", "can serve", "model", "capabilities"):
+        table.add_column(column, overflow="fold")  # wrap long paths and reasons, never cut them
+    for info in plugins:
+        cls = info.provider_class
+        model, caps = None, cls.capabilities
+        try:
+            settings = cls.build_settings(config.provider_settings(info.name) if config else {})
+            provider = cls(settings)
+            caps = provider.capabilities  # an instance may narrow them (an English-only model)
+            reason, model = provider.why_unavailable(), cls.model_status(settings)
+        except Exception as e:  # bad settings, or a plugin's class or check that raises
+            reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+        features = [
+            name
+            for name, present in (
+                ("streaming", caps.streaming),
+                ("word times", caps.word_timestamps),
+                ("offline", caps.offline),
+            )
+            if present
+        ]
+        languages = "any language" if caps.languages is None else ",".join(sorted(caps.languages))
+        table.add_row(
+            info.name,
+            info.distribution or "-",
+            info.version or "-",
+            "[green]yes[/]" if reason is None else f"[red]no[/]: {escape(reason)}",
+            escape(model or "-"),
+            ", ".join([*features, languages]),
+        )
+    out.print(table)
+    if not table.rows:
+        out.print("No engine is installed. For one that works offline: pip install 'stt-core[whisper]'; "
+                  "cloud ones: 'stt-core[groq]', 'stt-core[deepgram]'; SenseVoice: 'stt-core[funasr]'.",
+                  markup=False)
+    for problem in plugins.plugin_errors:
+        which = problem.provider or problem.entry_point
+        out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({which})')}: "
+                  f"{escape(str(problem.error))}")
+    return EXIT_OK
+
+
+def cmd_models_download(args: argparse.Namespace) -> int:
+    cls = registry().get(args.provider).provider_class
+    settings = cls.build_settings(load_config(args.config).provider_settings(args.provider))
+    path = cls.download_model(settings, model=args.model, target=args.dir)
+    err.print(f"downloaded to {path}", markup=False)
+    if args.dir or args.model:
+        err.print(f"use it with: [{args.provider}] model = \"{path}\"", markup=False)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from ..server import SECTION, ServeSettings, serve
+    except ImportError as e:
+        raise ConfigError(f"stt-core serve needs FastAPI and uvicorn ({e.name} is missing): "
+                          "pip install 'stt-core[serve]'") from None
+    config = load_config(args.config)
+    given = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    try:
+        settings = ServeSettings(**(config.provider_settings(SECTION) | given))
+    except ValidationError as e:
+        raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
+                          f"{validation_problems(e, ServeSettings)}") from None
+    if args.ray or args.ray_address:
+        try:
+            from stt_core_ray import serve_on_ray
+        except ImportError as e:
+            raise ConfigError(f"stt-core serve --ray needs Ray Serve ({e.name} is missing): "
+                              "pip install 'stt-core[ray]'") from None
+        serve_on_ray(config, settings, names=_chain_names(args.chain), address=args.ray_address)
+        return EXIT_OK
+    chain = config.build_chain(names=_chain_names(args.chain))
+    err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
+              f"http://{settings.host}:{settings.port}/v1", markup=False)
+    serve(chain, settings)
+    return EXIT_OK
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    cls = registry().get(args.provider).provider_class
+    settings = cls.build_settings(load_config(args.config).provider_settings(args.provider))
+    for path in cls.export_model(settings, model=args.model):
+        err.print(f"exported {path}", markup=False)
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    out.print_json(json.dumps(load_config(args.config).redacted()))
+    return EXIT_OK
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    several = len(args.files) > 1
+    if several and args.output:
+        raise ConfigError("-o takes one input file; for several, use --output-dir DIR")
+    if several and args.format in ("srt", "vtt") and not args.output_dir:
+        raise ConfigError(f"several files as {args.format} on stdout would not be one valid file: "
+                          "use --output-dir DIR (one file per input)")
+    chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
+    return asyncio.run(_transcribe_files(chain, args))
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from .listen import check_pcm_options, listen
+
+    check_pcm_options(args.rate, args.channels)
+    loaded = load_config(args.config)
+    chain = loaded.build_chain(names=_chain_names(args.chain))
+    return asyncio.run(listen(chain, args.source, speed=max(0.0, args.speed), rate=args.rate,
+                              channels=args.channels, fmt=args.format, language=args.language,
+                              settings=loaded.config.realtime))
+
+
+def _chain_names(option: str | None) -> list[str] | None:
+    return [n.strip() for n in option.split(",") if n.strip()] if option else None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
+    audio = Audio.from_file(args.file)
+    return asyncio.run(_bench(chain, audio, args.repeats))
+
+
+async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
+    """Each engine on its own, then the chain: load, first call, and the median of ``repeats``
+    calls, on this machine. (benchmarks/ in the repository compares stt_core with the engines.)"""
+    table = Table(title=f"stt-core bench: {audio.duration:.1f} s of audio, median of {repeats} calls, "
+                        f"chain {chain.model}")
+    table.add_column("engine", no_wrap=True)
+    for column in ("load ms", "first call ms", "median ms", "x real time", "result"):
+        table.add_column(column, overflow="fold")
+    served = False
+    async with chain:
+        for provider in [*chain.providers, chain]:
+            name = "chain" if provider is chain else provider.name
+            if reason := provider.why_unavailable():
+                table.add_row(name, "-", "-", "-", "-", f"[red]skipped[/]: {escape(reason)}")
+                continue
+            try:
+                load, first, median, result = await _time_calls(provider, audio, repeats)
+            except STTError as e:
+                table.add_row(name, "-", "-", "-", "-", f"[red]failed[/]: {escape(str(e))}")
+                continue
+            served = True
+            answered = f"{result.provider}: " if provider is chain else ""
+            table.add_row(name, f"{load * 1000:.0f}", f"{first * 1000:.0f}", f"{median * 1000:.0f}",
+                          f"{audio.duration / median:.1f}", escape(f"{answered}{result.text}"))
+    out.print(table)
+    return EXIT_OK if served else EXIT_FAILED
+
+
+async def _time_calls(
+    provider: Provider, audio: Audio, repeats: int
+) -> tuple[float, float, float, Transcript]:
+    """Seconds to warm up, for the first call, and the median of ``repeats`` calls after it."""
+    started = time.perf_counter()
+    await provider.warmup()
+    load = time.perf_counter() - started
+    seconds = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        result = await provider.transcribe(audio)
+        seconds.append(time.perf_counter() - started)
+    return load, seconds[0], statistics.median(seconds[1:]), result
+
+
+async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
+    worst = EXIT_OK
+    files = [Path("/dev/stdin" if f == "-" else f) for f in args.files]  # "-": the audio on stdin
+    report = StatusLines(quiet=args.quiet)
+    async with chain:
+        with progress(len(files)) as shown:
+            for path in files:
+                shown.file_started(path.name)
+                try:
+                    result = await transcribe_file(chain, path, language=args.language,
+                                                   progress=shown.piece_done if err.is_terminal else None)
+                except (InvalidAudioError, ConfigError) as e:
+                    error(_about(path, e))
+                    worst = max(worst, EXIT_BAD_INPUT)
+                except AllProvidersFailed as e:
+                    report.file(path, e.attempts)
+                    error(_about(path, e))
+                    worst = max(worst, EXIT_FAILED)
+                else:
+                    report.file(path, result.attempts)
+                    _print_result(path, result, args, several=len(files) > 1)
+                shown.file_done()
+    return worst
+
+
+def _about(path: Path, e: STTError) -> str:
+    """The error about ``path``, naming it once (a decoding error names its file already)."""
+    return str(e) if str(path) in str(e) else f"{path}: {e}"
+
+
+def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, several: bool) -> None:
+    """The result in its format: into its own file (-o, --output-dir) or on stdout, which stays
+    one valid document (JSON gives one object per line per file)."""
+    rendered = _render(path, result, args.format)
+    target = args.output or (args.output_dir / f"{path.stem}.{_EXTENSIONS[args.format]}"
+                             if args.output_dir else None)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(rendered + "\n", encoding="utf-8")
+        if not args.quiet:
+            err.print(one_line(f"{path.name}: wrote {target}"), markup=False)
+        return
+    if several and args.format == "text":
+        sys.stdout.write(f"# {path}\n")
+    sys.stdout.write(rendered + "\n")
+    sys.stdout.flush()
+
+
+def _render(path: Path, result: Transcript, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"file": str(path), **result.to_dict()}, ensure_ascii=False)
+    if fmt == "srt":
+        return result.to_srt()
+    if fmt == "vtt":
+        return result.to_vtt()
+    return result.text
+

@@ -1,0 +1,309 @@
+"""``stt-core serve``: the configured chain behind an OpenAI-compatible HTTP API (FastAPI, uvicorn).
+
+    POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
+                                    timestamp_granularities[]   (what the openai SDK sends)
+    GET  /v1/models                 the chain, as the one model it serves
+    GET  /health                    liveness: the process answers
+    GET  /ready                     the chain has an engine that can take a request now
+    GET  /metrics                   stt-core's metrics in Prometheus text (behind api_key when set)
+
+Models are loaded before the port opens. A request's body must arrive within ``body_timeout``
+and be at most ``max_upload_mb`` (bounded while it arrives, not after); only then does it take a
+place in line, so slow uploads never keep real requests out. At most ``max_concurrent`` requests
+are transcribed at once and ``max_waiting`` more wait their turn; past that the answer is 429
+with Retry-After, never an unbounded queue. The upload goes through the chain as a file, so a
+long one is sent in pieces (``transcribe_file``): a request holds one piece of decoded audio,
+whatever a small file claims to hold. A client that hangs up cancels its request. Connections
+that send no request head within ``head_timeout`` are closed. On SIGTERM uvicorn stops taking
+connections and finishes the requests in flight. A client's ``traceparent`` header makes the
+request's span (``stt_core.telemetry``) a child of the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import math
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from .. import telemetry
+from .._chain.chain import Chain
+from .._errors import (
+    AllProvidersFailed,
+    ConfigError,
+    InvalidAudioError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    STTError,
+)
+from ..openai_api import RESPONSE_FORMATS, response_body
+from .http import (
+    AnswerWhenCancelled,
+    BodyLimit,
+    ClientLeft,
+    Line,
+    TooLarge,
+    error_response,
+    head_timeout_protocol,
+    too_large,
+    unless_the_client_leaves,
+    warn_if_open,
+)
+from .settings import ServeSettings
+
+MODEL_ID = "stt-core"
+
+
+def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
+    """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
+    settings = settings or ServeSettings()
+    line = Line(settings.max_concurrent, settings.max_waiting)
+
+    in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
+    running: dict[str, Prometheus] = {}  # while the server runs: its /metrics
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await chain.warmup()  # before the port opens: the first request pays no model load
+        if settings.metrics:  # made here, not with the app: an app never started adds no reader
+            running["prometheus"] = Prometheus()
+        try:
+            yield
+        finally:
+            if in_flight:  # cancelled by uvicorn when the grace ran out: let them send their 503
+                await asyncio.wait(set(in_flight), timeout=5)
+            await chain.aclose()
+            if prometheus := running.pop("prometheus", None):
+                prometheus.close()
+
+    app = FastAPI(title="stt-core", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        engines = chain.ready()
+        return JSONResponse({"ready": bool(engines), "engines": engines, "chain": chain.model},
+                            status_code=200 if engines else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if denied := _check_key(request, settings):
+            return denied
+        if (prometheus := running.get("prometheus")) is None:
+            return error_response(404, "metrics are off ([serve] metrics = false)", "invalid_request_error")
+        body, media_type = prometheus.text()
+        return Response(body, media_type=media_type)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> JSONResponse:
+        if denied := _check_key(request, settings):
+            return denied
+        return JSONResponse({"object": "list", "data": [
+            {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": chain.model},
+        ]})
+
+    @app.post("/v1/audio/transcriptions")
+    async def transcriptions(request: Request) -> Response:
+        if denied := _check_key(request, settings):
+            return denied
+        form: dict[str, Any] = {}
+        try:
+            try:
+                async with asyncio.timeout(settings.body_timeout):
+                    form = await _read_form(request)
+            except TimeoutError:
+                raise _Refused(408, f"the upload did not arrive within {settings.body_timeout:g} s "
+                                    "(body_timeout)", code="body_timeout") from None
+            _check_servable(chain, form)
+            if not line.admit():
+                raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
+                                    f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
+                               headers={"Retry-After": "1"})
+            try:
+                with telemetry.remote_parent(request.headers):  # the client's trace goes on here
+                    transcribing = line.in_turn(lambda: _transcribe(chain, form))
+                    return await unless_the_client_leaves(request, transcribing)
+            finally:
+                line.leave()
+        except TooLarge:
+            return too_large(settings.max_upload_mb)
+        except _Refused as e:
+            return error_response(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
+        except STTError as e:
+            return _stt_error(e, chain)
+        except ClientLeft:
+            return Response(status_code=499)  # nobody reads it: the client closed the connection
+        finally:
+            if upload := form.get("upload"):
+                await upload.close()
+
+    app.add_middleware(BodyLimit, limit=int(settings.max_upload_mb * 1_000_000))
+    app.add_middleware(AnswerWhenCancelled, in_flight=in_flight)
+    return app
+
+
+class Prometheus:
+    """stt-core's metrics for ``/metrics``: an OpenTelemetry SDK meter provider of the server's own,
+    read by the Prometheus exporter into a registry of its own, added to the global one (which
+    an application's own OpenTelemetry set-up keeps exporting wherever it does)."""
+
+    def __init__(self) -> None:
+        try:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from opentelemetry.sdk.metrics import MeterProvider
+            from prometheus_client import CollectorRegistry
+        except ImportError as e:
+            raise ConfigError(f"/metrics needs the serve extra: pip install 'stt-core[serve]' ({e}); "
+                              "or set [serve] metrics = false") from e
+        self.registry = CollectorRegistry()
+        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        telemetry.add_meter_provider(self.provider)
+
+    def text(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        telemetry.remove_meter_provider(self.provider)
+        self.provider.shutdown()
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", *,
+                 param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+        self.code, self.headers = code, headers
+
+
+async def _read_form(request: Request) -> dict[str, Any]:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise _Refused(400, "expected a multipart/form-data body with a file field")
+    try:
+        form = await request.form(max_files=1, max_fields=32)
+    except TooLarge:
+        raise
+    except Exception as e:  # starlette's parse errors: a malformed body
+        raise _Refused(400, f"cannot read the multipart body: {e}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise _Refused(400, "the file field is missing: send the audio as multipart field 'file'",
+                       param="file")
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    if not fields.get("model"):
+        raise _Refused(400, "the model field is missing (any value: this server has one model, "
+                            f"{MODEL_ID!r})", param="model")
+    response_format = fields.get("response_format") or "json"
+    if response_format not in RESPONSE_FORMATS:
+        raise _Refused(400, f"response_format {response_format!r} is not one of "
+                            f"{', '.join(RESPONSE_FORMATS)}", param="response_format")
+    granularities = tuple(str(v) for k, v in form.multi_items() if k == "timestamp_granularities[]")
+    if unknown := set(granularities) - {"word", "segment"}:
+        raise _Refused(400, f"timestamp_granularities {sorted(unknown)} are not word or segment",
+                       param="timestamp_granularities")
+    return {
+        "upload": upload,
+        "language": fields.get("language") or None,
+        "prompt": fields.get("prompt") or None,
+        "response_format": response_format,
+        "granularities": granularities or ("segment",),
+    }
+
+
+def _check_servable(chain: Chain, form: dict[str, Any]) -> None:
+    """A request no engine of the chain declares it can take is the client's to change (400 naming
+    the parameter), not a 503 the client would retry: no wait makes it servable."""
+    language = form["language"]
+    if not chain.capabilities.supports_language(language):
+        raise _Refused(400, f"language {language!r} is not taken by any engine of the chain ({chain.model}): "
+                            "send another language, or none to detect it", param="language")
+    if "word" in form["granularities"] and not chain.capabilities.word_timestamps:
+        raise _Refused(400, f"no engine of the chain ({chain.model}) gives word timestamps",
+                       param="timestamp_granularities")
+
+
+async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
+    """The upload through the chain as a file, so that a long one goes in pieces: memory is bounded
+    by one piece of audio, not by what a small file claims to hold."""
+    upload: UploadFile = form["upload"]
+    name = upload.filename or "the upload"
+    with tempfile.TemporaryDirectory(prefix="stt-core-serve-") as folder:
+        path = Path(folder) / "upload"
+        if not await asyncio.to_thread(_save, upload.file, path):
+            raise InvalidAudioError(f"audio is empty: {name} has no bytes")
+        try:
+            transcript = await chain.transcribe(
+                path, language=form["language"], prompt=form["prompt"],
+                word_timestamps="word" in form["granularities"],
+            )
+        except InvalidAudioError as e:  # said of the temporary file: say it of the client's
+            raise InvalidAudioError(str(e).replace(str(path), name)) from None
+    body, media_type = response_body(transcript, form["response_format"],
+                                     granularities=form["granularities"])
+    headers = {"X-STT-Provider": transcript.provider}
+    if warnings := transcript.metadata.get("warnings"):  # a truncated upload, transcribed as far as it goes
+        said = "; ".join(str(w).replace(str(path), name) for w in warnings)
+        headers["X-STT-Warning"] = said.encode("ascii", "backslashreplace").decode()
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _save(upload: IO[bytes], path: Path) -> int:
+    """Write the upload to ``path``; its size in bytes."""
+    upload.seek(0)
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload, out)
+        return out.tell()
+
+
+def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
+    """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
+    (try again after the breakers' cool-down); 504 when they ran out of time; 502 when they failed."""
+    if isinstance(e, InvalidAudioError):
+        return error_response(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
+    if isinstance(e, ConfigError):
+        return error_response(400, str(e), "invalid_request_error")
+    causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
+    if all(isinstance(c, ProviderUnavailable) for c in causes):
+        wait = max(1, math.ceil(chain.breaker_policy.cooldown))
+        return error_response(503, str(e), "server_error", code="unavailable",
+                              headers={"Retry-After": str(wait)})
+    if any(isinstance(c, ProviderTimeout) for c in causes):
+        return error_response(504, str(e), "server_error", code="timeout")
+    return error_response(502, str(e), "server_error", code="engines_failed")
+
+
+def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None:
+    if settings.api_key is None:
+        return None
+    scheme, _, sent = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(  # the scheme is case-insensitive (RFC 9110)
+            sent.strip().encode(), settings.api_key.get_secret_value().encode()):
+        return None
+    return error_response(401, "invalid or missing API key (Authorization: Bearer ...)",
+                          "invalid_request_error", code="invalid_api_key")
+
+
+def serve(chain: Chain, settings: ServeSettings) -> None:
+    """Run the server until SIGINT / SIGTERM (then finish the requests in flight)."""
+    import uvicorn
+
+    warn_if_open(settings)
+    uvicorn.run(create_app(chain, settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
+                http=head_timeout_protocol(settings.head_timeout))
+
+
