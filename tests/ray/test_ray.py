@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -139,8 +140,8 @@ async def test_killing_a_replica_mid_wave_loses_no_request_and_serve_replaces_it
     names = [ENGLISH[i % 6] for i in range(16)]
     async with served.client() as client:
         wave = [asyncio.ensure_future(transcribe(client, name)) for name in names]
-        while replicas[victim]["requests"] == (await served.stats("whisper", 2))[victim]["requests"]:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)  # until the victim has taken a request of the wave (Ray tells no event)
+        while (await served.stats("whisper", 2))[victim]["in_flight"] < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # until the victim holds requests of the wave (Ray tells no event)
         ray.kill(ray.get_actor(actor, namespace="serve"), no_restart=True)
         answers = await asyncio.gather(*wave, return_exceptions=True)
     failed = [a for a in answers if isinstance(a, BaseException)]
@@ -192,6 +193,43 @@ def test_serve_run_starts_the_application_with_rays_own_cli(served: Served, tmp_
         assert set(deployments) == {"ingress", "funasr"}  # chain=funasr from the command line won
     finally:
         serve.delete("cli")
+
+
+def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
+    served: Served, tmp_path: Path
+) -> None:
+    (tmp_path / "stt.toml").write_text(served.config.read_text())
+    log = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stt_core.cli", "serve", "--ray-address", served.cluster.address,
+         "--chain", "funasr", "--port", str(served.port)],
+        cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env=env | {"STT_RAY__APP_NAME": "from-cli", "STT_RAY__ROUTE_PREFIX": "/from-cli"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "serving http://" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        said = log.read_text()
+        assert f"serving http://127.0.0.1:{served.port}/from-cli/v1 on Ray Serve" in said, said
+        assert "application 'from-cli'): engines funasr x1; ingress x1" in said, said
+
+        async def ask() -> tuple[str, str]:
+            async with served.client("/from-cli/v1") as client:
+                return await transcribe(client, "chairs")
+
+        assert asyncio.run(ask()) == ("we need twenty five chairs for the party", "funasr")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "from-cli" not in serve.status().applications  # deleted on the way out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if "from-cli" in serve.status().applications:
+            serve.delete("from-cli")
 
 
 def test_bad_ray_settings_are_refused_before_ray_is_asked() -> None:

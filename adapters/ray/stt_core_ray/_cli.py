@@ -16,8 +16,7 @@ from stt_core.server import ServeSettings, warn_if_open
 
 from ._app import INGRESS, build_app
 from ._remote import state_name
-
-APP_NAME = "stt-core"
+from ._settings import ray_settings
 
 
 def serve_on_ray(
@@ -25,6 +24,7 @@ def serve_on_ray(
     address: str | None = None,
 ) -> None:
     application = build_app(config, names=names, serving=serving)  # a bad config fails before Ray starts
+    settings = ray_settings(config)
     warn_if_open(serving)
     say(f"stt-core serve --ray: {'connecting to ' + address if address else 'starting a local Ray cluster'}")
     # No address: Ray's own rule (RAY_ADDRESS if set, else a new local cluster). A given address may
@@ -38,20 +38,21 @@ def serve_on_ray(
         # each node's own (host = "0.0.0.0" to be reached from elsewhere).
         serve.start(http_options={"host": serving.host, "port": serving.port})
         say("deploying: each engine's replicas load their models, then the ingress starts")
-        serve.run(application, name=APP_NAME, route_prefix="/")
-        say(f"serving http://{serving.host}:{serving.port}/v1 on Ray Serve "
-            f"(cluster {ray.get_runtime_context().gcs_address}): {replicas_said()}")
+        serve.run(application, name=settings.app_name, route_prefix=settings.route_prefix)
+        url = f"http://{serving.host}:{serving.port}{settings.route_prefix.rstrip('/')}/v1"
+        say(f"serving {url} on Ray Serve (cluster {ray.get_runtime_context().gcs_address}, application "
+            f"{settings.app_name!r}): {replicas_said(settings.app_name)}")
         stop.wait()
     finally:
         say("stopping: deleting the application")
-        serve.delete(APP_NAME)
+        serve.delete(settings.app_name)
         if address is None:
             serve.shutdown()
             ray.shutdown()
 
 
-def replicas_said() -> str:
-    deployments = serve.status().applications[APP_NAME].deployments
+def replicas_said(app: str) -> str:
+    deployments = serve.status().applications[app].deployments
     running = {name: sum(n for state, n in info.replica_states.items() if state_name(state) == "RUNNING")
                for name, info in deployments.items()}
     said = [f"{name} x{count}" for name, count in sorted(running.items()) if name != INGRESS]

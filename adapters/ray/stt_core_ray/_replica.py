@@ -58,13 +58,18 @@ class EngineReplica:
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.node = ray.get_runtime_context().get_node_id()
         self.requests = 0
+        self.in_flight = 0
         self.batches: deque[int] = deque(maxlen=_BATCHES_KEPT)
 
     async def transcribe(self, call: EngineCall) -> Transcript:
         self.requests += 1
-        if self.batch == 1:
-            return await self._one(call)
-        result = await self._batched(call)
+        self.in_flight += 1
+        try:
+            if self.batch == 1:
+                return await self._one(call)
+            result = await self._batched(call)
+        finally:
+            self.in_flight -= 1
         if isinstance(result, BaseException):  # Serve raises a batch's exceptions itself; to be sure
             raise result
         return result
@@ -84,7 +89,8 @@ class EngineReplica:
     def stats(self) -> dict[str, Any]:
         """What this replica did, for tests, benchmarks and a curious operator."""
         return {"replica": self.replica, "node": self.node, "pid": os.getpid(), "requests": self.requests,
-                "batches": list(self.batches), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+                "in_flight": self.in_flight, "batches": list(self.batches),
+                "omp_threads": os.environ.get("OMP_NUM_THREADS")}
 
     async def __del__(self) -> None:  # Serve awaits it when it stops the replica
         if engine := getattr(self, "engine", None):  # None when the constructor failed

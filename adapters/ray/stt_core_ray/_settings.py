@@ -103,6 +103,10 @@ class RaySettings(Replicas):
     is told the engine failed (it then retries or falls over, by its own rules)."""
     status_interval: float = Field(1.0, gt=0, le=600)
     """Seconds between the ingress's looks at each engine's healthy replicas (``/ready``)."""
+    app_name: str = Field("stt-core", min_length=1, max_length=100)
+    """The application's name on the cluster (``stt-core serve --ray``; ``serve run`` takes ``--name``)."""
+    route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9/_.-]*$", max_length=200)
+    """Where the proxies route to it (``stt-core serve --ray``; ``serve run`` takes ``--route-prefix``)."""
     engines: dict[str, Replicas] = Field(default_factory=dict)
     """``[ray.engines.NAME]``: one engine's own settings, over the ones above."""
 
