@@ -75,8 +75,8 @@ async def test_a_replica_that_dies_under_a_request_sends_it_to_another() -> None
 async def test_past_its_reroutes_the_chain_sees_a_retryable_failure_and_falls_over() -> None:
     ray_engine, handle = engine([ActorDiedError()] * 2, reroutes=1)
     assert handle.script  # (both deaths are used below)
-    chain = Chain([ray_engine, FakeProvider(name="groq", script=["from the cloud"])])
-    result = await chain.transcribe(SPEECH)
+    async with Chain([ray_engine, FakeProvider(name="groq", script=["from the cloud"])]) as chain:
+        result = await chain.transcribe(SPEECH)
     assert (result.text, result.provider) == ("from the cloud", "groq")
     first = result.attempts[0]
     assert (first.provider, first.outcome) == ("whisper", "error")

@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -123,6 +124,8 @@ class RayEngine(Provider):
             await self._look()
 
     async def _look(self) -> None:
+        if not ray.is_initialized():  # not in a replica (a test of the link): serve.status() would start Ray
+            return
         try:
             status = await asyncio.to_thread(serve.status)
             deployment = status.applications[self._app].deployments[self.name]
