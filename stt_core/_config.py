@@ -107,6 +107,9 @@ class _EnvSource(PydanticBaseSettingsSource):
                         above = "__".join(tables[:depth]).upper()
                         raise ConfigError(f"STT_{above} and {name} are both set: {part!r} is a table, "
                                           "set only its fields")
+                if isinstance(table.get(key), dict):
+                    raise ConfigError(f"{name} and a variable for one of its fields are both set: "
+                                      f"{key!r} is a table, set only its fields")
                 table[key] = value
             elif rest not in STTConfig.model_fields:
                 raise ConfigError(f"unknown setting {name} in the environment"

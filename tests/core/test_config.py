@@ -60,6 +60,27 @@ def test_file_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert chain.retry.attempts == 2 and chain.attempt_timeout == 5
 
 
+def test_overrides_win_over_file_and_env_and_reach_nested_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``serve run stt_core_ray:app chain=... ray.autoscaling.max_replicas=...`` passes."""
+    path = write(tmp_path, 'chain = ["whisper"]\n[ray]\nnum_cpus = 2\n[ray.autoscaling]\nmin_replicas = 1\n')
+    monkeypatch.setenv("STT_CHAIN", "funasr")
+    monkeypatch.setenv("STT_RAY__ENGINES__FUNASR__NUM_GPUS", "1")  # a table in a table, from the environment
+    loaded = load_config(overrides={"config": str(path), "chain": "whisper,funasr",
+                                    "ray.autoscaling.max_replicas": "4", "whisper.model": "bundled"})
+    assert loaded.path == path and loaded.config.chain_order == ["whisper", "funasr"]
+    assert loaded.provider_settings("ray") == {
+        "num_cpus": 2, "autoscaling": {"min_replicas": 1, "max_replicas": "4"},
+        "engines": {"funasr": {"num_gpus": "1"}}}
+    assert loaded.provider_settings("whisper") == {"model": "bundled"}
+    with pytest.raises(ConfigError, match="'whisper model' is not a config key"):
+        load_config(overrides={"whisper model": "x"})
+    monkeypatch.setenv("STT_RAY__ENGINES", "x")
+    with pytest.raises(ConfigError, match=r"STT_RAY__ENGINES.* are both set: 'engines' is a table"):
+        load_config()
+
+
 def test_stt_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, 'chain = "whisper"\n')
     monkeypatch.setenv("STT_CONFIG", str(path))
