@@ -132,6 +132,8 @@ class Request:
     causes: list[tuple[str, BaseException]] = field(default_factory=list)
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
     hedged: bool = False  # an engine was raced by the next one
+    purpose: policy.Purpose = "request"
+    attempt_timeout: float | None = None  # tighter than the chain's, for this request
 
     def record(self, link: Link, outcome: AttemptOutcome, latency: float, error: str | None = None) -> None:
         attempt = Attempt(link.name, outcome, latency, error)
@@ -176,8 +178,9 @@ class Links:
                 later=self.could_answer_after(link, request),
                 may_hold=may_hold,
                 retry=self.retry,
-                attempt_timeout=self.attempt_timeout,
+                attempt_timeout=_tighter(self.attempt_timeout, request.attempt_timeout),
                 probe_timeout=link.breaker.policy.probe_timeout,
+                purpose=request.purpose,
             )
             if not isinstance(decision, policy.Hold):
                 break
@@ -275,7 +278,7 @@ class Links:
         """Record a failed call, and teach the engine's breaker what it means; the outcome."""
         outcome = policy.outcome(error)
         request.record(link, outcome, time.perf_counter() - started, str(error))
-        effect = policy.breaker_effect(error)
+        effect = policy.breaker_effect(error, request.purpose)
         if effect == "hold" and isinstance(error, ProviderError) and error.retry_after:
             link.breaker.hold(error.retry_after)
         elif effect == "count" and link.breaker.record_failure():
@@ -289,3 +292,8 @@ def _described(error: BaseException) -> str:
     """An error for a log line: the class and the first line of the message."""
     line = first_line(error)
     return line if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+
+
+def _tighter(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional bounds (``None``: no bound)."""
+    return b if a is None else a if b is None else min(a, b)

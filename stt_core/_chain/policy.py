@@ -74,6 +74,15 @@ class Skip:
     reason: str
 
 
+Purpose = Literal["request", "speculation", "utterance"]
+"""Why the chain is asked. ``request``: a caller's request. ``speculation``: a recognition ahead
+of need that nobody waits on (real time's preflight): each engine is called once, never as a probe
+and never after a wait, and its failure teaches no breaker, so the request that follows has the
+whole policy. ``utterance``: the final of a live utterance, which nobody will ask for again: a
+request, except that the last engine that could take it is called once even while its breaker
+would skip it (skipping it would lose the utterance for certain)."""
+
+
 def admit(
     *,
     refuses: str | None,
@@ -83,18 +92,25 @@ def admit(
     retry: RetryPolicy,
     attempt_timeout: float | None,
     probe_timeout: float,
+    purpose: Purpose = "request",
 ) -> Plan | Hold | Skip:
     """What to do with a request at an engine.
 
     ``refuses``: why the engine cannot take this request, from what it declares; ``later``: whether
     a later engine could take it now; ``may_hold``: whether waiting out a Retry-After is allowed
-    (once per request and engine).
+    (once per request and engine); ``purpose``: above.
     """
     if refuses:
         return Skip(refuses)
+    if purpose == "speculation":
+        if gate.action != "call":
+            return Skip(gate.reason or "a speculative recognition never probes an engine")
+        return Plan(1, attempt_timeout)
     if may_hold and not later and gate.closed and 0 < gate.held_for <= retry.max_retry_after:
         return Hold(gate.held_for)  # the last engine that can answer: wait rather than fail
     if gate.action == "skip":
+        if purpose == "utterance" and not later and not gate.held_for:
+            return Plan(1, attempt_timeout)  # the utterance's last hope: no one will ask again
         return Skip(gate.reason or "skipped")
     if gate.action == "probe":
         timeout = probe_timeout if attempt_timeout is None else min(attempt_timeout, probe_timeout)
@@ -140,13 +156,13 @@ def after_failure(
     return GiveUp()
 
 
-def breaker_effect(error: BaseException) -> Literal["count", "hold", "none"]:
+def breaker_effect(error: BaseException, purpose: Purpose = "request") -> Literal["count", "hold", "none"]:
     """What an engine's breaker learns from a failed call."""
     if not isinstance(error, ProviderError):
         return "none"  # unavailable or misconfigured: not a broken engine
     if error.status_code == 429 and error.retry_after:
         return "hold"  # a rate limit with its own wait: hold it for every request
-    return "count"
+    return "none" if purpose == "speculation" else "count"
 
 
 def outcome(error: BaseException) -> AttemptOutcome:
