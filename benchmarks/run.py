@@ -15,6 +15,8 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - SenseVoice runtimes: funasr's own call, funasr-onnx and sherpa-onnx (in an environment of
   their own, made on first use) against stt-core's ONNX and torch paths (``sensevoice_runtimes.py``);
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
+- on a cluster: Ray Serve against plain `stt-core serve` (latency), two replicas against one
+  (throughput), requests lost when a replica is killed (``ray_serve.py``);
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
 - real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
@@ -38,6 +40,7 @@ import gpu
 import overhead
 import pipecat_peers
 import psutil
+import ray_serve
 import realtime
 import sensevoice_runtimes
 import serve_api
@@ -48,8 +51,8 @@ import whisper_compute
 from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
-    shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
+    shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, ray_serve,
+    concurrency, realtime, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
 )}
 
 
