@@ -11,7 +11,7 @@ import threading
 import ray
 from ray import serve
 
-from stt_core import LoadedConfig
+from stt_core import LoadedConfig, ProviderUnavailable
 from stt_core.server import ServeSettings, warn_if_open
 
 from ._app import INGRESS, build_app
@@ -38,7 +38,10 @@ def serve_on_ray(
         # each node's own (host = "0.0.0.0" to be reached from elsewhere).
         serve.start(http_options={"host": serving.host, "port": serving.port})
         say("deploying: each engine's replicas load their models, then the ingress starts")
-        serve.run(application, name=settings.app_name, route_prefix=settings.route_prefix)
+        try:
+            serve.run(application, name=settings.app_name, route_prefix=settings.route_prefix)
+        except RuntimeError as e:  # Serve gave up on a deployment (its replicas could not start)
+            raise ProviderUnavailable(f"Ray Serve could not deploy {settings.app_name!r}: {e}") from e
         url = f"http://{serving.host}:{serving.port}{settings.route_prefix.rstrip('/')}/v1"
         say(f"serving {url} on Ray Serve (cluster {ray.get_runtime_context().gcs_address}, application "
             f"{settings.app_name!r}): {replicas_said(settings.app_name)}")
