@@ -30,6 +30,7 @@ from ._settings import RaySettings, as_options, ray_settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from ray.serve import Application
+    from ray.serve.handle import DeploymentHandle
 
 logger = logging.getLogger("stt_core.ray")
 INGRESS = "ingress"  # the ingress deployment's name; each engine's is the engine's
@@ -97,7 +98,7 @@ def _deployable(engine: Provider) -> bool:
     return True
 
 
-def _engine_deployment(config: LoadedConfig, settings: RaySettings, name: str, engine: Provider) -> Any:
+def _engine_deployment(config: LoadedConfig, settings: RaySettings, name: str, engine: Provider) -> Application:
     replicas = settings.engine(name)
     deployment = serve.deployment(name=name, **as_options(replicas, batch_size(engine)))(EngineReplica)
     return deployment.bind(config, name, replicas.batch_wait_timeout)
@@ -117,7 +118,9 @@ class Ingress:
     """The HTTP ingress: the very app of ``stt-core serve`` over the chain, whose local engines are
     ``RayEngine`` links to their deployments (Serve hands over their handles as ``engines``)."""
 
-    def __init__(self, config: LoadedConfig, engines: dict[str, Any], options: IngressOptions) -> None:
+    def __init__(
+        self, config: LoadedConfig, engines: dict[str, DeploymentHandle[Any]], options: IngressOptions
+    ) -> None:
         app = serve.get_replica_context().app_name
 
         def adapt(engine: Provider) -> Provider:

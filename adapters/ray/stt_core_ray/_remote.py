@@ -30,6 +30,7 @@ import ray
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
+from ray.serve.handle import DeploymentHandle
 
 from stt_core import Audio, Provider, ProviderError, ProviderUnavailable, STTError, Transcript
 
@@ -72,7 +73,7 @@ class RayEngine(Provider):
 
     name = "ray"
 
-    def __init__(self, local: Provider, handle: Any, *, app: str, reroutes: int = 2,
+    def __init__(self, local: Provider, handle: DeploymentHandle[Any], *, app: str, reroutes: int = 2,
                  status_interval: float = 1.0, cold_start_allowed: bool = False) -> None:
         super().__init__()
         self.name = local.name  # type: ignore[misc]  # answers as the engine it stands for
