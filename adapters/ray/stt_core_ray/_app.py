@@ -98,7 +98,9 @@ def _deployable(engine: Provider) -> bool:
     return True
 
 
-def _engine_deployment(config: LoadedConfig, settings: RaySettings, name: str, engine: Provider) -> Application:
+def _engine_deployment(
+    config: LoadedConfig, settings: RaySettings, name: str, engine: Provider
+) -> Application:
     replicas = settings.engine(name)
     deployment = serve.deployment(name=name, **as_options(replicas, batch_size(engine)))(EngineReplica)
     return deployment.bind(config, name, replicas.batch_wait_timeout)
