@@ -26,25 +26,31 @@ import tomllib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
-from ._chain.chain import Chain
+from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
-from ._realtime.session import RealtimeSettings
+from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
-from ._serve.settings import SECTION as SERVE_SECTION
-from ._serve.settings import ServeSettings
+from ._serve import SECTION as SERVE_SECTION
+from ._serve import ServeSettings
 from ._text import shorten
 from ._types import Attempt
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
-# Tables that are no engine: read by an adapter (stt-core-livekit's [livekit], stt-core-ray's [ray])
-# or a command (serve).
+# Tables that are no engine: an adapter's (stt-core-livekit's [livekit], stt-core-ray's [ray]) or serve's.
 ADAPTER_SECTIONS = {"livekit", "ray", "serve"}
 # STT_ variables that are not config keys: read elsewhere (file, plugin and decoding limits).
 _OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB")
@@ -52,8 +58,7 @@ CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _OVERRIDE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*")
-# The variables _EnvSource reads: the environment, and over it load_config's overrides.
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)  # + overrides
 
 
 def _vad_from_flag(value: str) -> str:
@@ -104,9 +109,8 @@ class _EnvSource(PydanticBaseSettingsSource):
                 for depth, part in enumerate(tables, 1):
                     table = table.setdefault(part, {})
                     if not isinstance(table, dict):
-                        above = "__".join(tables[:depth]).upper()
-                        raise ConfigError(f"STT_{above} and {name} are both set: {part!r} is a table, "
-                                          "set only its fields")
+                        raise ConfigError(f"STT_{'__'.join(tables[:depth]).upper()} and {name} are both set: "
+                                          f"{part!r} is a table, set only its fields")
                 if isinstance(table.get(key), dict):
                     raise ConfigError(f"{name} and a variable for one of its fields are both set: "
                                       f"{key!r} is a table, set only its fields")
@@ -132,7 +136,8 @@ class STTConfig(BaseSettings):
     provider: str | None = None
     """Seed alias ``STT_PROVIDER``: this engine goes first, the rest of the chain follows."""
     attempt_timeout: float | None = Field(60.0, ge=0.01, le=_HOUR)
-    hedge_after: float | str | None = None
+    hedge_after: Annotated[float | Percentile | None, BeforeValidator(hedge_setting),
+                           PlainSerializer(lambda v: str(v) if isinstance(v, Percentile) else v)] = None
     """Off by default. Seconds (0.5), or a percentile of the engine's own recent latencies ('p95'):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
@@ -141,12 +146,6 @@ class STTConfig(BaseSettings):
     breaker: BreakerPolicy = BreakerPolicy()
     realtime: RealtimeSettings = RealtimeSettings()
     """The VAD-driven real-time stream over local engines (``stt-core listen``, LiveKit)."""
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _check_hedge(cls, value: float | str | None) -> float | str | None:
-        hedge_setting(value)  # its ValueError names the problem; kept as written, for config show
-        return value
 
     @classmethod
     def settings_customise_sources(
@@ -296,7 +295,7 @@ class LoadedConfig:
             "config_file": str(self.path) if self.path else None,
             "chain": c.chain_order,
             "attempt_timeout": c.attempt_timeout,
-            "hedge_after": c.hedge_after,
+            "hedge_after": c.model_dump(include={"hedge_after"})["hedge_after"],  # "p95" as written
             "stream_stall_timeout": c.stream_stall_timeout,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
