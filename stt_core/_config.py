@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -48,6 +48,8 @@ from ._serve import SECTION as SERVE_SECTION
 from ._serve import ServeSettings
 from ._text import shorten
 from ._types import Attempt
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
 # Tables that are no engine: an adapter's (stt-core-livekit's [livekit], stt-core-ray's [ray]) or serve's.
@@ -320,15 +322,27 @@ class LoadedConfig:
             shown[name] = self._section(name, model)
         return shown
 
+    def table(self, name: str, model: type[Settings]) -> Settings:
+        """An adapter's table ``[name]`` read by its own ``model``: one ``ConfigError`` naming the
+        table, where it came from and each problem."""
+        try:
+            return model(**self.provider_settings(name))
+        except ValidationError as e:
+            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
+                              f"{validation_problems(e, model)}") from None
+
+    def realtime(self, **defaults: Any) -> RealtimeSettings:
+        """``[realtime]``, with an adapter's ``defaults`` for the settings it leaves unset (Pipecat's
+        0.2 s ``min_silence``, say)."""
+        settings = self.config.realtime
+        unset = {key: value for key, value in defaults.items() if key not in settings.model_fields_set}
+        return settings.model_copy(update=unset) if unset else settings
+
     def _section(self, name: str, model: type[BaseModel] | str) -> dict[str, Any]:
         """An adapter's table as its own model reads it (defaults filled in, secrets redacted)."""
         if isinstance(model, str):  # its model could not be loaded: the table as written
             return {"error": model} | _redact(self.provider_settings(name))
-        try:
-            return dict(model(**self.provider_settings(name)).model_dump(mode="json"))
-        except ValidationError as e:
-            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
-                              f"{validation_problems(e, model)}") from None
+        return dict(self.table(name, model).model_dump(mode="json"))
 
 
 def load_config(

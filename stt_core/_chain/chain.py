@@ -24,7 +24,7 @@ from contextvars import ContextVar
 
 from .. import telemetry
 from .._audio.audio import Audio, AudioSource
-from .._errors import ConfigError, ProviderUnavailable
+from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError, refused_key
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
@@ -89,6 +89,17 @@ class Chain(Provider):
 
     def __repr__(self) -> str:
         return f"Chain({self.model})"
+
+    def never_serves(self, error: STTError) -> bool:
+        """Whether no engine of the chain can ever serve, judged after ``error``: each one either
+        says it cannot (no key, no model: its own check) or refused its credentials or config. A
+        breaker, a 429, a 5xx or a timeout pass, so an adapter stays usable after those."""
+        causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
+        for provider in self.providers:
+            cause = causes.get(provider.name)
+            if not (provider.why_unavailable() or refused_key(cause) or isinstance(cause, ConfigError)):
+                return False
+        return bool(self.providers)
 
     def ready(self) -> list[str]:
         """The engines that could take a request now (installed, configured, model loaded, breaker
