@@ -59,7 +59,6 @@ _OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_
 CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
-_OVERRIDE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*")
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)  # + overrides
 
 
@@ -104,28 +103,20 @@ class _EnvSource(PydanticBaseSettingsSource):
         for name, value in environ.items():
             if not name.startswith("STT_") or name.startswith(_OTHER_SETTINGS):
                 continue
-            rest = name[len("STT_"):].lower()
-            if "__" in rest:  # STT_RAY__AUTOSCALING__MAX_REPLICAS: [ray.autoscaling] max_replicas
-                *tables, key = rest.split("__")
-                table = data
-                for depth, part in enumerate(tables, 1):
-                    table = table.setdefault(part, {})
-                    if not isinstance(table, dict):
-                        raise ConfigError(f"STT_{'__'.join(tables[:depth]).upper()} and {name} are both set: "
-                                          f"{part!r} is a table, set only its fields")
-                if isinstance(table.get(key), dict):
-                    raise ConfigError(f"{name} and a variable for one of its fields are both set: "
-                                      f"{key!r} is a table, set only its fields")
-                table[key] = value
-            elif rest not in STTConfig.model_fields:
+            # STT_RAY__AUTOSCALING__MAX_REPLICAS: [ray.autoscaling] max_replicas
+            *tables, key = name[len("STT_"):].lower().split("__")
+            if not tables and key not in STTConfig.model_fields:
                 raise ConfigError(f"unknown setting {name} in the environment"
-                                  f"{did_you_mean(rest, set(STTConfig.model_fields), prefix='STT_')}")
-            else:
-                if isinstance(data.get(rest), dict):
-                    raise ConfigError(
-                        f"{name} is set, but {rest!r} is a table: set STT_{rest.upper()}__<FIELD>"
-                    )
-                data[rest] = value
+                                  f"{did_you_mean(key, set(STTConfig.model_fields), prefix='STT_')}")
+            table = data
+            for depth, part in enumerate(tables, 1):
+                table = table.setdefault(part, {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"STT_{'__'.join(tables[:depth]).upper()} and {name} are both set: "
+                                      f"{part!r} is a table, set only its fields")
+            if isinstance(table.get(key), dict):
+                raise ConfigError(f"{name} is set, but {key!r} is a table: set {name}__<FIELD>")
+            table[key] = value
         return data
 
 
@@ -203,9 +194,8 @@ class LoadedConfig:
         return str(self.config.provider_sections.get(name, {}).get(PROVIDER_KEY, name))
 
     def build_engine(self, name: str, *, plugins: Registry | None = None) -> Provider:
-        """Engine ``name`` as a chain of this config holds it: its provider built with its table
-        (bad settings are a ``ConfigError``), or, when its provider is not installed or cannot be
-        built, an engine that says why it cannot serve."""
+        """Engine ``name`` as a chain of this config holds it (bad settings are a ``ConfigError``); one
+        that says why it cannot serve when its provider is not installed or cannot be built."""
         plugins = plugins or registry()
         kind = self.provider_of(name)
         if kind not in plugins:
@@ -348,15 +338,11 @@ class LoadedConfig:
 def load_config(
     path: str | os.PathLike[str] | None = None, *, overrides: Mapping[str, str] | None = None
 ) -> LoadedConfig:
-    """Read ``path``, or ``$STT_CONFIG``, or ``./stt.toml`` if it exists; then the environment.
-
-    ``overrides`` (dotted keys: ``chain``, ``ray.replicas``, ``whisper.model``; ``config`` names the
-    file) win over both, each read as its ``STT_`` variable would be (``STT_RAY__REPLICAS``).
-    """
-    overrides = overrides or {}
-    if bad := [key for key in overrides if not _OVERRIDE_KEY.fullmatch(key)]:
-        raise ConfigError(f"{bad[0]!r} is not a config key (such as chain, ray.replicas or whisper.model)")
-    environ = os.environ | {"STT_" + k.upper().replace(".", "__"): str(v) for k, v in overrides.items()}
+    """Read ``path``, or ``$STT_CONFIG``, or ``./stt.toml`` if it exists; then the environment. Then
+    ``overrides``, dotted keys (``chain``, ``ray.replicas``; ``config`` names the file), each read as
+    its ``STT_`` variable would be (``STT_RAY__REPLICAS``)."""
+    added = {"STT_" + key.upper().replace(".", "__"): str(value) for key, value in (overrides or {}).items()}
+    environ = os.environ | added
     chosen = path or environ.get(CONFIG_ENV)
     if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
         chosen = DEFAULT_CONFIG_FILE

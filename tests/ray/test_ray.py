@@ -233,6 +233,8 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
 
 
 def test_bad_ray_settings_are_refused_before_ray_is_asked() -> None:
+    with pytest.raises(ConfigError, match=r"argument 'ray replicas' is not a config key"):
+        stt_core_ray.app({"ray replicas": "2"})
     with pytest.raises(ConfigError, match=r"bad \[ray\] settings in the environment: replicas: "):
         stt_core_ray.app({"chain": "whisper", "ray.replicas": "0"})
     with pytest.raises(ConfigError, match=r"\[ray.engines.groq\]: groq is called from the ingress"):

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import stt_core
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
     from stt_core.server import ServeSettings
 
+_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_-]*)*")
+
 __all__ = ["Autoscaling", "RaySettings", "Replicas", "app", "build_app", "serve_on_ray"]
 
 
@@ -31,6 +34,9 @@ def app(args: dict[str, str]) -> Application:
         args: stt.toml keys, dotted for tables (``ray.replicas=2``, ``whisper.model=small``), over
             stt.toml and the environment; ``config=PATH`` names the file.
     """
+    if bad := [key for key in args if not _CONFIG_KEY.fullmatch(key)]:
+        raise stt_core.ConfigError(f"argument {bad[0]!r} is not a config key: give stt.toml keys, dotted for "
+                                   "tables (chain=funasr,groq ray.replicas=2 whisper.model=small)")
     return build_app(stt_core.load_config(overrides=args))
 
 
