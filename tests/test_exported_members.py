@@ -45,5 +45,5 @@ def test_no_other_distribution_imports_a_private_name_of_stt_core() -> None:
             else:
                 continue
             private += [f"{path.relative_to(ROOT)}: {name}" for name in names
-                        if name.startswith("stt_core.") and any(p.startswith("_") for p in name.split(".")[1:])]
+                        if name.startswith("stt_core.") and "._" in f".{name.partition('.')[2]}"]
     assert private == []
