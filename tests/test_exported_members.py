@@ -36,12 +36,14 @@ def test_no_other_distribution_imports_a_private_name_of_stt_core() -> None:
     private = []
     for path in [*ROOT.glob("providers/*/stt_core_*/*.py"), *ROOT.glob("adapters/*/stt_core_*/*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            imported = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
-            for name in names:
-                if name.startswith("stt_core.") and any(part.startswith("_") for part in name.split(".")[1:]):
-                    private.append(f"{path.relative_to(ROOT)}: {name}")
-                if name == "stt_core":
-                    private += [f"{path.relative_to(ROOT)}: stt_core.{n}" for n in imported if n.startswith("_")]
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "stt_core":
+                names = [f"stt_core.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            private += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                        if name.startswith("stt_core.") and "._" in f".{name.partition('.')[2]}"]
     assert private == []
