@@ -12,6 +12,7 @@ import pytest
 import stt_core
 import stt_core_livekit
 import stt_core_pipecat
+import stt_core_ray
 
 ROOT = Path(__file__).parents[1]
 
@@ -22,7 +23,7 @@ def ruff_order(name: str) -> tuple[int, str]:
     return group, name
 
 
-@pytest.mark.parametrize("package", [stt_core, stt_core_livekit, stt_core_pipecat])
+@pytest.mark.parametrize("package", [stt_core, stt_core_livekit, stt_core_pipecat, stt_core_ray])
 def test_all_is_sorted_and_is_what_the_package_offers(package: types.ModuleType) -> None:
     offered = {name for name, value in vars(package).items()
                if not name.startswith("_") and not isinstance(value, types.ModuleType)

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import typing
 
 import stt_core
 
 from ._settings import Autoscaling, RaySettings, Replicas
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:  # typing's: a name imported into this module would count as an export
     from ray.serve import Application
 
     from stt_core.server import ServeSettings

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from ray import serve
 
 import stt_core
@@ -108,11 +107,7 @@ def _engine_deployment(
 
 def serve_settings(config: LoadedConfig) -> ServeSettings:
     """The config's ``[serve]`` table; a bad key or value is a ``ConfigError``."""
-    try:
-        return ServeSettings(**config.provider_settings(SECTION))
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: {problems}") from None
+    return config.table(SECTION, ServeSettings)
 
 
 @serve.ingress()

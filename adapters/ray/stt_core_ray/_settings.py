@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import stt_core
 from stt_core import ConfigError
@@ -121,20 +121,7 @@ class RaySettings(Replicas):
 
 def ray_settings(config: stt_core.LoadedConfig) -> RaySettings:
     """The ``[ray]`` table of ``config``; a bad key or value is a ``ConfigError`` naming it."""
-    try:
-        return RaySettings(**config.provider_settings(SECTION))
-    except ValidationError as e:
-        where = config.source_of(SECTION)
-        raise ConfigError(f"bad [{SECTION}] settings in {where}: {_problems(e)}") from None
-
-
-def _problems(e: ValidationError) -> str:
-    """pydantic's errors as ``key: problem``, without the values."""
-    said: list[str] = []
-    for err in e.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(table)"
-        said.append(f"{key}: {'unknown key' if err['type'] == 'extra_forbidden' else err['msg']}")
-    return "; ".join(said)
+    return config.table(SECTION, RaySettings)
 
 
 def as_options(replicas: Replicas, batch: int) -> dict[str, Any]:
