@@ -401,7 +401,7 @@ def test_config_show_has_every_installed_engine_and_adapter(tmp_path: Path) -> N
         "replicas": 1, "autoscaling": None, "num_cpus": 1.0, "num_gpus": 0.0, "threads": None,
         "max_ongoing_requests": None, "batch_wait_timeout": 0.01, "max_replicas_per_node": None,
         "ingress_replicas": 1, "ingress_num_cpus": 1.0, "reroutes": 2, "status_interval": 1.0,
-        "app_name": "stt-core", "route_prefix": "/", "engines": {}}
+        "engine_wait": 120.0, "app_name": "stt-core", "route_prefix": "/", "engines": {}}
     assert SECRET not in done.stdout + done.stderr
 
 

@@ -9,10 +9,13 @@ replicas, one per node) and the tiny SenseVoice (one replica, batching); clients
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,6 +172,43 @@ async def test_funasr_batches_gather_requests_from_several_ingress_calls(served:
     stats = (await served.stats("funasr", 1)).popitem()[1]
     batches = stats["batches"][len(before["batches"]):]
     assert sum(batches) == 6 and max(batches) >= 2, batches  # several HTTP requests, one engine call
+
+
+def test_an_engine_no_node_can_place_is_left_out_of_ready_and_passed_without_a_call(served: Served) -> None:
+    """No node has a GPU: whisper's replica waits for one, the ingress serves without it after
+    [ray] engine_wait, and the chain passes it (no replica to call) and falls over to funasr."""
+    application = stt_core_ray.app({"config": str(served.config), "ray.engine_wait": "1",
+                                    "ray.engines.whisper.num_gpus": "1", "ray.engines.whisper.replicas": "1"})
+
+    def deploy() -> None:  # serve.run waits for every replica, whisper's forever: in a thread, which
+        with contextlib.suppress(Exception):  # ends when the module's Serve shuts down
+            serve.run(application, name="no-gpu", route_prefix="/no-gpu")
+
+    deploying = threading.Thread(target=deploy, daemon=True)
+    deploying.start()
+    try:
+        deadline = time.monotonic() + 120
+        ready: dict[str, Any] = {}
+        while "funasr" not in ready.get("engines", []):  # funasr's replica loads, then the ingress sees it
+            assert time.monotonic() < deadline, ready
+            time.sleep(0.5)
+            answer = httpx.get(f"http://127.0.0.1:{served.port}/no-gpu/ready")
+            ready = answer.json() if answer.headers.get("content-type") == "application/json" else {}
+        assert ready == {"ready": True, "engines": ["funasr"], "chain": "whisper -> funasr"}
+        whisper = serve.status().applications["no-gpu"].deployments["whisper"]
+        assert "RUNNING" not in {getattr(s, "value", s) for s in whisper.replica_states}, whisper
+
+        async def ask() -> tuple[str, str]:
+            async with served.client("/no-gpu/v1") as client:
+                return await transcribe(client, "chairs")
+
+        assert asyncio.run(ask()) == ("we need twenty five chairs for the party", "funasr")
+        metrics = httpx.get(f"http://127.0.0.1:{served.port}/no-gpu/metrics").text  # the one ingress's
+        attempts = re.findall(r'stt_core_attempt_duration_seconds_count\{[^}]*engine="(\w+)",'
+                              r'stt_core_outcome="(\w+)"\} 1', metrics)
+        assert attempts == [("whisper", "unavailable"), ("funasr", "ok")], metrics  # whisper: not called
+    finally:
+        serve.delete("no-gpu")
 
 
 def test_serve_run_starts_the_application_with_rays_own_cli(served: Served, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ class IngressOptions:
     serving: ServeSettings
     reroutes: int
     status_interval: float
+    engine_wait: float
     cold_start_allowed: frozenset[str]  # engines autoscaled from zero
 
 
@@ -66,7 +67,8 @@ def build_app(
         max_ongoing_requests=serving.max_concurrent + serving.max_waiting,
         ray_actor_options={"num_cpus": settings.ingress_num_cpus},
     )(Ingress)
-    options = IngressOptions(names, serving, settings.reroutes, settings.status_interval, cold)
+    options = IngressOptions(names, serving, settings.reroutes, settings.status_interval,
+                             settings.engine_wait, cold)
     return ingress.bind(config, engines, options)
 
 
@@ -124,7 +126,7 @@ class Ingress:
             if engine.name not in engines:
                 return engine
             return RayEngine(engine, engines[engine.name], app=app, reroutes=options.reroutes,
-                             status_interval=options.status_interval,
+                             status_interval=options.status_interval, engine_wait=options.engine_wait,
                              cold_start_allowed=engine.name in options.cold_start_allowed)
 
         self.chain = config.build_chain(names=options.names, adapt=adapt)

@@ -39,7 +39,6 @@ from ._replica import RATE, EngineCall
 logger = logging.getLogger("stt_core.ray")
 REPLICA_GONE = (ActorDiedError, ActorUnavailableError, RayActorError, ReplicaUnavailableError)
 FAILED = {"UNHEALTHY", "DEPLOY_FAILED"}  # a deployment's status when its replicas cannot start
-STARTUP_WAIT = 120.0  # seconds the ingress waits for an engine's first replica before it serves
 
 
 @dataclass(frozen=True)
@@ -74,13 +73,15 @@ class RayEngine(Provider):
     name = "ray"
 
     def __init__(self, local: Provider, handle: DeploymentHandle[Any], *, app: str, reroutes: int = 2,
-                 status_interval: float = 1.0, cold_start_allowed: bool = False) -> None:
+                 status_interval: float = 1.0, engine_wait: float = 120.0,
+                 cold_start_allowed: bool = False) -> None:
         super().__init__()
         self.name = local.name  # type: ignore[misc]  # answers as the engine it stands for
         self.capabilities = local.capabilities
         self._model = local.model
         self._handle = handle
         self._app, self._reroutes, self._interval = app, reroutes, status_interval
+        self._engine_wait = engine_wait
         self._cold_start_allowed = cold_start_allowed
         self.replicas: Replicas | None = None  # None until Serve first answers
         self._watcher: asyncio.Task[None] | None = None
@@ -99,10 +100,10 @@ class RayEngine(Provider):
     async def warmup(self) -> None:
         """Wait for the deployment's first replica (its model loads there), as plain ``stt-core
         serve`` loads its models before the port opens, then keep watching. Serve starts the
-        ingress beside the engines; an engine that has no replica after ``STARTUP_WAIT`` (no node
-        can place it, say) is reported unavailable rather than holding the server back."""
+        ingress beside the engines; an engine that has no replica after ``[ray] engine_wait`` (no
+        node can place it, say) is reported unavailable rather than holding the server back."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_WAIT
+        deadline = loop.time() + self._engine_wait
         await self._look()
         while self.why_unavailable() and loop.time() < deadline and not self._failed():
             await asyncio.sleep(0.2)

@@ -103,6 +103,9 @@ class RaySettings(Replicas):
     is told the engine failed (it then retries or falls over, by its own rules)."""
     status_interval: float = Field(1.0, gt=0, le=600)
     """Seconds between the ingress's looks at each engine's healthy replicas (``/ready``)."""
+    engine_wait: float = Field(120.0, ge=0, le=3600)
+    """Seconds the ingress waits for each engine's first replica before it takes requests without
+    it (no node can place it, say); the engine joins the chain when a replica runs."""
     app_name: str = Field("stt-core", min_length=1, max_length=100)
     """The application's name on the cluster (``stt-core serve --ray``; ``serve run`` takes ``--name``)."""
     route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9/_.-]*$", max_length=200)
