@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import openai
+import psutil
 import soundfile
 from common import AUDIO, ROOT, Compared, interleaved, publish_alone
 from serve_api import Server
@@ -49,6 +50,24 @@ def _long_clip() -> bytes:
     out = io.BytesIO()
     soundfile.write(out, np.concatenate(pieces), 16_000, format="WAV", subtype="PCM_16")
     return out.getvalue()
+
+
+def _cpu_seconds(engine: str) -> dict[str, float]:
+    """CPU seconds so far: ``engine``'s replicas, the rest of Ray and Serve on this machine
+    (ingress, proxies, raylets, controller) with this client, and the whole machine's."""
+    spent = {"engine": 0.0, "rest": 0.0}
+    for process in psutil.process_iter():
+        try:
+            command = " ".join(process.cmdline())
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        if command.startswith("ray::ServeReplica:") and command.split()[0].endswith(f":{engine}"):
+            spent["engine"] += times.user + times.system
+        elif "ray::" in command or "/ray/" in command or process.pid == psutil.Process().pid:
+            spent["rest"] += times.user + times.system
+    machine = psutil.cpu_times()
+    return spent | {"machine": machine.user + machine.system + machine.nice}
 
 
 class Cluster:
@@ -123,21 +142,27 @@ def throughput(cluster: Cluster, engine: str, table: str, clip: bytes, rounds: i
     config = f'chain = ["{engine}"]\n{table}[ray]\nthreads = 1\nmax_replicas_per_node = 1\nreplicas = '
     urls = {count: cluster.deploy(f"{engine}-{count}", f"{config}{count}\n") for count in (1, 2)}
     rates: dict[int, list[float]] = {1: [], 2: []}
+    cpu = {"engine": 0.0, "rest": 0.0, "machine": 0.0, "seconds": 0.0}  # over the two-replica waves
     try:
         for side in (1, 2):  # warm-up: connections, first batches
             asyncio.run(_wave(urls[side], clip, language="en", size=4))
         for r in range(rounds):
             for side in ((1, 2) if r % 2 == 0 else (2, 1)):
-                started = time.perf_counter()
+                before, started = _cpu_seconds(engine), time.perf_counter()
                 answers = asyncio.run(_wave(urls[side], clip, language="en"))
+                took, after = time.perf_counter() - started, _cpu_seconds(engine)
                 assert answers == [engine] * WAVE, answers
-                rates[side].append(WAVE / (time.perf_counter() - started))
+                rates[side].append(WAVE / took)
+                if side == 2:
+                    for key in ("engine", "rest", "machine"):
+                        cpu[key] += after[key] - before[key]
+                    cpu["seconds"] += took
     finally:
         for count in (1, 2):
             cluster.serve.delete(f"{engine}-{count}")
     ratios = [two / one for one, two in zip(rates[1], rates[2], strict=True)]
     return {"engine": engine, "one": statistics.median(rates[1]), "two": statistics.median(rates[2]),
-            "ratio": statistics.median(ratios), "rounds": rounds}
+            "ratio": statistics.median(ratios), "rounds": rounds, "cpu": cpu}
 
 
 async def _kill_mid_wave(cluster: Cluster, url: str, app: str) -> tuple[list[Any], float]:
@@ -213,6 +238,24 @@ def markdown(lat: Compared, rates: list[dict[str, Any]], kill: dict[str, Any], l
         "else the machine runs (the load above), so two replicas can at best use both cores, and the "
         "throughput ratio shows how much of a second core was left to them. On two machines each "
         "replica has cores of its own; no second machine was available to measure that.",
+        "",
+    ]
+    for r in rates:
+        cpu, requests = r["cpu"], r["rounds"] * WAVE
+        share = cpu["engine"] / (cpu["engine"] + cpu["rest"])
+        lines += [
+            f"Where the CPU went in the two-replica {r['engine']} waves: the machine was "
+            f"{cpu['machine'] / cpu['seconds']:.2f} of its 2 cores busy; of what this cluster and its "
+            f"client used, the {r['engine']} replicas had {share:.0%} ({cpu['engine'] / requests * 1000:.0f} "
+            f"ms a request) and the rest (ingress, proxies, raylets, controller, client) "
+            f"{cpu['rest'] / requests * 1000:.0f} ms a request.",
+            "",
+        ]
+    lines += [
+        "So the ratio is bounded by this machine: the replicas cannot have more than what the rest "
+        "leaves of 2 cores, and the tiny SenseVoice costs the engine little more than the request "
+        "costs Ray and HTTP. A real model's larger share per request, or a node per replica, lifts "
+        "that bound; neither was at hand here, and no GPU either (GPU figures are not measured).",
         "",
     ]
     return lines
