@@ -214,25 +214,25 @@ class LoadedConfig:
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         self.check_names(plugins, names)
-        members: list[Provider] = []
+        engines: list[Provider] = []
         for name in order:
             kind = self.provider_of(name)
             if kind not in plugins:
-                members.append(UnusableEngine(name, plugins.missing_reason(kind)))
+                engines.append(UnusableEngine(name, plugins.missing_reason(kind)))
                 continue
             cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
             try:
-                members.append(cls(settings).named(name))
+                engines.append(cls(settings).named(name))
             except ConfigError:
                 raise
             except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
-                members.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
+                engines.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
                                                f"{type(e).__name__}: {e}"))
         if adapt is not None:
-            members = [adapt(member) for member in members]
+            engines = [adapt(engine) for engine in engines]
         c = self.config
         return Chain(
-            members,
+            engines,
             retry=c.retry,
             breaker=c.breaker,
             attempt_timeout=c.attempt_timeout,

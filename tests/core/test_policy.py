@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from stt_core import (
     BreakerPolicy,
-    CircuitBreaker,
     ConfigError,
     InvalidAudioError,
     ProviderError,
@@ -18,7 +17,7 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
-from stt_core._chain.breaker import Gate
+from stt_core._chain.breaker import CircuitBreaker, Gate
 from stt_core._chain.policy import (
     FallOver,
     GiveUp,
