@@ -6,7 +6,7 @@
 """
 
 from ._audio import Audio, AudioSource, SileroVAD, VADSettings, as_audio, find_vad_model, speech_segments
-from ._chain import BreakerPolicy, Chain, CircuitBreaker, RetryPolicy
+from ._chain import BreakerPolicy, Chain, RetryPolicy
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -38,7 +38,6 @@ __all__ = [
     "BreakerPolicy",
     "Capabilities",
     "Chain",
-    "CircuitBreaker",
     "ConfigError",
     "Hearing",
     "InvalidAudioError",

@@ -230,12 +230,12 @@ class LoadedConfig:
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         self.check_names(plugins, names)
-        members = [self.build_engine(name, plugins=plugins) for name in order]
+        engines = [self.build_engine(name, plugins=plugins) for name in order]
         if adapt is not None:
-            members = [adapt(member) for member in members]
+            engines = [adapt(engine) for engine in engines]
         c = self.config
         return Chain(
-            members,
+            engines,
             retry=c.retry,
             breaker=c.breaker,
             attempt_timeout=c.attempt_timeout,

@@ -19,8 +19,8 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationError
 
 from ._audio.audio import Audio, AudioSource, as_audio
+from ._audio.decode import MIN_AUDIO_SECONDS
 from ._audio.files import file_pieces
-from ._audio.limits import MIN_AUDIO_SECONDS
 from ._errors import (
     ConfigError,
     InvalidAudioError,
