@@ -9,13 +9,11 @@ replicas, one per node) and the tiny SenseVoice (one replica, batching); clients
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,13 +180,9 @@ def test_an_engine_no_node_can_place_is_left_out_of_ready_and_passed_without_a_c
     [ray] engine_wait, and the chain passes it (no replica to call) and falls over to funasr."""
     application = stt_core_ray.app({"config": str(served.config), "ray.engine_wait": "1",
                                     "ray.engines.whisper.num_gpus": "1", "ray.engines.whisper.replicas": "1"})
-
-    def deploy() -> None:  # serve.run waits for every replica, whisper's forever: in a thread, which
-        with contextlib.suppress(Exception):  # ends when the module's Serve shuts down
-            serve.run(application, name="no-gpu", route_prefix="/no-gpu")
-
-    deploying = threading.Thread(target=deploy, daemon=True)
-    deploying.start()
+    # serve.run would wait for every replica, whisper's forever; run_many can wait for the ingress alone.
+    serve.run_many([serve.RunTarget(application, name="no-gpu", route_prefix="/no-gpu")],
+                   wait_for_applications_running=False)
     try:
         deadline = time.monotonic() + 120
         ready: dict[str, Any] = {}
