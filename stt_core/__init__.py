@@ -7,7 +7,16 @@
 
 from ._audio import Audio, AudioSource, as_audio
 from ._audio.vad import find_vad_model
-from ._chain import BreakerPolicy, Chain, CircuitBreaker, RetryPolicy
+from ._chain import (
+    DEFAULT_MIN_CONFIDENCE,
+    BreakerPolicy,
+    Chain,
+    CircuitBreaker,
+    QualityPolicy,
+    RetryPolicy,
+    WhisperWindow,
+    whisper_speech,
+)
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -25,12 +34,15 @@ from ._realtime import RealtimeSettings, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
+from .openai_api import WHISPER_LANGUAGES
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CHAIN",
+    "DEFAULT_MIN_CONFIDENCE",
+    "WHISPER_LANGUAGES",
     "AllProvidersFailed",
     "ApiKey",
     "Attempt",
@@ -50,6 +62,7 @@ __all__ = [
     "ProviderSettings",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "QualityPolicy",
     "RealtimeSettings",
     "Registry",
     "RetryPolicy",
@@ -58,6 +71,7 @@ __all__ = [
     "Segment",
     "StreamEvent",
     "Transcript",
+    "WhisperWindow",
     "Word",
     "__version__",
     "as_audio",
@@ -72,4 +86,5 @@ __all__ = [
     "realtime",
     "registry",
     "transcribe_file",
+    "whisper_speech",
 ]

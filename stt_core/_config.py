@@ -2,20 +2,24 @@
 
     chain = ["funasr", "groq", "whisper"]     # STT_CHAIN=funasr,groq,whisper
     attempt_timeout = 60                      # STT_ATTEMPT_TIMEOUT=60
+    min_confidence = 0.5                      # STT_MIN_CONFIDENCE=0.5 (0: never re-ask)
+    max_reasks = 1                            # STT_MAX_REASKS=1
     [retry]                                   # STT_RETRY__ATTEMPTS=3
     attempts = 3
     [breaker]                                 # STT_BREAKER__COOLDOWN=30
     failures = 3
     [groq]                                    # STT_GROQ__API_KEY=...  (or GROQ_API_KEY)
     api_key = "..."
+    min_confidence = 0.4                      # this engine's own line (the chain's, not groq's)
     [vllm]                                    # a second instance of a provider: the table
     provider = "openai"                       # names it, the chain names the table
     base_url = "http://gpu-box:8000/v1"
 
 Every other table is a provider's settings, validated by that provider's own model when the
 chain is built; a table's name is the name of that engine in the chain, in errors and in
-transcripts, and its provider is the one of that name unless ``provider`` says otherwise. The
-seed's environment names are kept as aliases (``_ALIASES``).
+transcripts, and its provider is the one of that name unless ``provider`` says otherwise. Two keys
+of a table are the chain's, not the provider's (``CHAIN_KEYS``): ``provider`` and ``min_confidence``.
+The seed's environment names are kept as aliases (``_ALIASES``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ._chain.chain import Chain
 from ._chain.policy import BreakerPolicy, RetryPolicy, hedge_setting
+from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
 from ._realtime.session import RealtimeSettings
@@ -68,6 +73,8 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "OPENAI_API_KEY": ("openai", "api_key", str),
 }
 PROVIDER_KEY = "provider"  # in a table: which provider this engine is (default: the table's name)
+MIN_CONFIDENCE_KEY = "min_confidence"  # in a table: the chain's line for this engine's answers
+CHAIN_KEYS = (PROVIDER_KEY, MIN_CONFIDENCE_KEY)
 
 
 # Every number has a bound a sane deployment stays far inside: a value past it is a typo or an
@@ -125,6 +132,11 @@ class STTConfig(BaseSettings):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
     """A streaming engine that takes audio and says nothing for this long has failed."""
+    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    """An answer less confident than this (or in a language its engine does not transcribe) is
+    re-asked of the next engine; 0 turns that off. An engine's table may set its own."""
+    max_reasks: int = Field(1, ge=0, le=MAX_CHAIN)
+    """Re-asks of cloud engines per request (each one is a paid call); local ones are not counted."""
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     realtime: RealtimeSettings = RealtimeSettings()
@@ -180,10 +192,23 @@ class LoadedConfig:
         return "the environment"
 
     def provider_settings(self, name: str) -> dict[str, Any]:
-        """Engine ``name``'s table, less the ``provider`` key that says which provider it is."""
+        """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
         section = dict(self.config.provider_sections.get(name, {}))
-        section.pop(PROVIDER_KEY, None)
+        for key in CHAIN_KEYS:
+            section.pop(key, None)
         return section
+
+    def quality(self, order: list[str]) -> QualityPolicy:
+        """How the chain of engines ``order`` judges answers: the top-level keys and each engine's
+        own ``min_confidence``."""
+        per_engine = {name: table[MIN_CONFIDENCE_KEY] for name in order
+                      if MIN_CONFIDENCE_KEY in (table := self.config.provider_sections.get(name, {}))}
+        try:
+            return QualityPolicy(min_confidence=self.config.min_confidence, max_reasks=self.config.max_reasks,
+                                 per_engine=per_engine)
+        except ValidationError as e:
+            problems = validation_problems(e).replace("per_engine.", "")
+            raise ConfigError(f"bad min_confidence: {problems} (a number from 0 to 1)") from None
 
     def provider_of(self, name: str) -> str:
         """The provider engine ``name`` is: its table's ``provider``, or the name itself."""
@@ -231,6 +256,7 @@ class LoadedConfig:
             members,
             retry=c.retry,
             breaker=c.breaker,
+            quality=self.quality(order),
             attempt_timeout=c.attempt_timeout,
             hedge_after=c.hedge_after,
             stream_stall_timeout=c.stream_stall_timeout,
@@ -275,6 +301,7 @@ class LoadedConfig:
         """The effective configuration with every secret replaced, for ``config show``."""
         plugins = plugins or registry()
         self.check_names(plugins)
+        self.quality(self.config.chain_order)
         c = self.config
         shown: dict[str, Any] = {
             "config_file": str(self.path) if self.path else None,
@@ -282,6 +309,8 @@ class LoadedConfig:
             "attempt_timeout": c.attempt_timeout,
             "hedge_after": c.hedge_after,
             "stream_stall_timeout": c.stream_stall_timeout,
+            "min_confidence": c.min_confidence,
+            "max_reasks": c.max_reasks,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
             "realtime": c.realtime.model_dump(),
@@ -292,6 +321,8 @@ class LoadedConfig:
         for name in sorted(engines):
             kind = self.provider_of(name)
             table = {PROVIDER_KEY: kind} if kind != name else {}
+            if MIN_CONFIDENCE_KEY in (written := c.provider_sections.get(name, {})):
+                table[MIN_CONFIDENCE_KEY] = written[MIN_CONFIDENCE_KEY]
             if kind in plugins and (name in c.provider_sections or name in c.chain_order):
                 shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
             elif kind in plugins:  # installed, not configured: its defaults (and environment)

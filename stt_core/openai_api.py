@@ -30,6 +30,13 @@ from ._types import Capabilities, Segment, Transcript, Word
 SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
 NO_KEY = "none"  # the SDKs insist on a key; a server that asks for none ignores it
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+# The languages Whisper models transcribe (faster-whisper's list; a test holds the two equal).
+_WHISPER_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr "
+    "ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc "
+    "pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo yue zh"
+)
+WHISPER_LANGUAGES = frozenset(_WHISPER_CODES.split())
 
 
 class OpenAICompatibleSettings(ProviderSettings):
