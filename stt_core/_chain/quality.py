@@ -31,9 +31,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -153,6 +153,26 @@ class WhisperWindow:
     temperature: float = 0.0
     word_probabilities: tuple[float, ...] = ()
     tokens: int = 1
+
+    @classmethod
+    def from_segment(cls, segment: Mapping[str, Any]) -> WhisperWindow | None:
+        """A ``verbose_json`` segment's signals (Whisper's own names), or ``None`` where it lacks
+        them (not every server sends them)."""
+        logprob, no_speech = finite(segment.get("avg_logprob")), finite(segment.get("no_speech_prob"))
+        if logprob is None or no_speech is None:
+            return None
+        tokens = segment.get("tokens")
+        return cls(str(segment.get("text", "")), logprob, no_speech,
+                   compression_ratio=finite(segment.get("compression_ratio")) or 0.0,
+                   temperature=finite(segment.get("temperature")) or 0.0,
+                   tokens=len(tokens) if isinstance(tokens, list) else 1)
+
+
+def finite(value: object) -> float | None:
+    """A finite number from an upstream's answer, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def whisper_speech(
