@@ -20,6 +20,8 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
 - Pipecat: its ServiceSwitcher failover and its FunASR service against ChainSTTService (``pipecat_peers.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
+- quality: each engine's confidence on speech in its language, another language, silence and noise,
+  the re-ask rate at the default ``min_confidence``, and what a re-ask costs (``quality.py``);
 - start-up: import and `stt-core providers` time, the first utterance (``startup.py``);
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere (``gpu.py``).
 """
@@ -38,6 +40,7 @@ import gpu
 import overhead
 import pipecat_peers
 import psutil
+import quality
 import realtime
 import sensevoice_runtimes
 import serve_api
@@ -49,7 +52,7 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
+    realtime, vad_cuts, pipecat_peers, whisper_compute, quality, startup, gpu,
 )}
 
 

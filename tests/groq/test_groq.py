@@ -175,3 +175,36 @@ class TestGroqConformance(ProviderConformance):
 async def test_the_real_groq_api() -> None:
     result = await GroqProvider(api_key=os.environ["GROQ_API_KEY"]).transcribe(AUDIO / "fox.wav")
     assert "fox" in result.text.lower()
+
+
+# -- confidence (quality-aware routing, #35) ---------------------------------------------------------
+
+
+async def test_confidence_comes_from_verbose_json_whisper_signals(groq: FakeGroq) -> None:
+    clip = Audio.from_file(AUDIO / "fox.wav")
+    async with provider(groq) as p:
+        sure = await p.transcribe(clip)
+        groq.avg_logprob, groq.temperature = -0.95, 0.4  # unsure: and it fell back to sampling
+        unsure = await p.transcribe(clip)
+        groq.text, groq.avg_logprob, groq.no_speech_prob, groq.temperature = "Thank you.", -1.1, 0.6, 0.0
+        phantom = await p.transcribe(clip)
+    assert sure.confidence is not None and sure.confidence > 0.75  # avg_logprob -0.2
+    assert unsure.confidence is not None and unsure.confidence < 0.3 and unsure.text == "hello from groq"
+    assert phantom.text == "" and not phantom.segments and not phantom.words  # near-silence is no speech
+
+
+async def test_a_low_groq_answer_is_reasked_of_the_next_engine_and_a_second_cloud_one_is_not(
+    groq: FakeGroq,
+) -> None:
+    groq.avg_logprob = -1.5
+    after = FakeProvider(name="whisper", text="the local answer", confidence=0.9)
+    chain = Chain([provider(groq), after])
+    result = await chain.transcribe(Audio.from_file(AUDIO / "fox.wav"))
+    assert (result.provider, result.text) == ("whisper", "the local answer")
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "low_confidence"), ("whisper", "ok")]
+    assert len(groq.requests) == 1  # asked once
+    local_first = Chain([FakeProvider(name="whisper", text="local", confidence=0.1),
+                         provider(groq), GroqProvider(api_key=KEY, base_url=groq.url).named("groq2")])
+    result = await local_first.transcribe(Audio.from_file(AUDIO / "fox.wav"))
+    assert [a.outcome for a in result.attempts] == ["low_confidence", "low_confidence", "skipped"]
+    assert result.provider == "groq" and len(groq.requests) == 2  # max_reasks = 1: one paid re-ask
