@@ -24,8 +24,10 @@ TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 ENGLISH = ["I will call you back after lunch.", "The library opens at nine every weekday.",
            "She painted the kitchen a bright shade of yellow.",
            "Our flight was delayed by almost two hours.",
-           "Please remember to water the plants on Sunday.", "The new software update fixed most of the bugs.",
-           "He runs five kilometres before breakfast.", "Can we move the meeting to Thursday afternoon?",
+           "Please remember to water the plants on Sunday.",
+           "The new software update fixed most of the bugs.",
+           "He runs five kilometres before breakfast.",
+           "Can we move the meeting to Thursday afternoon?",
            "The museum is closed for repairs this month.", "My phone battery dies too quickly."]
 VOICES = ["en-us", "en-gb", "en-us+f3"]
 OTHER = [("cmn", "我们下午三点在会议室见面"), ("cmn", "这个城市的冬天很冷"), ("cmn", "他每天骑自行车上班"),

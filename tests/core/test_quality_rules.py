@@ -1,5 +1,6 @@
 """How the chain judges answers, as tables: stt_core._chain.quality decides without I/O (no loop,
-no model). The drivers that act on it: tests/core/test_routing.py; real engines: tests/test_routing_real.py."""
+no model). The drivers that act on it: tests/core/test_routing.py; on real engines:
+tests/whisper/test_routing.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from stt_core._chain.quality import Accept, Reask, best, judge, may_reask, phant
 EN, FIVE = frozenset({"en"}), frozenset({"zh", "en", "yue", "ja", "ko"})
 
 
-def answer(text: str = "hello there", confidence: float | None = 0.9, language: str | None = "en") -> Transcript:
+def answer(text: str = "hello there", confidence: float | None = 0.9,
+           language: str | None = "en") -> Transcript:
     return Transcript(text, language=language, confidence=confidence)
 
 
@@ -35,8 +37,8 @@ def answer(text: str = "hello there", confidence: float | None = 0.9, language: 
     (answer("", confidence=0.2), 0.5, EN, True, Accept()),  # two engines heard nothing: silence
     (answer("words", confidence=0.2), 0.5, EN, True, Reask("confidence 0.20 < 0.5")),
 ])
-def test_judge(given: Transcript, min_confidence: float, languages: frozenset[str] | None, heard_nothing: bool,
-               expected: Accept | Reask) -> None:
+def test_judge(given: Transcript, min_confidence: float, languages: frozenset[str] | None,
+               heard_nothing: bool, expected: Accept | Reask) -> None:
     assert judge(given, min_confidence=min_confidence, languages=languages,
                  heard_nothing_before=heard_nothing) == expected
 
@@ -119,7 +121,8 @@ def test_repeated_pairs() -> None:
 
 def test_a_verbose_json_segment_without_whisper_signals_gives_no_window() -> None:
     assert WhisperWindow.from_segment({"text": "hi", "avg_logprob": -0.2}) is None
-    assert WhisperWindow.from_segment({"text": "hi", "avg_logprob": float("nan"), "no_speech_prob": 0.1}) is None
+    nan = {"text": "hi", "avg_logprob": float("nan"), "no_speech_prob": 0.1}
+    assert WhisperWindow.from_segment(nan) is None
     window = WhisperWindow.from_segment({"text": "hi", "avg_logprob": -0.2, "no_speech_prob": 0.1,
                                          "temperature": 0.4, "tokens": [1, 2, 3]})
     assert window == WhisperWindow("hi", -0.2, 0.1, 0.0, 0.4, (), 3)

@@ -53,7 +53,7 @@ async def test_when_every_answer_is_low_the_most_confident_wins() -> None:
     chain = Chain([engine("a", 0.2), engine("b", 0.4), engine("c", 0.3)])
     result = await chain.transcribe(AUDIO)
     assert (result.provider, result.text, result.confidence) == ("b", "b heard", 0.4)
-    assert outcomes(result) == [("a", "low_confidence"), ("b", "low_confidence"), ("c", "low_confidence")]
+    assert [outcome for _, outcome in outcomes(result)] == ["low_confidence"] * 3
 
 
 async def test_a_low_answer_beats_the_failures_after_it() -> None:
@@ -66,7 +66,8 @@ async def test_a_low_answer_beats_the_failures_after_it() -> None:
 
 async def test_min_confidence_zero_turns_judging_off() -> None:
     second = engine("b", 0.9)
-    result = await Chain([engine("a", 0.01), second], quality=QualityPolicy(min_confidence=0)).transcribe(AUDIO)
+    off = QualityPolicy(min_confidence=0)
+    result = await Chain([engine("a", 0.01), second], quality=off).transcribe(AUDIO)
     assert result.provider == "a" and not second.calls
 
 
@@ -81,7 +82,7 @@ async def test_cloud_engines_are_reasked_only_while_max_reasks_allows() -> None:
     local = engine("local", 0.2, capabilities=LOCAL)
     cloud1, cloud2 = engine("cloud1", 0.3, capabilities=CLOUD), engine("cloud2", 0.9, capabilities=CLOUD)
     result = await Chain([local, cloud1, cloud2]).transcribe(AUDIO)  # max_reasks = 1
-    assert outcomes(result) == [("local", "low_confidence"), ("cloud1", "low_confidence"), ("cloud2", "skipped")]
+    assert [outcome for _, outcome in outcomes(result)] == ["low_confidence", "low_confidence", "skipped"]
     assert "max_reasks (1)" in (result.attempts[2].error or "")
     assert result.provider == "cloud1" and not cloud2.calls
     more = await Chain([engine("local", 0.2, capabilities=LOCAL), engine("cloud1", 0.3, capabilities=CLOUD),

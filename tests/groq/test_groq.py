@@ -201,7 +201,8 @@ async def test_a_low_groq_answer_is_reasked_of_the_next_engine_and_a_second_clou
     chain = Chain([provider(groq), after])
     result = await chain.transcribe(Audio.from_file(AUDIO / "fox.wav"))
     assert (result.provider, result.text) == ("whisper", "the local answer")
-    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "low_confidence"), ("whisper", "ok")]
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "low_confidence"),
+                                                                   ("whisper", "ok")]
     assert len(groq.requests) == 1  # asked once
     local_first = Chain([FakeProvider(name="whisper", text="local", confidence=0.1),
                          provider(groq), GroqProvider(api_key=KEY, base_url=groq.url).named("groq2")])
