@@ -78,7 +78,8 @@ class _Shown:
     def event(self, event: StreamEvent) -> None:
         if self.json_lines:
             fields = {"type": event.type, "text": event.text, "start": event.start, "end": event.end,
-                      "language": event.language, "provider": event.provider or None}
+                      "language": event.language, "confidence": event.confidence,
+                      "provider": event.provider or None}
             print(json.dumps(fields), flush=True)
             return
         if event.type in ("interim", "preflight") and self.live and event.text:

@@ -219,7 +219,8 @@ class _Stream:
             self._emit(e)
             return
         self._emit(StreamEvent("final", result.text, start=utterance.speech, end=utterance.end,
-                               language=result.language, provider=result.provider))
+                               language=result.language, confidence=result.confidence,
+                               provider=result.provider))
 
     async def _preflight(self, utterance: _Utterance, audio: Audio) -> Transcript:
         result = await self._recognise(audio)

@@ -434,3 +434,13 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
 def test_listen_refuses_impossible_pcm_options_in_one_line(option: list[str], named: str) -> None:
     done = stt("listen", "-", *option)
     assert done.returncode == 2 and named in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_json_output_carries_the_confidence(tmp_path: Path) -> None:
+    import json
+
+    done = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert 0.5 <= shown["confidence"] <= 1 and shown["language"] == "en"
+    assert shown["attempts"][0]["outcome"] == "ok"
