@@ -2,15 +2,13 @@
 
     chain = ["funasr", "groq", "whisper"]     # STT_CHAIN=funasr,groq,whisper
     attempt_timeout = 60                      # STT_ATTEMPT_TIMEOUT=60
-    min_confidence = 0.5                      # STT_MIN_CONFIDENCE=0.5 (0: never re-ask)
-    max_reasks = 1                            # STT_MAX_REASKS=1
+    min_confidence = 0.5                      # STT_MIN_CONFIDENCE=0.5; per engine too: [groq] min_confidence
     [retry]                                   # STT_RETRY__ATTEMPTS=3
     attempts = 3
     [breaker]                                 # STT_BREAKER__COOLDOWN=30
     failures = 3
     [groq]                                    # STT_GROQ__API_KEY=...  (or GROQ_API_KEY)
     api_key = "..."
-    min_confidence = 0.4                      # this engine's own line (the chain's, not groq's)
     [vllm]                                    # a second instance of a provider: the table
     provider = "openai"                       # names it, the chain names the table
     base_url = "http://gpu-box:8000/v1"
@@ -34,8 +32,8 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
 from ._chain.chain import Chain
-from ._chain.policy import BreakerPolicy, RetryPolicy, hedge_setting
 from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
@@ -199,8 +197,7 @@ class LoadedConfig:
         return section
 
     def quality(self, order: list[str]) -> QualityPolicy:
-        """How the chain of engines ``order`` judges answers: the top-level keys and each engine's
-        own ``min_confidence``."""
+        """How a chain of ``order`` judges answers: the top keys and each engine's ``min_confidence``."""
         per_engine = {name: table[MIN_CONFIDENCE_KEY] for name in order
                       if MIN_CONFIDENCE_KEY in (table := self.config.provider_sections.get(name, {}))}
         try:

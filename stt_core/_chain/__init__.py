@@ -2,8 +2,9 @@
 about failures and ``quality`` about answers, ``links`` each engine's state and the steps at it,
 ``batch`` and ``streams`` the two drivers, and ``tape`` a stream's replayable input."""
 
+from .breaker import BreakerPolicy, CircuitBreaker
 from .chain import Chain
-from .policy import BreakerPolicy, CircuitBreaker, RetryPolicy, hedge_setting
+from .policy import RetryPolicy, hedge_setting
 from .quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy, WhisperWindow, whisper_speech
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "BreakerPolicy", "Chain", "CircuitBreaker", "QualityPolicy",

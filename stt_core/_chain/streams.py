@@ -22,7 +22,7 @@ from .._errors import ProviderTimeout, STTError
 from .._provider import Provider
 from .._types import StreamEvent, Transcript
 from . import batch, quality
-from .links import FellOver, Link, Links, Request
+from .links import Link, Links, Request, Unanswered
 from .tape import Tape
 
 
@@ -47,7 +47,7 @@ async def stream_through(
                             raise
                         links.succeeded(link, request, started)
                         return
-        except FellOver:
+        except Unanswered:
             continue
     raise request.failed()
 

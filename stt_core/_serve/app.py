@@ -50,7 +50,7 @@ from .http import (
     AnswerWhenCancelled,
     BodyLimit,
     ClientLeft,
-    Gate,
+    Line,
     TooLarge,
     error_response,
     head_timeout_protocol,
@@ -66,7 +66,7 @@ MODEL_ID = "stt-core"
 def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
     settings = settings or ServeSettings()
-    gate = Gate(settings.max_concurrent, settings.max_waiting)
+    line = Line(settings.max_concurrent, settings.max_waiting)
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
     running: dict[str, Prometheus] = {}  # while the server runs: its /metrics
@@ -92,10 +92,15 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
+        # The status is for anyone (a load balancer's probe has no key); which engines the chain
+        # has is for clients with the key, when there is one.
         engines = chain.ready()
+        status = 200 if engines else 503
+        if settings.api_key is not None and _check_key(request, settings) is not None:
+            return JSONResponse({"ready": bool(engines)}, status_code=status)
         return JSONResponse({"ready": bool(engines), "engines": engines, "chain": chain.model},
-                            status_code=200 if engines else 503)
+                            status_code=status)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -127,16 +132,16 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                 raise _Refused(408, f"the upload did not arrive within {settings.body_timeout:g} s "
                                     "(body_timeout)", code="body_timeout") from None
             _check_servable(chain, form)
-            if not gate.admit():
+            if not line.admit():
                 raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
                 with telemetry.remote_parent(request.headers):  # the client's trace goes on here
-                    transcribing = gate.in_turn(lambda: _transcribe(chain, form))
+                    transcribing = line.in_turn(lambda: _transcribe(chain, form))
                     return await unless_the_client_leaves(request, transcribing)
             finally:
-                gate.leave()
+                line.leave()
         except TooLarge:
             return too_large(settings.max_upload_mb)
         except _Refused as e:

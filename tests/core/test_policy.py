@@ -18,12 +18,12 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
+from stt_core._chain.breaker import Gate
 from stt_core._chain.policy import (
-    Call,
     FallOver,
-    Gate,
     GiveUp,
     Hold,
+    Plan,
     Retry,
     Skip,
     admit,
@@ -50,9 +50,9 @@ OPEN_AND_HELD = Gate("skip", "circuit breaker open", held_for=3.0, closed=False)
     # the breaker
     (None, SKIP, True, True, RETRY, 60.0, Skip("circuit breaker open")),
     (None, SKIP, False, True, RETRY, 60.0, Skip("circuit breaker open")),
-    (None, PROBE, True, True, RETRY, 60.0, Call(1, 2.0, probe=True)),  # one short attempt
-    (None, PROBE, False, True, RETRY, 1.0, Call(1, 1.0, probe=True)),  # never longer than a call
-    (None, PROBE, False, True, RETRY, None, Call(1, 2.0, probe=True)),
+    (None, PROBE, True, True, RETRY, 60.0, Plan(1, 2.0, probe=True)),  # one short attempt
+    (None, PROBE, False, True, RETRY, 1.0, Plan(1, 1.0, probe=True)),  # never longer than a call
+    (None, PROBE, False, True, RETRY, None, Plan(1, 2.0, probe=True)),
     # Retry-After holds: waited out only at the last engine that can answer, once, within the cap
     (None, HELD_3, False, True, RETRY, 60.0, Hold(3.0)),
     (None, HELD_3, False, False, RETRY, 60.0, Skip("rate limited")),
@@ -60,15 +60,53 @@ OPEN_AND_HELD = Gate("skip", "circuit breaker open", held_for=3.0, closed=False)
     (None, HELD_30, False, True, RETRY, 60.0, Skip("rate limited")),
     (None, OPEN_AND_HELD, False, True, RETRY, 60.0, Skip("circuit breaker open")),
     # retries: only at the last engine that can answer, unless retry_before_fallover
-    (None, CALL, True, True, RETRY, 60.0, Call(1, 60.0)),
-    (None, CALL, False, True, RETRY, 60.0, Call(3, 60.0)),
-    (None, CALL, True, True, PATIENT, 60.0, Call(3, 60.0)),
-    (None, CALL, False, True, PATIENT, None, Call(3, None)),
+    (None, CALL, True, True, RETRY, 60.0, Plan(1, 60.0)),
+    (None, CALL, False, True, RETRY, 60.0, Plan(3, 60.0)),
+    (None, CALL, True, True, PATIENT, 60.0, Plan(3, 60.0)),
+    (None, CALL, False, True, PATIENT, None, Plan(3, None)),
 ])
 def test_admit(refuses, gate, later, may_hold, retry, timeout, expected) -> None:  # type: ignore[no-untyped-def]
     got = admit(refuses=refuses, gate=gate, later=later, may_hold=may_hold, retry=retry,
                 attempt_timeout=timeout, probe_timeout=2.0)
     assert got == expected
+
+
+HALF_OPEN = Gate("skip", "circuit breaker half-open: another request is probing it", closed=False)
+
+
+@pytest.mark.parametrize(("purpose", "refuses", "gate", "later", "timeout", "expected"), [
+    # a speculation (real time's preflight): each engine once, never a probe, never a wait
+    ("speculation", None, CALL, False, 10.0, Plan(1, 10.0)),
+    ("speculation", None, CALL, True, 10.0, Plan(1, 10.0)),
+    ("speculation", None, PROBE, False, 10.0, Skip("a speculative recognition never probes an engine")),
+    ("speculation", None, SKIP, False, 10.0, Skip("circuit breaker open")),
+    ("speculation", None, HELD_3, False, 10.0, Skip("rate limited")),  # no Hold: nobody waits on it
+    ("speculation", "no language 'fr'", CALL, False, 10.0, Skip("no language 'fr'")),
+    # an utterance's final: a request, but its last hope is called even while its breaker skips it
+    ("utterance", None, SKIP, False, 10.0, Plan(1, 10.0)),
+    ("utterance", None, HALF_OPEN, False, 10.0, Plan(1, 10.0)),
+    ("utterance", None, SKIP, True, 10.0, Skip("circuit breaker open")),  # a later engine can take it
+    ("utterance", None, HELD_30, False, 10.0, Skip("rate limited")),  # a wait the engine asked for
+    ("utterance", None, HELD_3, False, 10.0, Hold(3.0)),
+    ("utterance", None, CALL, False, 10.0, Plan(3, 10.0)),  # the chain's whole policy
+    ("utterance", None, PROBE, False, 10.0, Plan(1, 2.0, probe=True)),
+    ("utterance", "no language 'fr'", SKIP, False, 10.0, Skip("no language 'fr'")),
+])
+def test_admit_by_purpose(purpose, refuses, gate, later, timeout, expected) -> None:  # type: ignore[no-untyped-def]
+    got = admit(refuses=refuses, gate=gate, later=later, may_hold=True, retry=RETRY, attempt_timeout=timeout,
+                probe_timeout=2.0, purpose=purpose)
+    assert got == expected
+
+
+@pytest.mark.parametrize(("purpose", "error", "effect"), [
+    ("speculation", ProviderTimeout("slow"), "none"),  # a speculation that failed opens no breaker
+    ("speculation", ProviderError("crashed", retryable=True), "none"),
+    ("speculation", ProviderError("busy", retryable=True, status_code=429, retry_after=5.0), "hold"),
+    ("utterance", ProviderTimeout("slow"), "count"),
+    ("request", ProviderTimeout("slow"), "count"),
+])
+def test_what_a_failed_call_teaches_the_breaker_by_purpose(purpose, error, effect) -> None:  # type: ignore[no-untyped-def]
+    assert breaker_effect(error, purpose) == effect
 
 
 def busy(retry_after: float | None = None, *, retryable: bool = True, status: int = 503) -> ProviderError:
@@ -95,7 +133,7 @@ def busy(retry_after: float | None = None, *, retryable: bool = True, status: in
     (None, 1, 3, True, GiveUp()),
 ])
 def test_after_failure(error, attempt, attempts, may_retry, expected) -> None:  # type: ignore[no-untyped-def]
-    assert after_failure(error, attempt=attempt, call=Call(attempts, 60.0), retry=RETRY,
+    assert after_failure(error, attempt=attempt, call=Plan(attempts, 60.0), retry=RETRY,
                          may_retry=may_retry) == expected
 
 

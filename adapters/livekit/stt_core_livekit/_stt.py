@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -206,8 +207,17 @@ class SpeechStream(stt.RecognizeStream):
 
     async def _recognise(self, queue: asyncio.Queue[Audio | None], *, offset: float) -> None:
         async def audio() -> AsyncIterator[Audio]:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
+            # What has queued up meanwhile goes on as one chunk: tiny frames (one sample each)
+            # then cost about what 20 ms frames do per second of audio.
+            ended = False
+            while not ended and (chunk := await queue.get()) is not None:
+                more = [chunk]
+                while not queue.empty() and len(more) < 1000:
+                    if (item := queue.get_nowait()) is None:
+                        ended = True
+                        break
+                    more.append(item)
+                yield more[0] if len(more) == 1 else Audio.concat(more)
 
         if self._adapter.realtime:
             await self._realtime(audio(), offset=offset)
@@ -246,6 +256,11 @@ class SpeechStream(stt.RecognizeStream):
                                    settings=adapter._realtime_settings)
         try:
             async for event in events:
+                if event.type == "failed":  # that utterance only: LiveKit hears of it, the stream goes on
+                    error = event.error if isinstance(event.error, STTError) else STTError(str(event.error))
+                    adapter.emit("error", stt.STTError(timestamp=time.time(), label=adapter.label,
+                                                       error=to_livekit_error(error), recoverable=True))
+                    continue
                 if event.type in ("speech_start", "speech_end"):
                     self._event_ch.send_nowait(stt.SpeechEvent(type=kinds[event.type]))
                     continue
