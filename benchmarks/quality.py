@@ -28,13 +28,18 @@ ENGLISH = ["I will call you back after lunch.", "The library opens at nine every
            "The new software update fixed most of the bugs.",
            "He runs five kilometres before breakfast.",
            "Can we move the meeting to Thursday afternoon?",
-           "The museum is closed for repairs this month.", "My phone battery dies too quickly."]
+           "The museum is closed for repairs this month.", "My phone battery dies too quickly.",
+           "The bus stop is just around the corner.", "I forgot to bring my keys this morning.",
+           "Dinner will be ready in about twenty minutes.", "The children are watching a film upstairs.",
+           "Please send the invoice to our office in London.", "It has been raining all week in the north."]
 VOICES = ["en-us", "en-gb", "en-us+f3"]
-OTHER = [("cmn", "我们下午三点在会议室见面"), ("cmn", "这个城市的冬天很冷"), ("cmn", "他每天骑自行车上班"),
-         ("cmn", "请把窗户关上"), ("de", "Der Zug nach Berlin fährt um acht Uhr ab"),
-         ("de", "Ich habe heute keine Zeit für das Treffen"), ("es", "El tren sale a las ocho de la mañana"),
-         ("es", "Mañana vamos a visitar a mis abuelos"), ("fr", "Le train part à huit heures du matin"),
-         ("it", "Il ristorante apre alle sette di sera"), ("ja", "今日はとても暑いですね")]
+MANDARIN = ["我们下午三点在会议室见面", "这个城市的冬天很冷", "他每天骑自行车上班", "请把窗户关上",
+            "这本书非常有意思", "火车明天早上八点出发", "请给我打电话"]
+OTHER = [("de", "Der Zug nach Berlin fährt um acht Uhr ab"),
+         ("de", "Ich habe heute keine Zeit für das Treffen"),
+         ("es", "El tren sale a las ocho de la mañana"), ("es", "Mañana vamos a visitar a mis abuelos"),
+         ("fr", "Le train part à huit heures du matin"), ("it", "Il ristorante apre alle sette di sera"),
+         ("ja", "今日はとても暑いですね")]
 COMMITTED_EN = ["fox", "offline", "meeting", "chairs", "lights", "weather", "good_morning", "begin_meeting",
                 *(f"heldout/heldout{i}" for i in range(1, 9))]
 COMMITTED_ZH = ["zh_hello", "zh_weather", "zh_time", "zh_thanks", "zh_food"]
@@ -52,16 +57,18 @@ def clips() -> dict[str, dict[str, Audio]]:
     with tempfile.TemporaryDirectory() as folder:
         english = {f"en{i}-{v}": spoken(Path(folder), v, t, f"en{i}-{v}")
                    for i, t in enumerate(ENGLISH) for v in VOICES}
+        mandarin = {f"cmn{i}": spoken(Path(folder), "cmn", t, f"cmn{i}") for i, t in enumerate(MANDARIN)}
         other = {f"{v}{i}": spoken(Path(folder), v, t, f"x{i}") for i, (v, t) in enumerate(OTHER)}
+    hum = 0.05 * np.sin(np.arange(48_000) * 2 * np.pi * 50 / 16_000)
     return {
         "English": {n: Audio.from_file(AUDIO / f"{n}.wav") for n in COMMITTED_EN} | english,
-        "Mandarin and others": {n: Audio.from_file(AUDIO / f"{n}.wav") for n in COMMITTED_ZH} | other,
+        "Mandarin": {n: Audio.from_file(AUDIO / f"{n}.wav") for n in COMMITTED_ZH} | mandarin,
+        "German, Spanish, French, Italian, Japanese": other,
         "silence": {"zeros 3 s": Audio.silence(3.0), "hiss -60 dB": Audio(_noise(rng, 0.001), 16_000)},
         "noise": {"white -30 dB": Audio(_noise(rng, 0.03), 16_000),
                   "brown": Audio((np.cumsum(rng.standard_normal(48_000)) * 0.0005).astype(np.float32),
                                  16_000),
-                  "hum 50 Hz": Audio((0.05 * np.sin(np.arange(48_000) * 2 * np.pi * 50 / 16_000)).astype(
-                      np.float32), 16_000)},
+                  "hum 50 Hz": Audio(hum.astype(np.float32), 16_000)},
     }
 
 
@@ -99,7 +106,7 @@ def section(repeats: int) -> list[str]:
     added = reask_cost(whisper, sensevoice, repeats)
     words = alignment_cost(repeats)
     plot(results)
-    return lines(results, added, words, len(sets["English"]), len(sets["Mandarin and others"]))
+    return lines(results, added, words, sets)
 
 
 def reask_cost(whisper: Provider, sensevoice: Provider, repeats: int) -> dict[str, float]:
@@ -154,8 +161,8 @@ def plot(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]]) 
             values = [c for c, _, _ in kinds[kind] if c is not None]
             ax.scatter(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, s=14)
         ax.axhline(DEFAULT_MIN_CONFIDENCE, color="red", linestyle="--", label="default min_confidence")
-        ax.set_xticks(range(len(names)), [n.replace(" (", "\n(").replace(" and ", "\nand ") for n in names],
-                      fontsize=8)
+        labels = [n.replace(" (", "\n(").replace("Spanish, ", "Spanish,\n") for n in names]
+        ax.set_xticks(range(len(names)), labels, fontsize=7)
         ax.set(title=engine, ylim=(-0.02, 1.02))
     axes[0].set_ylabel("Transcript.confidence")
     axes[0].legend(loc="lower left", fontsize=8)
@@ -164,12 +171,14 @@ def plot(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]]) 
 
 
 def lines(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]], added: dict[str, float],
-          words: tuple[float, float], english: int, other: int) -> list[str]:
+          words: tuple[float, float], sets: dict[str, dict[str, Audio]]) -> list[str]:
+    english, mandarin = len(sets["English"]), len(sets["Mandarin"])
     out = ["## Quality: confidence, re-asks and what a re-ask costs", "",
            f"Each engine's `Transcript.confidence` on {english} English clips (16 committed fixtures and "
-           f"10 sentences in 3 espeak-ng voices), {other} clips in other languages (5 committed Mandarin "
-           "fixtures, Mandarin, German, Spanish, French, Italian and Japanese spoken at run time), silence "
-           f"and noise; 'would re-ask' is what a chain with the default `min_confidence = "
+           f"{len(ENGLISH)} sentences in {len(VOICES)} espeak-ng voices), {mandarin} Mandarin clips (5 "
+           f"committed fixtures, {len(MANDARIN)} spoken at run time), {len(OTHER)} in German, Spanish, "
+           "French, Italian and Japanese, silence and noise; 'would re-ask' is what a chain with the "
+           f"default `min_confidence = "
            f"{DEFAULT_MIN_CONFIDENCE}` does with the answer (below the line, or in a language the engine "
            "does not transcribe; an empty answer only when the engine is unsure it heard nothing).", "",
            "| engine | input | clips | confidence: min / median / max | would re-ask | median s |",

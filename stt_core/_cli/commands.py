@@ -170,7 +170,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
             )
             if present
         ]
-        languages = "any language" if caps.languages is None else ",".join(sorted(caps.languages))
+        languages = ("any language" if caps.languages is None else f"{len(caps.languages)} languages"
+                     if len(caps.languages) > 8 else ",".join(sorted(caps.languages)))
         table.add_row(
             info.name,
             info.distribution or "-",
