@@ -5,13 +5,11 @@
     transcript = await chain.transcribe("meeting.wav")
 """
 
-from ._audio import Audio, AudioSource, as_audio
-from ._audio.vad import find_vad_model
+from ._audio import Audio, AudioSource, SileroVAD, VADSettings, as_audio, find_vad_model, speech_segments
 from ._chain import (
     DEFAULT_MIN_CONFIDENCE,
     BreakerPolicy,
     Chain,
-    CircuitBreaker,
     QualityPolicy,
     RetryPolicy,
     WhisperWindow,
@@ -30,7 +28,7 @@ from ._errors import (
     parse_retry_after,
 )
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
-from ._realtime import RealtimeSettings, realtime
+from ._realtime import Hearing, RealtimeSettings, queued_audio, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
@@ -51,8 +49,8 @@ __all__ = [
     "BreakerPolicy",
     "Capabilities",
     "Chain",
-    "CircuitBreaker",
     "ConfigError",
+    "Hearing",
     "InvalidAudioError",
     "LoadedConfig",
     "PluginError",
@@ -69,8 +67,10 @@ __all__ = [
     "STTConfig",
     "STTError",
     "Segment",
+    "SileroVAD",
     "StreamEvent",
     "Transcript",
+    "VADSettings",
     "WhisperWindow",
     "Word",
     "__version__",
@@ -83,8 +83,10 @@ __all__ = [
     "list_providers",
     "load_config",
     "parse_retry_after",
+    "queued_audio",
     "realtime",
     "registry",
+    "speech_segments",
     "transcribe_file",
     "whisper_speech",
 ]

@@ -2,7 +2,6 @@
 
     chain = ["funasr", "groq", "whisper"]     # STT_CHAIN=funasr,groq,whisper
     attempt_timeout = 60                      # STT_ATTEMPT_TIMEOUT=60
-    min_confidence = 0.5                      # STT_MIN_CONFIDENCE=0.5; per engine too: [groq] min_confidence
     [retry]                                   # STT_RETRY__ATTEMPTS=3
     attempts = 3
     [breaker]                                 # STT_BREAKER__COOLDOWN=30
@@ -15,9 +14,8 @@
 
 Every other table is a provider's settings, validated by that provider's own model when the
 chain is built; a table's name is the name of that engine in the chain, in errors and in
-transcripts, and its provider is the one of that name unless ``provider`` says otherwise. Two keys
-of a table are the chain's, not the provider's (``CHAIN_KEYS``): ``provider`` and ``min_confidence``.
-The seed's environment names are kept as aliases (``_ALIASES``).
+transcripts; its provider is the one of that name unless ``provider`` says otherwise (``provider``
+and ``min_confidence`` are the chain's keys). The seed's environment names are aliases (``_ALIASES``).
 """
 
 from __future__ import annotations
@@ -27,22 +25,31 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
-from ._chain.chain import Chain
+from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
-from ._realtime.session import RealtimeSettings
+from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
-from ._serve.settings import SECTION as SERVE_SECTION
-from ._serve.settings import ServeSettings
+from ._serve import SECTION as SERVE_SECTION
+from ._serve import ServeSettings
 from ._text import shorten
 from ._types import Attempt
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
 # Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
@@ -71,8 +78,7 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "OPENAI_API_KEY": ("openai", "api_key", str),
 }
 PROVIDER_KEY = "provider"  # in a table: which provider this engine is (default: the table's name)
-MIN_CONFIDENCE_KEY = "min_confidence"  # in a table: the chain's line for this engine's answers
-CHAIN_KEYS = (PROVIDER_KEY, MIN_CONFIDENCE_KEY)
+CHAIN_KEYS = (PROVIDER_KEY, "min_confidence")  # in a table: the chain's, not the provider's
 
 
 # Every number has a bound a sane deployment stays far inside: a value past it is a typo or an
@@ -125,26 +131,19 @@ class STTConfig(BaseSettings):
     provider: str | None = None
     """Seed alias ``STT_PROVIDER``: this engine goes first, the rest of the chain follows."""
     attempt_timeout: float | None = Field(60.0, ge=0.01, le=_HOUR)
-    hedge_after: float | str | None = None
+    hedge_after: Annotated[float | Percentile | None, BeforeValidator(hedge_setting),
+                           PlainSerializer(lambda v: str(v) if isinstance(v, Percentile) else v)] = None
     """Off by default. Seconds (0.5), or a percentile of the engine's own recent latencies ('p95'):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
     """A streaming engine that takes audio and says nothing for this long has failed."""
     min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
-    """An answer less confident than this (or in a language its engine does not transcribe) is
-    re-asked of the next engine; 0 turns that off. An engine's table may set its own."""
-    max_reasks: int = Field(1, ge=0, le=MAX_CHAIN)
-    """Re-asks of cloud engines per request (each one is a paid call); local ones are not counted."""
+    """Re-ask a less confident answer (or one in a language its engine does not transcribe); 0: off."""
+    max_reasks: int = Field(1, ge=0, le=MAX_CHAIN)  # re-asks of cloud engines (paid calls) per request
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     realtime: RealtimeSettings = RealtimeSettings()
     """The VAD-driven real-time stream over local engines (``stt-core listen``, LiveKit)."""
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _check_hedge(cls, value: float | str | None) -> float | str | None:
-        hedge_setting(value)  # its ValueError names the problem; kept as written, for config show
-        return value
 
     @classmethod
     def settings_customise_sources(
@@ -191,21 +190,8 @@ class LoadedConfig:
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
-        section = dict(self.config.provider_sections.get(name, {}))
-        for key in CHAIN_KEYS:
-            section.pop(key, None)
-        return section
-
-    def quality(self, order: list[str]) -> QualityPolicy:
-        """How a chain of ``order`` judges answers: the top keys and each engine's ``min_confidence``."""
-        per_engine = {name: table[MIN_CONFIDENCE_KEY] for name in order
-                      if MIN_CONFIDENCE_KEY in (table := self.config.provider_sections.get(name, {}))}
-        try:
-            return QualityPolicy(min_confidence=self.config.min_confidence, max_reasks=self.config.max_reasks,
-                                 per_engine=per_engine)
-        except ValidationError as e:
-            problems = validation_problems(e).replace("per_engine.", "")
-            raise ConfigError(f"bad min_confidence: {problems} (a number from 0 to 1)") from None
+        section = self.config.provider_sections.get(name, {})
+        return {key: value for key, value in section.items() if key not in CHAIN_KEYS}
 
     def provider_of(self, name: str) -> str:
         """The provider engine ``name`` is: its table's ``provider``, or the name itself."""
@@ -232,28 +218,33 @@ class LoadedConfig:
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         self.check_names(plugins, names)
-        members: list[Provider] = []
+        engines: list[Provider] = []
         for name in order:
             kind = self.provider_of(name)
             if kind not in plugins:
-                members.append(UnusableEngine(name, plugins.missing_reason(kind)))
+                engines.append(UnusableEngine(name, plugins.missing_reason(kind)))
                 continue
             cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
             try:
-                members.append(cls(settings).named(name))
+                engines.append(cls(settings).named(name))
             except ConfigError:
                 raise
             except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
-                members.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
+                engines.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
                                                f"{type(e).__name__}: {e}"))
         if adapt is not None:
-            members = [adapt(member) for member in members]
+            engines = [adapt(engine) for engine in engines]
         c = self.config
+        try:  # the top keys and each engine's own line
+            quality = QualityPolicy.from_tables(c.min_confidence, c.max_reasks, c.provider_sections, order)
+        except ValidationError as e:
+            problems = validation_problems(e).replace("per_engine.", "")
+            raise ConfigError(f"bad min_confidence: {problems}") from None
         return Chain(
-            members,
+            engines,
             retry=c.retry,
             breaker=c.breaker,
-            quality=self.quality(order),
+            quality=quality,
             attempt_timeout=c.attempt_timeout,
             hedge_after=c.hedge_after,
             stream_stall_timeout=c.stream_stall_timeout,
@@ -298,16 +289,14 @@ class LoadedConfig:
         """The effective configuration with every secret replaced, for ``config show``."""
         plugins = plugins or registry()
         self.check_names(plugins)
-        self.quality(self.config.chain_order)
         c = self.config
         shown: dict[str, Any] = {
             "config_file": str(self.path) if self.path else None,
             "chain": c.chain_order,
             "attempt_timeout": c.attempt_timeout,
-            "hedge_after": c.hedge_after,
+            "hedge_after": c.model_dump(include={"hedge_after"})["hedge_after"],  # "p95" as written
             "stream_stall_timeout": c.stream_stall_timeout,
-            "min_confidence": c.min_confidence,
-            "max_reasks": c.max_reasks,
+            "min_confidence": c.min_confidence, "max_reasks": c.max_reasks,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
             "realtime": c.realtime.model_dump(),
@@ -318,8 +307,7 @@ class LoadedConfig:
         for name in sorted(engines):
             kind = self.provider_of(name)
             table = {PROVIDER_KEY: kind} if kind != name else {}
-            if MIN_CONFIDENCE_KEY in (written := c.provider_sections.get(name, {})):
-                table[MIN_CONFIDENCE_KEY] = written[MIN_CONFIDENCE_KEY]
+            table |= {k: v for k, v in c.provider_sections.get(name, {}).items() if k == "min_confidence"}
             if kind in plugins and (name in c.provider_sections or name in c.chain_order):
                 shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
             elif kind in plugins:  # installed, not configured: its defaults (and environment)
@@ -333,15 +321,27 @@ class LoadedConfig:
             shown[name] = self._section(name, model)
         return shown
 
+    def table(self, name: str, model: type[Settings]) -> Settings:
+        """An adapter's table ``[name]`` read by its own ``model``: one ``ConfigError`` naming the
+        table, where it came from and each problem."""
+        try:
+            return model(**self.provider_settings(name))
+        except ValidationError as e:
+            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
+                              f"{validation_problems(e, model)}") from None
+
+    def realtime(self, **defaults: Any) -> RealtimeSettings:
+        """``[realtime]``, with an adapter's ``defaults`` for the settings it leaves unset (Pipecat's
+        0.2 s ``min_silence``, say)."""
+        settings = self.config.realtime
+        unset = {key: value for key, value in defaults.items() if key not in settings.model_fields_set}
+        return settings.model_copy(update=unset) if unset else settings
+
     def _section(self, name: str, model: type[BaseModel] | str) -> dict[str, Any]:
         """An adapter's table as its own model reads it (defaults filled in, secrets redacted)."""
         if isinstance(model, str):  # its model could not be loaded: the table as written
             return {"error": model} | _redact(self.provider_settings(name))
-        try:
-            return dict(model(**self.provider_settings(name)).model_dump(mode="json"))
-        except ValidationError as e:
-            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
-                              f"{validation_problems(e, model)}") from None
+        return dict(self.table(name, model).model_dump(mode="json"))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:

@@ -4,8 +4,8 @@ about failures and ``quality`` about answers, ``links`` each engine's state and 
 
 from .breaker import BreakerPolicy, CircuitBreaker
 from .chain import Chain
-from .policy import RetryPolicy, hedge_setting
+from .policy import Percentile, RetryPolicy, hedge_setting
 from .quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy, WhisperWindow, whisper_speech
 
-__all__ = ["DEFAULT_MIN_CONFIDENCE", "BreakerPolicy", "Chain", "CircuitBreaker", "QualityPolicy",
-           "RetryPolicy", "WhisperWindow", "hedge_setting", "whisper_speech"]
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "BreakerPolicy", "Chain", "CircuitBreaker", "Percentile",
+           "QualityPolicy", "RetryPolicy", "WhisperWindow", "hedge_setting", "whisper_speech"]

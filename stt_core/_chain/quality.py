@@ -56,6 +56,14 @@ class QualityPolicy(BaseModel):
     per_engine: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
     """``min_confidence`` for one engine, by its name in the chain (``[whisper] min_confidence``)."""
 
+    @classmethod
+    def from_tables(cls, min_confidence: float, max_reasks: int, tables: Mapping[str, Mapping[str, Any]],
+                    engines: Sequence[str]) -> QualityPolicy:
+        """The top keys, and the ``min_confidence`` of each engine of ``engines`` whose table has one."""
+        per_engine = {name: tables[name]["min_confidence"] for name in engines
+                      if "min_confidence" in tables.get(name, {})}
+        return cls(min_confidence=min_confidence, max_reasks=max_reasks, per_engine=per_engine)
+
     def min_confidence_of(self, engine: str) -> float:
         return self.per_engine.get(engine, self.min_confidence)
 

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from stt_core import (
     BreakerPolicy,
-    CircuitBreaker,
     ConfigError,
     InvalidAudioError,
     ProviderError,
@@ -18,11 +17,12 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
-from stt_core._chain.breaker import Gate
+from stt_core._chain.breaker import CircuitBreaker, Gate
 from stt_core._chain.policy import (
     FallOver,
     GiveUp,
     Hold,
+    Percentile,
     Plan,
     Retry,
     Skip,
@@ -245,9 +245,9 @@ def test_a_bad_hedge_setting_names_the_problem(value: object, named: str) -> Non
 @pytest.mark.parametrize(("hedge_after", "latencies", "expected"), [
     (None, [0.1] * 20, None),
     (0.3, [], 0.3),
-    (50, [0.1] * 9, None),  # too few answers yet for a percentile
-    (50, [i / 100 for i in range(1, 102)], 0.51),
-    (95, [i / 100 for i in range(1, 102)], 0.96),
+    (Percentile(50), [0.1] * 9, None),  # too few answers yet for a percentile
+    (Percentile(50), [i / 100 for i in range(1, 102)], 0.51),
+    (Percentile(95), [i / 100 for i in range(1, 102)], 0.96),
 ])
 def test_hedge_delay(hedge_after, latencies, expected) -> None:  # type: ignore[no-untyped-def]
     got = hedge_delay(hedge_after, latencies)
