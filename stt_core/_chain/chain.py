@@ -51,6 +51,8 @@ class Chain(Provider):
         providers: the engines, in the order they are tried.
         retry: how often and how patiently each engine is called (``[retry]``).
         breaker: when an engine is skipped and how it is tried again (``[breaker]``).
+        quality: when an answer is doubted and re-asked of the next engine (``min_confidence``,
+            ``max_reasks``, each engine's ``min_confidence``; ``QualityPolicy(min_confidence=0)``: never).
         attempt_timeout: seconds one call to one engine may take (``None``: no bound).
         hedge_after: seconds, or a percentile of an engine's own recent latencies (``"p95"``),
             after which the next engine races an engine that has not answered (``None``: off).
