@@ -74,7 +74,8 @@ class OpenAICompatibleProvider(Provider):
         super().__init__(settings, **fields)
         self.settings: OpenAICompatibleSettings
         self._client: Any = None
-        if self.settings.model.lower().endswith((".en", "-en")):  # distil-whisper-large-v3-en, small.en
+        model = self.settings.model.lower().rsplit("/", 1)[-1]  # Systran/faster-distil-whisper-large-v3
+        if model.endswith((".en", "-en")) or model.startswith(("distil-", "faster-distil-")):  # English only
             self.capabilities = Capabilities(languages=frozenset({"en"}), word_timestamps=True)
 
     def new_client(self) -> Any:

@@ -426,6 +426,7 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert kinds[0] == "speech_start" and kinds[-1] == "final" and "speech_end" in kinds
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
+    assert 0.5 <= events[-1]["confidence"] <= 1  # finals carry their engine's confidence
 
 
 @pytest.mark.parametrize(("option", "named"), [

@@ -110,7 +110,7 @@ async def test_silence_costs_at_most_two_calls() -> None:
 async def test_a_hedged_request_reasks_too() -> None:
     slow_low = engine("a", 0.2, delay=0.2)
     result = await Chain([slow_low, engine("b", 0.9)], hedge_after=0.05).transcribe(AUDIO)
-    assert result.provider == "b" and result.confidence == 0.9
+    assert result.provider == "b" and result.confidence == 0.9 and len(slow_low.calls) == 1
     fast_low = engine("a", 0.2)
     result = await Chain([fast_low, engine("b", 0.9)], hedge_after=5).transcribe(AUDIO)
     assert result.provider == "b" and outcomes(result) == [("a", "low_confidence"), ("b", "ok")]

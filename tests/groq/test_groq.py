@@ -209,3 +209,12 @@ async def test_a_low_groq_answer_is_reasked_of_the_next_engine_and_a_second_clou
     result = await local_first.transcribe(Audio.from_file(AUDIO / "fox.wav"))
     assert [a.outcome for a in result.attempts] == ["low_confidence", "low_confidence", "skipped"]
     assert result.provider == "groq" and len(groq.requests) == 2  # max_reasks = 1: one paid re-ask
+
+
+def test_whisper_models_declare_whispers_languages_and_english_only_ones_english() -> None:
+    from stt_core_openai._provider import OpenAIProvider
+
+    assert GroqProvider(api_key=KEY).capabilities.languages == stt_core.WHISPER_LANGUAGES
+    assert OpenAIProvider(api_key=KEY).capabilities.languages == stt_core.WHISPER_LANGUAGES  # whisper-1
+    for model in ("distil-whisper-large-v3-en", "Systran/faster-distil-whisper-large-v3", "small.en"):
+        assert GroqProvider(api_key=KEY, model=model).capabilities.languages == {"en"}, model

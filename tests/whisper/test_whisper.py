@@ -94,6 +94,16 @@ def test_english_only_model_declares_english_and_the_chain_routes_around_it() ->
     assert result.provider == "multilingual" and result.attempts[0].outcome == "skipped"
 
 
+def test_multilingual_models_declare_whispers_languages_as_faster_whisper_lists_them() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert stt_core.WHISPER_LANGUAGES == frozenset(_LANGUAGE_CODES)  # the cloud engines' list too
+    for model in ("small", "large-v3", "turbo"):  # built, not loaded: no download
+        assert stt_core.get_provider("whisper", model=model).capabilities.languages == stt_core.WHISPER_LANGUAGES
+    for model in ("small.en", "distil-large-v3", "/models/faster-distil-whisper-large-v3"):  # English only
+        assert stt_core.get_provider("whisper", model=model).capabilities.languages == {"en"}, model
+
+
 def test_missing_and_corrupt_models_are_unavailable_with_a_fix(tmp_path: Path) -> None:
     missing = stt_core.get_provider("whisper", model=str(tmp_path / "nothing-here"))
     with pytest.raises(ProviderUnavailable, match="no CTranslate2 model"):

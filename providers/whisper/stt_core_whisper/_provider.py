@@ -294,7 +294,10 @@ def _window(s: Any) -> WhisperWindow:
 
 
 def _english_only(model: str) -> bool:
-    return model == BUNDLED or model.endswith(".en")
+    """tiny.en and every ``*.en``, and the distil-whisper models (distil-large-v3 and the rest were
+    distilled on English speech only): each hears any speech as English."""
+    name = Path(model).name.lower()
+    return model == BUNDLED or name.endswith(".en") or name.startswith(("distil-", "faster-distil-"))
 
 
 def _looks_like_path(model: str) -> bool:
