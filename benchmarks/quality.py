@@ -6,6 +6,7 @@ voices (espeak-ng must be installed), so the English set holds more than 20 clip
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import tempfile
@@ -88,6 +89,7 @@ def judged(engine: Provider, audio: Audio) -> tuple[float | None, bool, float]:
 
 
 def section(repeats: int) -> list[str]:
+    load_before = os.getloadavg()[0]  # the machine is shared: its load is printed beside the times
     sets = clips()
     whisper = stt_core.get_provider("whisper", model="bundled")
     sensevoice = stt_core.get_provider("funasr", model=str(TINY), vad="none")
@@ -106,7 +108,7 @@ def section(repeats: int) -> list[str]:
     added = reask_cost(whisper, sensevoice, repeats)
     words = alignment_cost(repeats)
     plot(results)
-    return lines(results, added, words, sets)
+    return lines(results, added, words, sets, (load_before, os.getloadavg()[0]))
 
 
 def reask_cost(whisper: Provider, sensevoice: Provider, repeats: int) -> dict[str, float]:
@@ -171,7 +173,8 @@ def plot(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]]) 
 
 
 def lines(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]], added: dict[str, float],
-          words: tuple[float, float], sets: dict[str, dict[str, Audio]]) -> list[str]:
+          words: tuple[float, float], sets: dict[str, dict[str, Audio]],
+          load: tuple[float, float]) -> list[str]:
     english, mandarin = len(sets["English"]), len(sets["Mandarin"])
     out = ["## Quality: confidence, re-asks and what a re-ask costs", "",
            f"Each engine's `Transcript.confidence` on {english} English clips (16 committed fixtures and "
@@ -201,7 +204,10 @@ def lines(results: dict[str, dict[str, list[tuple[float | None, bool, float]]]],
             "'SenseVoice runtimes' gives). English is not re-asked: whisper alone "
             f"{added['whisper en']:.2f} s, the chain {added['chain en']:.2f} s. Reading whisper's confidence "
             f"from its words' probabilities needs faster-whisper's word alignment: {plain:.2f} s per English "
-            f"clip without it, {aligned:.2f} s with it (+{(aligned / plain - 1) * 100:.0f} %).", "",
+            f"clip without it, {aligned:.2f} s with it (+{(aligned / plain - 1) * 100:.0f} %). "
+            f"Load average {load[0]:.1f} at the start, {load[1]:.1f} at the end (a shared machine: "
+            "times vary from run to run, and so do whisper's answers where it falls back to sampling, "
+            "but not which side of the line they fall).", "",
             "The tiny SenseVoice is a 250k-parameter model trained on five clips (tests/fixtures/funasr): "
             "its confidences show the code path, not SenseVoiceSmall's calibration, which needs the real "
             "model (not reachable here). Groq, OpenAI and Deepgram are tested only against fakes here, so "

@@ -132,8 +132,8 @@ def best(answers: Sequence[tuple[Transcript, frozenset[str] | None]]) -> Transcr
 
 WORDS_LINE = 0.61
 """The mean word probability the bundled tiny.en gives at the line between clean English (0.62 and
-up on the benchmark's 62 clips, bar one misheard clip) and speech in another language (0.60 and
-down): it maps to ``DEFAULT_MIN_CONFIDENCE``."""
+up on the benchmark's clips when it was set, bar one misheard clip) and speech in another language
+(0.60 and down): it maps to ``DEFAULT_MIN_CONFIDENCE``."""
 LOGPROB_LINE = -0.7
 """Without word probabilities (``verbose_json`` has none), a window's average token log
 probability maps instead: -0.7, between a clean answer's (above -0.5) and the -1.0 at which
