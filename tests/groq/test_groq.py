@@ -193,24 +193,6 @@ async def test_confidence_comes_from_verbose_json_whisper_signals(groq: FakeGroq
     assert phantom.text == "" and not phantom.segments and not phantom.words  # near-silence is no speech
 
 
-async def test_a_low_groq_answer_is_reasked_of_the_next_engine_and_a_second_cloud_one_is_not(
-    groq: FakeGroq,
-) -> None:
-    groq.avg_logprob = -1.5
-    after = FakeProvider(name="whisper", text="the local answer", confidence=0.9)
-    chain = Chain([provider(groq), after])
-    result = await chain.transcribe(Audio.from_file(AUDIO / "fox.wav"))
-    assert (result.provider, result.text) == ("whisper", "the local answer")
-    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "low_confidence"),
-                                                                   ("whisper", "ok")]
-    assert len(groq.requests) == 1  # asked once
-    local_first = Chain([FakeProvider(name="whisper", text="local", confidence=0.1),
-                         provider(groq), GroqProvider(api_key=KEY, base_url=groq.url).named("groq2")])
-    result = await local_first.transcribe(Audio.from_file(AUDIO / "fox.wav"))
-    assert [a.outcome for a in result.attempts] == ["low_confidence", "low_confidence", "skipped"]
-    assert result.provider == "groq" and len(groq.requests) == 2  # max_reasks = 1: one paid re-ask
-
-
 def test_whisper_models_declare_whispers_languages_and_english_only_ones_english() -> None:
     from stt_core_openai._provider import OpenAIProvider
 

@@ -1,5 +1,5 @@
 """How the chain judges answers, as tables: stt_core._chain.quality decides without I/O (no loop,
-no model). The drivers that act on it: tests/core/test_quality_routing.py; on real engines:
+no model). The drivers that act on it: tests/core/chain/test_quality_routing.py; on real engines:
 tests/whisper/test_whisper_routing.py."""
 
 from __future__ import annotations
