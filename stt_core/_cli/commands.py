@@ -217,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     chain = config.build_chain(names=_chain_names(args.chain))
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
-    serve(chain, settings)
+    serve(chain, settings, realtime=config.config.realtime)
     return EXIT_OK
 
 
