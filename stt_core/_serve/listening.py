@@ -28,7 +28,7 @@ from .._errors import STTError
 from .._realtime.session import RealtimeSettings, realtime
 from .._types import StreamEvent
 from .deltas import Deltas, join
-from .protocol import event, new_id
+from .protocol import error_event, event, new_id
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -75,6 +75,9 @@ class Listening:
         self.parts: deque[_Part] = deque()
         self._moved = asyncio.Event()
         self.cleared = False
+        self.commit_asked = False  # a client's commit ends it (server VAD)
+        self.ended_at_end = 0  # turns the end of its audio ended (not the VAD)
+        self.exhausted = False  # all its audio was taken
         self.task = asyncio.ensure_future(self._run(previous))
 
     # -- the session's side ----------------------------------------------------------------------
@@ -83,8 +86,11 @@ class Listening:
         self.queued += audio.duration
         self.queue.put_nowait(audio)
 
-    def end(self) -> None:
-        """No more audio: what was said is transcribed, and the stream ends."""
+    def end(self, *, commit: bool = False) -> None:
+        """No more audio: what was said is transcribed, and the stream ends. ``commit``: a client's
+        commit with the server's VAD, answered once all of it is heard: by the turn it ended, or
+        by an ``input_audio_buffer_commit_empty`` error when no speech was in progress."""
+        self.commit_asked = commit
         self.queue.put_nowait(None)
 
     def cut(self) -> None:
@@ -120,6 +126,7 @@ class Listening:
             self.heard += audio.duration
             self._moved.set()
             yield audio
+        self.exhausted = True
 
     async def _run(self, previous: Listening | None) -> None:
         if previous is not None:
@@ -138,6 +145,9 @@ class Listening:
             self._moved.set()
         if self.item is not None and not self.item.done:  # turn_detection null: the commit's item
             self._finish(self.item)
+        elif self.commit_asked and not self.ended_at_end:
+            self.send(error_event("input_audio_buffer.commit: no speech in progress to commit (the server's "
+                                  "VAD commits each turn)", code="input_audio_buffer_commit_empty"))
 
     def _on(self, ev: StreamEvent) -> None:
         if ev.type == "speech_start":
@@ -156,6 +166,8 @@ class Listening:
             part = next(p for p in self.parts if not p.ended)
             part.ended = True
             end = ev.end if ev.end is not None else self.heard
+            if self.exhausted and self.heard - end < self.settings.min_silence - self.settings.pad:
+                self.ended_at_end += 1  # cut by the end of the audio, not by a pause long enough
             if self.item is None and not part.dropped:  # (a client's item: as long as it committed)
                 part.item.seconds = end - part.start
                 self.send(event("input_audio_buffer.speech_stopped", item_id=part.item.id,

@@ -64,6 +64,7 @@ from .settings import ServeSettings
 logger = logging.getLogger("stt_core.serve")
 NORMAL, TOO_BIG = 1000, 1009
 MIN_COMMIT = 0.1  # seconds: OpenAI's least committable buffer
+MAX_UNSENT = 1000  # events waiting for a client that does not read: past it, the session ends
 UNSUPPORTED = ("conversation.item.", "response.", "output_audio_buffer.")
 Message = MutableMapping[str, Any]
 
@@ -288,10 +289,10 @@ class Session:
 
     async def _commit(self) -> None:
         if self.config.turn_detection is not None:  # the server's VAD: the speech in progress ends now
-            if self.listening is None or all(part.ended for part in self.listening.parts):
-                raise BadEvent("no speech in progress to commit (the server's VAD commits each turn)",
+            if self.listening is None:
+                raise BadEvent("no audio appended since the last turn",
                                code="input_audio_buffer_commit_empty")
-            await self._flush()
+            await self._flush(commit=True)  # answered once heard: listening.end
             return
         if self.item is None or self.uncommitted < MIN_COMMIT:
             raise BadEvent(f"buffer too small: expected at least {MIN_COMMIT * 1000:.0f} ms of audio, "
@@ -323,10 +324,10 @@ class Session:
                 previous=self.finishing, committing=self._committing)
         return self.listening
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, commit: bool = False) -> None:
         """The audio so far is heard to its end in its stream; the next audio starts another."""
         if self.listening is not None:
-            self.listening.end()
+            self.listening.end(commit=commit)
             await self._retire()
 
     async def _retire(self) -> None:
@@ -351,8 +352,13 @@ class Session:
         return describe(self.config, self.id, self.settings)
 
     def _send(self, message: Message) -> None:
-        if not self.closing:
-            self.out.put_nowait(message)
+        if self.closing:
+            return
+        if self.out.qsize() >= MAX_UNSENT:  # it does not read: nothing more is made for it (the
+            self.closing = True  # close frame cannot reach it either; the protocol cuts it off)
+            logger.info("realtime session %s ended: its client reads nothing", self.id)
+            return
+        self.out.put_nowait(message)
 
     def _error(self, message: str, *, code: str, param: str | None = None,
                event_id: str | None = None) -> None:
