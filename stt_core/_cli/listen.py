@@ -97,7 +97,7 @@ class _Shown:
             fields = {"type": event.type, "text": event.text, "start": event.start, "end": event.end,
                       "language": event.language, "provider": event.provider or None}
             if event.error is not None:
-                fields["error"] = str(event.error)
+                fields["error"] = one_line(str(event.error))
             print(json.dumps(fields), flush=True)
             return
         if event.type in ("interim", "preflight") and self.live and event.text:
@@ -108,9 +108,10 @@ class _Shown:
         elif event.type == "final":
             self._clear()
             print(event.text, flush=True)
-        elif event.type == "failed":
+        elif event.type == "failed":  # that utterance only: listening goes on
             self._clear()
-            err.print(f"not transcribed: {event.error}", markup=False)
+            err.print(f"({event.start or 0:.1f}-{event.end or 0:.1f} s not transcribed: "
+                      f"{one_line(str(event.error))})", markup=False)
 
     def _clear(self) -> None:
         if self._interim:

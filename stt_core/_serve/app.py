@@ -55,7 +55,7 @@ from .http import (
     AnswerWhenCancelled,
     BodyLimit,
     ClientLeft,
-    Gate,
+    Line,
     TooLarge,
     error_response,
     head_timeout_protocol,
@@ -78,7 +78,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
     """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it). ``realtime``
     is what ``/v1/realtime`` starts from (the ``[realtime]`` table) before a client's VAD settings."""
     settings = settings or ServeSettings()
-    gate = Gate(settings.max_concurrent, settings.max_waiting)
+    line = Line(settings.max_concurrent, settings.max_waiting)
     named = Models(chain)  # what a request's model names
     seats = Seats(settings.max_realtime_sessions)
     realtime = realtime or RealtimeSettings()
@@ -156,22 +156,22 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
             except UnknownEngine as e:
                 raise _Refused(400, str(e), param="model") from None
             _check_servable(engines, form)
-            if not gate.admit():
+            if not line.admit():
                 raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
                 with telemetry.remote_parent(request.headers):  # the client's trace goes on here
                     if form["stream"]:
-                        answer = await streamed(engines, form, gate, request,
+                        answer = await streamed(engines, form, line, request,
                                                 lambda e: _error_body(e, engines))
                         streaming = True  # the stream leaves its place in line when it ends
                         return answer
-                    transcribing = gate.in_turn(lambda: _transcribe(engines, form))
+                    transcribing = line.in_turn(lambda: _transcribe(engines, form))
                     return await unless_the_client_leaves(request, transcribing)
             finally:
                 if not streaming:
-                    gate.leave()
+                    line.leave()
         except TooLarge:
             return too_large(settings.max_upload_mb)
         except _Refused as e:

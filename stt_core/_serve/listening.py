@@ -136,8 +136,10 @@ class Listening:
             async for ev in heard:
                 self._on(ev)
                 self._moved.set()
-        except STTError as e:  # a stream that ends at an utterance no engine could transcribe
-            for part in self.parts:  # (before stt_core.realtime gave "failed" events and went on)
+        except STTError as e:  # real time could not run at all (no VAD model): said, not hidden
+            self.send(error_event(f"real time is not available on this server: {e}", kind="server_error",
+                                  code="realtime_unavailable"))
+            for part in self.parts:
                 if not part.dropped:
                     self._failed(part.item, e)
             self.parts.clear()

@@ -32,15 +32,15 @@ from .._audio.limits import MIN_AUDIO_SECONDS
 from .._chain.chain import Chain
 from .._errors import InvalidAudioError, STTError
 from .deltas import join
-from .http import Gate, unless_the_client_leaves
+from .http import Line, unless_the_client_leaves
 
 PIECE_SECONDS = 30.0  # a delta every 30 s of audio at most (whisper's own window)
 STREAMED_FORMATS = ("json", "text")
 
 
-async def streamed(chain: Chain, form: dict[str, Any], gate: Gate, request: Request,
+async def streamed(chain: Chain, form: dict[str, Any], line: Line, request: Request,
                    error_body: Callable[[STTError], dict[str, Any]]) -> StreamingResponse:
-    """The SSE answer. It owns the request's place in line from here (``gate.leave()`` when the
+    """The SSE answer. It owns the request's place in line from here (``line.leave()`` when the
     stream ends), so the caller must not leave it once this returned."""
     held = contextlib.AsyncExitStack()  # what the stream holds until it ends
     try:
@@ -48,7 +48,7 @@ async def streamed(chain: Chain, form: dict[str, Any], gate: Gate, request: Requ
         upload: UploadFile = form["upload"]
         if not await asyncio.to_thread(_save, upload, path):
             raise InvalidAudioError(f"audio is empty: {upload.filename or 'the upload'} has no bytes")
-        await held.enter_async_context(gate.turn())
+        await held.enter_async_context(line.turn())
         events = _events(chain, path, form, upload.filename or "the upload")
         held.push_async_callback(events.aclose)
         first = await unless_the_client_leaves(request, anext(events))
@@ -61,12 +61,12 @@ async def streamed(chain: Chain, form: dict[str, Any], gate: Gate, request: Requ
             async with held:
                 yield first
                 try:
-                    async for line in events:
-                        yield line
+                    async for chunk in events:
+                        yield chunk
                 except STTError as e:  # past the first piece the status is sent: an error event ends it
                     yield _data(error_body(e))
         finally:
-            gate.leave()
+            line.leave()
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -218,9 +218,9 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
 
 
 async def test_a_first_engine_that_fails_mid_utterance_loses_no_word(serve: Any, tmp_path: Path) -> None:
-    """A cloud engine in front (the openai provider, its far end a fake on 127.0.0.1) answers the
-    first utterance, then goes down while the second is spoken: the chain hands that whole
-    utterance to whisper behind it, and every word arrives."""
+    """A cloud engine in front (the openai provider, its far end a fake on 127.0.0.1) is asked
+    during the first utterance, then goes down while the second is spoken: the chain hands that
+    whole utterance to whisper behind it, and every word arrives."""
     fake = FakeOpenAI(text="Good morning everyone.", key=None)
     fake.url = await serve(fake.app())
     config = f"""
@@ -252,8 +252,9 @@ cpu_threads = 1
     finally:
         await asyncio.to_thread(server.stop)
     assert not heard.of("conversation.item.input_audio_transcription.failed")
-    assert [f.engine for f in heard.finals] == ["cloud", "whisper"]
+    assert heard.finals[1].engine == "whisper"
     for final, said in zip(heard.finals, TWO, strict=True):
         assert wer(said, final.transcript) <= MAX_WER, final.transcript
-    assert fake.attempts > len(fake.requests)  # it was asked during the second, and failed
+    assert fake.requests, "the cloud engine was never asked while it was up"
+    assert fake.attempts > len(fake.requests), "the cloud engine was never asked once it was down"
     check_items(heard)
