@@ -217,11 +217,17 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
     assert [e["type"] for e in events].count("speech_start") == 2
 
 
-async def test_a_first_engine_that_fails_mid_utterance_loses_no_word(serve: Any, tmp_path: Path) -> None:
-    """A cloud engine in front (the openai provider, its far end a fake on 127.0.0.1) is asked
-    during the first utterance, then goes down while the second is spoken: the chain hands that
-    whole utterance to whisper behind it, and every word arrives."""
-    fake = FakeOpenAI(text="Good morning everyone.", key=None)
+FAILED = "conversation.item.input_audio_transcription.failed"
+
+
+async def test_an_engine_going_down_mid_stream_loses_no_word_and_fails_one_item_at_most(
+    serve: Any, tmp_path: Path,
+) -> None:
+    """A cloud engine in front of whisper (the openai provider; its far end a fake on 127.0.0.1)
+    goes down while an utterance is spoken. Through the chain, whisper gets that whole utterance
+    and every word arrives. Named alone (``model="cloud"``), that utterance's item fails and the
+    session goes on: the next one, once the engine is back, is transcribed."""
+    fake = FakeOpenAI(text="Good morning everyone.", key=None)  # what the first utterance says
     fake.url = await serve(fake.app())
     config = f"""
 chain = ["cloud", "whisper"]
@@ -232,29 +238,52 @@ timeout = 5
 [whisper]
 model = "bundled"
 cpu_threads = 1
+[retry]
+attempts = 1
 """
     server = await asyncio.to_thread(ServeProcess, tmp_path, config)
+    through_the_chain, alone = Heard(), Heard()
+
+    def switch(heard: Heard, *, down_at: int, up_at: int | None, items: int) -> Any:
+        def until(event: Any) -> bool:
+            if event.type == "input_audio_buffer.speech_started":
+                started = len(heard.of(event.type))
+                fake.down = started == down_at or (fake.down and started != up_at)
+            return len(heard.finals) + len(heard.of(FAILED)) == items or event.type == "error"
+        return until
+
     try:
-        data, per_second = encoded(speech("two_utterances"), "audio/pcm")
-        heard = Heard()
-
-        def down_in_the_second(event: Any) -> bool:
-            if event.type == "input_audio_buffer.speech_started" and len(heard.of(event.type)) == 2:
-                fake.down = True  # every call from now on answers 500
-            return len(heard.finals) == 2 or event.type == "error"
-
-        async with client(server, key="none") as c, c.realtime.connect(
-                extra_query={"intent": "transcription"}) as conn:
-            await conn.send(ga_update("stt-core"))  # type: ignore[arg-type]
-            sending = asyncio.create_task(send_audio(conn, data, per_second, speed=1))
-            await record(conn, heard, until=down_in_the_second)
-            await sending
+        async with client(server, key="none") as c:
+            async with ga(c) as conn:
+                await conn.send(ga_update("stt-core"))  # type: ignore[arg-type]
+                data, per_second = encoded(speech("two_utterances"), "audio/pcm")
+                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=1))
+                await record(conn, through_the_chain, until=switch(through_the_chain, down_at=2, up_at=None,
+                                                                   items=2))
+                await sending
+            fake.down, fake.text = False, "Hello from the cloud."
+            asked_while_up = len(fake.requests)
+            async with ga(c) as conn:
+                await conn.send(ga_update("cloud"))  # type: ignore[arg-type]
+                data, per_second = encoded(speech("fox", "lights", gap=3.0), "audio/pcm")
+                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=1))
+                await record(conn, alone, until=switch(alone, down_at=2, up_at=99, items=2))
+                fake.down = False  # back up for the third
+                data, per_second = encoded(speech("meeting"), "audio/pcm")
+                await sending
+                await send_audio(conn, data, per_second, speed=1)
+                await record(conn, alone, until=lambda e: len(alone.finals) == 2 or e.type == "error")
     finally:
         await asyncio.to_thread(server.stop)
-    assert not heard.of("conversation.item.input_audio_transcription.failed")
-    assert heard.finals[1].engine == "whisper"
-    for final, said in zip(heard.finals, TWO, strict=True):
+    assert not through_the_chain.of(FAILED)
+    assert through_the_chain.finals[1].engine == "whisper"  # the cloud was down: whisper had it all
+    for final, said in zip(through_the_chain.finals, TWO, strict=True):
         assert wer(said, final.transcript) <= MAX_WER, final.transcript
-    assert fake.requests, "the cloud engine was never asked while it was up"
-    assert fake.attempts > len(fake.requests), "the cloud engine was never asked once it was down"
-    check_items(heard)
+    assert 0 < asked_while_up < fake.attempts, "the cloud engine was not asked both up and down"
+    check_items(through_the_chain)
+    first, third = alone.finals
+    (failed,) = alone.of(FAILED)
+    items = [e.item_id for e in alone.of("input_audio_buffer.committed")]
+    assert items == [first.item_id, failed.item_id, third.item_id]  # in order, the session went on
+    assert failed.error.code == "transcription_failed" and "cloud" in failed.error.message
+    assert first.transcript == third.transcript == "Hello from the cloud." and third.engine == "cloud"
