@@ -357,7 +357,7 @@ def serve(chain: Chain, settings: ServeSettings, *, realtime: RealtimeSettings |
                 http=head_timeout_protocol(settings.head_timeout),
                 ws=websocket_protocol(settings.head_timeout),
                 # a message over max_message_mb is read, then refused with a reason (realtime);
-                # one far past it is cut off by the WebSocket layer itself (1009)
-                ws_max_size=int(settings.max_message_mb * 1_000_000) + 65_536)
+                # one four times past it is cut off by the WebSocket layer itself (1009, too)
+                ws_max_size=int(4 * settings.max_message_mb * 1_000_000))
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
@@ -219,25 +220,44 @@ def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
 
 def websocket_protocol(stall_timeout: float) -> type[asyncio.Protocol]:
     """uvicorn's WebSocket protocol (websockets' sans-I/O one), cutting off a client that reads
-    nothing for ``stall_timeout`` seconds while the server has events for it: uvicorn alone would
-    wait for ever on a full send buffer, and a close frame cannot reach a client that does not
-    read. (It pauses its reading after each message until the app takes it, which is what holds
-    back a client faster than the server.)"""
+    nothing for ``stall_timeout`` seconds: while the server has events for it (uvicorn alone
+    would wait for ever on a full send buffer), or once the connection is closing (a close frame
+    cannot reach a client that does not read, and asyncio would keep the socket to flush it).
+    (It pauses its reading after each message until the app takes it, which is what holds back
+    a client faster than the server.)"""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
     class StallTimeoutProtocol(WebSocketsSansIOProtocol):
         _stalled: asyncio.TimerHandle | None = None
+        _lost = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if (sock := transport.get_extra_info("socket")) is not None:
+                # Fixed buffers (the kernel doubles them), not ones that grow to megabytes for a
+                # client that does not read, or sends far ahead of what is transcribed: events are
+                # small and read at once; 256 kB is 4 s of base64 audio at 24 kHz.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+            close = self.transport.close
+
+            def close_within_the_timeout() -> None:
+                close()
+                self.loop.call_later(stall_timeout, self._cut_off_if_open)
+
+            self.transport.close = close_within_the_timeout  # type: ignore[method-assign]
 
         def pause_writing(self) -> None:
             super().pause_writing()
             if self._stalled is None:
-                self._stalled = self.loop.call_later(stall_timeout, self._cut_off)
+                self._stalled = self.loop.call_later(stall_timeout, self._cut_off_if_open)
 
         def resume_writing(self) -> None:
             super().resume_writing()
             self._resumed()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._lost = True
             self._resumed()
             super().connection_lost(exc)
 
@@ -246,9 +266,10 @@ def websocket_protocol(stall_timeout: float) -> type[asyncio.Protocol]:
                 self._stalled.cancel()
                 self._stalled = None
 
-        def _cut_off(self) -> None:
+        def _cut_off_if_open(self) -> None:
             self._stalled = None
-            logger.info("cut off a WebSocket client that read nothing for %g s", stall_timeout)
-            self.transport.abort()  # connection_lost follows: the app sees the client gone
+            if not self._lost:
+                logger.info("cut off a WebSocket client that read nothing for %g s", stall_timeout)
+                self.transport.abort()  # connection_lost follows: the app sees the client gone
 
     return StallTimeoutProtocol

@@ -113,6 +113,11 @@ class Listening:
         waiting = next((self.heard - p.start for p in self.parts if p.ended), 0.0)
         return self.queued + waiting
 
+    @property
+    def busy(self) -> bool:
+        """Whether it holds audio not yet heard, or an utterance not yet answered."""
+        return not self.task.done() and (self.queued > 0 or bool(self.parts))
+
     async def wait_room(self) -> None:
         while self.held > self.max_buffer and not self.task.done():
             self._moved.clear()

@@ -99,7 +99,7 @@ def read_ga(config: SessionConfig, session: object) -> SessionConfig:
     session = _object(session, "session")
     kind = session.get("type", "transcription")
     if kind != "transcription":
-        raise BadEvent(f"session.type {kind!r}: this server only transcribes; send session.type "
+        raise BadEvent(f"session.type {_said(kind)}: this server only transcribes; send session.type "
                        "'transcription' (and connect with ?intent=transcription)", param="session.type")
     audio = _object(session.get("audio", {}), "session.audio")
     given = _object(audio.get("input", {}), "session.audio.input")
@@ -108,10 +108,10 @@ def read_ga(config: SessionConfig, session: object) -> SessionConfig:
         fmt = _object(fmt, "session.audio.input.format")
         kind = fmt.get("type", "audio/pcm")
         if kind not in FORMATS:
-            raise BadEvent(f"audio format {kind!r} is not one of {', '.join(FORMATS)}",
+            raise BadEvent(f"audio format {_said(kind)} is not one of {', '.join(FORMATS)}",
                            param="session.audio.input.format.type")
         if kind == "audio/pcm" and fmt.get("rate", PCM_RATE) != PCM_RATE:
-            raise BadEvent(f"audio/pcm is taken at {PCM_RATE} Hz only, not {fmt.get('rate')!r}",
+            raise BadEvent(f"audio/pcm is taken at {PCM_RATE} Hz only, not {_said(fmt.get('rate'))}",
                            param="session.audio.input.format.rate")
         changes["format"] = kind
     if "transcription" in given:
@@ -127,7 +127,7 @@ def read_beta(config: SessionConfig, session: object) -> SessionConfig:
     changes: dict[str, Any] = {}
     if (fmt := session.get("input_audio_format")) is not None:
         if fmt not in BETA_FORMATS:
-            raise BadEvent(f"input_audio_format {fmt!r} is not one of {', '.join(BETA_FORMATS)}",
+            raise BadEvent(f"input_audio_format {_said(fmt)} is not one of {', '.join(BETA_FORMATS)}",
                            param="session.input_audio_format")
         changes["format"] = BETA_FORMATS[fmt]
     if "input_audio_transcription" in session:
@@ -156,18 +156,24 @@ def _turns(value: object, param: str) -> TurnDetection | None:
     given = _object(value, param)
     kind = given.get("type") or "server_vad"
     if kind != "server_vad" and kind != "semantic_vad":
-        raise BadEvent(f"turn_detection.type {kind!r} is not server_vad, semantic_vad or null",
+        raise BadEvent(f"turn_detection.type {_said(kind)} is not server_vad, semantic_vad or null",
                        param=f"{param}.type")
     threshold = _number(given, "threshold", param, 0, 1, exclusive=True)
     padding = _number(given, "prefix_padding_ms", param, 0, 2000)
     silence = _number(given, "silence_duration_ms", param, 64, 10_000)
     eagerness = given.get("eagerness")
     if eagerness is not None and eagerness not in ("low", "medium", "high", "auto"):
-        raise BadEvent(f"eagerness {eagerness!r} is not low, medium, high or auto",
+        raise BadEvent(f"eagerness {_said(eagerness)} is not low, medium, high or auto",
                        param=f"{param}.eagerness")
     return TurnDetection("semantic_vad" if kind == "semantic_vad" else "server_vad", threshold,
                          None if padding is None else round(padding),
                          None if silence is None else round(silence), eagerness)
+
+
+def _said(value: object) -> str:
+    """A client's value in an error, cut short (an error never echoes a megabyte back)."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:60] + "..."
 
 
 def _object(value: object, param: str) -> dict[str, Any]:
@@ -184,7 +190,7 @@ def _number(given: dict[str, Any], key: str, param: str, low: float, high: float
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if not number or not ((low < value < high) if exclusive else (low <= value <= high)):
         bounds = f"between {low:g} and {high:g}" + (" (exclusive)" if exclusive else "")
-        raise BadEvent(f"{key} must be a number {bounds}, not {value!r}", param=f"{param}.{key}")
+        raise BadEvent(f"{key} must be a number {bounds}, not {_said(value)}", param=f"{param}.{key}")
     return float(value)
 
 

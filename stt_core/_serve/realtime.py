@@ -64,7 +64,7 @@ from .settings import ServeSettings
 logger = logging.getLogger("stt_core.serve")
 NORMAL, TOO_BIG = 1000, 1009
 MIN_COMMIT = 0.1  # seconds: OpenAI's least committable buffer
-MAX_UNSENT = 1000  # events waiting for a client that does not read: past it, the session ends
+MAX_UNSENT = 256  # events waiting for a client that does not read: past it, the session ends
 UNSUPPORTED = ("conversation.item.", "response.", "output_audio_buffer.")
 Message = MutableMapping[str, Any]
 
@@ -167,28 +167,42 @@ class Session:
                 await self._handle(data)
             except BadEvent as e:
                 event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-                self._error(f"{data['type']}: {e.message}", code=e.code, param=e.param, event_id=event_id)
+                self._error(f"{data['type'][:64]}: {e.message}", code=e.code, param=e.param,
+                            event_id=event_id)
 
     async def _receive(self) -> Message | None:
-        """The next message; ``None`` when the session closed for idleness; ``_Gone`` on a hang-up."""
+        """The next message; ``None`` when the session closed for idleness; ``_Gone`` on a hang-up.
+        A session is idle when its client sends nothing and nothing it sent is still being
+        transcribed (a client waiting for its finals is not idle)."""
         if self._next is None:
             self._next = asyncio.ensure_future(self.ws.receive())
-        if self.configured:
-            wait, why = self.limits.realtime_idle_timeout, "idle"
-        else:
-            wait, why = self._opened + self.limits.head_timeout - time.monotonic(), "no session.update"
-        done, _ = await asyncio.wait({self._next}, timeout=max(0.0, wait))
-        if not done:
-            self._close(NORMAL, f"{why} for {wait:.0f} s" if self.configured else why,
-                        f"no event for {wait:g} s (realtime_idle_timeout): the session is closed"
-                        if self.configured else f"no session.update within {self.limits.head_timeout:g} s of "
-                                                "connecting (head_timeout): send it first",
-                        "idle_timeout" if self.configured else "session_not_configured")
+        while True:
+            if self.configured:
+                wait = self.limits.realtime_idle_timeout
+            else:
+                wait = self._opened + self.limits.head_timeout - time.monotonic()
+            done, _ = await asyncio.wait({self._next}, timeout=max(0.0, wait))
+            if done:
+                break
+            if self.configured and self._transcribing():
+                continue
+            if self.configured:
+                self._close(NORMAL, f"idle for {wait:.0f} s", f"no event for {wait:g} s "
+                            "(realtime_idle_timeout): the session is closed", "idle_timeout")
+            else:
+                self._close(NORMAL, "no session.update", f"no session.update within "
+                            f"{self.limits.head_timeout:g} s of connecting (head_timeout): send it first",
+                            "session_not_configured")
             return None
         message, self._next = self._next.result(), None
         if message["type"] == "websocket.disconnect":
             raise _Gone
         return message
+
+    def _transcribing(self) -> bool:
+        """Whether audio the client sent is still being heard or transcribed."""
+        finishing = self.finishing is not None and not self.finishing.task.done()
+        return finishing or (self.listening is not None and self.listening.busy)
 
     async def _watching(self, work: Awaitable[None]) -> None:
         """``work``, while watching for a hang-up: a reader held back (a full buffer, a stream
