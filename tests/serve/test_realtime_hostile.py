@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import websockets
@@ -46,6 +47,7 @@ max_realtime_sessions = 3
 max_message_mb = 0.25
 max_buffer_seconds = 8
 realtime_idle_timeout = 3
+page = false
 """
     served = ServeProcess(tmp_path_factory.mktemp("realtime-hostile"), config)
     yield served
@@ -264,3 +266,7 @@ async def test_clients_that_hang_up_mid_utterance_leave_no_work_behind(server: S
     assert sum(process.cpu_times()[:2]) - busy < 0.4, "the server kept working for clients that left"
     assert process.num_fds() <= fds + 2
     assert await chairs(server) == CHAIRS
+
+
+def test_the_page_can_be_turned_off(server: ServeProcess) -> None:
+    assert httpx.get(f"{server.url}/").status_code == 404  # [serve] page = false
