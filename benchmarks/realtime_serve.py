@@ -1,0 +1,253 @@
+"""Real time over the network: sessions through ``stt-core serve``'s ``/v1/realtime`` against the
+same sessions in process (``stt_core.realtime``), over the same engine, side by side.
+
+    .venv/bin/python benchmarks/realtime_serve.py     # this section alone (rewrites its part of the doc)
+
+One engine, the bundled faster-whisper tiny.en at one thread (real words, a CPU engine's speed;
+no model to build), two ways:
+
+- in process: ``n`` ``stt_core.realtime`` streams at once over one engine in this process, each
+  fed 24 kHz audio in 20 ms chunks in real time;
+- WebSocket: a ``stt-core serve`` process over the same engine settings, and ``n`` clients (the
+  ``websockets`` library, as the openai SDK's realtime client uses it) appending the same chunks
+  in real time, the server's VAD on the same ``[realtime]`` settings.
+
+Per side and session count, medians over every session's utterances: milliseconds from the end of
+speech (measured from the audio: each clip's last loud sample) to the final (in process: the
+``final`` event; WebSocket: ``completed`` as the client reads it), the final after the VAD's
+decision (``speech_end`` / ``speech_stopped`` to the final), interims (in process) or deltas
+(WebSocket) per second of speech, and CPU seconds per second of audio (this process's, or the
+server's), with the levels in interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+from common import AUDIO, publish_alone
+
+import stt_core
+from stt_core import Audio
+
+TITLE = "real time over the network"
+HEADING = "## Real time over the network: `/v1/realtime` vs the same sessions in process"
+CLIPS = ("fox", "lights", "weather")
+GAP = 1.5
+RATE = 24_000
+CHUNK = 0.02
+SESSIONS = (1, 2, 4, 8)
+SIDES = ("in process", "WebSocket")
+FINAL_TARGET, ADDED_TARGET = 0.030, 0.010
+
+
+def conversation() -> tuple[bytes, list[float], float]:
+    """The clips with silence between as 24 kHz 16-bit PCM, each clip's end of speech (its last
+    sample above a tenth of its peak), and the seconds of speech."""
+    pieces, ends, at, speech = [Audio.silence(0.8, RATE)], [], 0.8, 0.0
+    for name in CLIPS:
+        clip = Audio.from_file(AUDIO / f"{name}.wav").to(RATE, 1, "float32")
+        samples = np.abs(clip.samples.reshape(-1))
+        ends.append(at + float(np.nonzero(samples > 0.1 * samples.max())[0][-1]) / RATE)
+        pieces += [clip, Audio.silence(GAP, RATE)]
+        at += clip.duration + GAP
+        speech += clip.duration
+    pcm = Audio.concat(pieces).to(RATE, 1, "int16").samples.reshape(-1).astype("<i2").tobytes()
+    return pcm, ends, speech
+
+
+async def paced(pcm: bytes, started: float) -> Any:
+    """Each 20 ms chunk once it has been spoken (real time from ``started``)."""
+    step = int(RATE * CHUNK) * 2
+    loop = asyncio.get_running_loop()
+    for i in range(0, len(pcm), step):
+        await asyncio.sleep(max(0.0, started + (i + step) / 2 / RATE - loop.time()))
+        yield pcm[i:i + step]
+
+
+async def in_process(engine: stt_core.Provider, pcm: bytes) -> list[tuple[float, str]]:
+    """One stream's events as (second since its audio began, kind)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def chunks() -> Any:
+        async for data in paced(pcm, started):
+            yield Audio(np.frombuffer(data, dtype="<i2"), RATE)
+
+    names = {"final": "final", "speech_end": "vad end", "interim": "interim"}
+    return [(loop.time() - started, names[e.type]) async for e in stt_core.realtime(engine, chunks())
+            if e.type in names]
+
+
+async def over_websocket(url: str, pcm: bytes) -> list[tuple[float, str]]:
+    import websockets
+
+    names = {"conversation.item.input_audio_transcription.completed": "final",
+             "input_audio_buffer.speech_stopped": "vad end",
+             "conversation.item.input_audio_transcription.delta": "interim"}
+    events: list[tuple[float, str]] = []
+    async with websockets.connect(f"{url}/v1/realtime?intent=transcription") as ws:
+        await ws.recv()  # session.created
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+            "input": {"format": {"type": "audio/pcm", "rate": RATE}, "transcription": {"model": "stt-core"},
+                      "turn_detection": {"type": "server_vad"}}}}}))
+        await ws.recv()  # session.updated
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def send() -> None:
+            async for data in paced(pcm, started):
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": base64.b64encode(data).decode()}))
+
+        sending = asyncio.ensure_future(send())
+        while sum(kind == "final" for _, kind in events) < len(CLIPS):
+            event = json.loads(await ws.recv())
+            if event["type"] in names:
+                events.append((loop.time() - started, names[event["type"]]))
+        await sending
+    return events
+
+
+def summary(runs: list[list[tuple[float, str]]], ends: list[float], speech: float) -> dict[str, Any]:
+    to_final, after_vad, interims, whole = [], [], [], 0
+    for events in runs:
+        finals = [t for t, kind in events if kind == "final"]
+        vad = [t for t, kind in events if kind == "vad end"]
+        interims.append(sum(kind == "interim" for _, kind in events) / speech)
+        if len(finals) != len(ends):
+            continue
+        whole += 1
+        to_final += [t - end for t, end in zip(finals, ends, strict=True)]
+        after_vad += [t - max((v for v in vad if v <= t), default=t) for t in finals]
+    return {"complete": whole, "to final": statistics.median(to_final) if to_final else None,
+            "after vad": statistics.median(after_vad) if after_vad else None,
+            "interims": statistics.median(interims)}
+
+
+class Server:
+    """``stt-core serve`` over the same engine, in a process of its own."""
+
+    def __init__(self, tmp: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        (tmp / "stt.toml").write_text(  # the same engine as in process
+            'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n'
+            "[serve]\nmax_realtime_sessions = 16\n")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stt_core.cli", "serve", "--port", str(self.port)],
+            env={**os.environ, "STT_CONFIG": str(tmp / "stt.toml")},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"ws://127.0.0.1:{self.port}"
+        for _ in range(3000):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("stt-core serve did not start")
+
+    def cpu(self) -> float:
+        return float(sum(psutil.Process(self.process.pid).cpu_times()[:2]))
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+async def measure(rounds: int) -> dict[tuple[int, str], dict[str, Any]]:
+    pcm, ends, speech = conversation()
+    audio = len(pcm) / 2 / RATE
+    engine = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
+    await engine.warmup()
+    runs: dict[tuple[int, str], list[list[tuple[float, str]]]] = {}
+    cpu: dict[tuple[int, str], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Server(Path(tmp))
+        try:
+            await over_websocket(server.url, pcm)  # warm-up: both sides' first calls
+            await in_process(engine, pcm)
+            for r in range(rounds):
+                for n in SESSIONS:
+                    for side in (SIDES if r % 2 == 0 else SIDES[::-1]):
+                        before = time.process_time() if side == "in process" else server.cpu()
+                        if side == "in process":
+                            ran = await asyncio.gather(*(in_process(engine, pcm) for _ in range(n)))
+                            used = time.process_time() - before
+                        else:
+                            ran = await asyncio.gather(*(over_websocket(server.url, pcm) for _ in range(n)))
+                            used = server.cpu() - before
+                        runs.setdefault((n, side), []).extend(ran)
+                        cpu[(n, side)] = cpu.get((n, side), 0.0) + used / (n * audio)
+        finally:
+            server.stop()
+            await engine.aclose()
+    return {key: {**summary(ran, ends, speech), "cpu": cpu[key] / rounds, "sessions": len(ran)}
+            for key, ran in runs.items()}
+
+
+def markdown(rows: dict[tuple[int, str], dict[str, Any]], rounds: int) -> list[str]:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value * 1000:.0f}"
+
+    lines = [
+        HEADING,
+        "",
+        f"{' '.join(CLIPS)} ({len(CLIPS)} utterances, {GAP} s apart), 24 kHz PCM in 20 ms chunks in real "
+        "time, over one bundled whisper tiny.en (one thread) in process or behind `stt-core serve` on "
+        "127.0.0.1 (the clients in this process); "
+        f"{rounds} interleaved rounds per level, medians over every session's utterances. Interims: "
+        "`interim` events in process, append-only deltas over the WebSocket (a delta carries only the "
+        "words two guesses agree on, so there are fewer). CPU: this process, or the server's.",
+        "",
+        "| sessions | side | complete | to final ms | final after VAD end ms | interims per s of speech "
+        "| CPU s per audio s |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for (n, side), row in sorted(rows.items(), key=lambda kv: (kv[0][0], SIDES.index(kv[0][1]))):
+        lines.append(f"| {n} | {side} | {row['complete']}/{row['sessions']} | {ms(row['to final'])} | "
+                     f"{ms(row['after vad'])} | {row['interims']:.2f} | {row['cpu']:.3f} |")
+    lines += ["", *targets(rows), ""]
+    return lines
+
+
+def targets(rows: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
+    def held(side: str) -> int:
+        ok = [n for (n, s), row in rows.items() if s == side and row["complete"] == row["sessions"]
+              and row["after vad"] is not None and row["after vad"] <= FINAL_TARGET]
+        return max(ok, default=0)
+
+    one_ws, one_in = rows[(1, "WebSocket")], rows[(1, "in process")]
+    out = []
+    if one_ws["to final"] is not None and one_in["to final"] is not None:
+        added = one_ws["to final"] - one_in["to final"]
+        out.append(f"- At one session the WebSocket adds {added * 1000:+.0f} ms to the final "
+                   f"(target: at most {ADDED_TARGET * 1000:.0f}).")
+    out.append(f"- The final within {FINAL_TARGET * 1000:.0f} ms of the VAD's decision: up to "
+               f"{held('WebSocket')} sessions at once through the WebSocket, {held('in process')} in process "
+               "(target: as many).")
+    return out
+
+
+def section(repeats: int) -> list[str]:
+    rounds = 2
+    return markdown(asyncio.run(measure(rounds)), rounds)
+
+
+if __name__ == "__main__":
+    publish_alone(__file__, section(2))
