@@ -44,10 +44,10 @@ class Models:
             return self.chain
         if (made := self._made.get(names)) is not None:
             return made
-        chain, hedge = self.chain, self.chain.hedge_after
+        chain = self.chain
         made = Chain([links[name].provider for name in names], retry=chain.retry,
                      breaker=chain.breaker_policy, attempt_timeout=chain.attempt_timeout,
-                     hedge_after=f"p{hedge}" if isinstance(hedge, int) else hedge,  # a percentile
+                     hedge_after=chain.hedge_after,
                      stream_stall_timeout=chain.stream_stall_timeout, on_attempt=chain.on_attempt)
         made.links = Links([links[name] for name in names], retry=chain.retry,
                            attempt_timeout=chain.attempt_timeout)
