@@ -42,9 +42,10 @@ class ServeSettings(BaseModel):
     """The largest ``/v1/realtime`` message (1 MB of base64 is about 16 s of 24 kHz PCM); a larger
     one closes the session with 1009 (message too big)."""
     max_buffer_seconds: float = Field(60.0, ge=1, le=3600)
-    """Seconds of a session's audio held on the server at most: with ``turn_detection`` null, audio
-    appended and not committed (past it the session is closed); with the server's VAD, audio not
-    yet transcribed (past it the server stops reading, so a client faster than real time waits)."""
+    """Seconds of a session's audio the server holds: with ``turn_detection`` null, audio appended
+    and not committed (past it the session is closed); with the server's VAD, audio not yet
+    transcribed (past it the server stops reading until the engine catches up, so a client faster
+    than real time waits; the utterance whose end was heard last may add its own length)."""
     realtime_idle_timeout: float = Field(60.0, gt=0, le=86_400)
     """Seconds a ``/v1/realtime`` session may send nothing before it is closed; a client that does
     not read what it is sent for ``head_timeout`` seconds is cut off."""

@@ -143,7 +143,7 @@ async def test_pcma_and_the_engine_behind_whisper_for_chinese(realtime_server: S
 
 async def test_stream_true_gives_a_long_files_words_piece_by_piece(realtime_server: ServeProcess,
                                                                    tmp_path: Path) -> None:
-    names = ["fox", "meeting", "chairs", "lights", "weather", "offline"] * 4  # about 75 s
+    names = ["fox", "meeting", "chairs", "lights", "weather"] * 3  # about 64 s: three pieces
     long = Audio.concat([speech(name, lead=0.3, gap=1.0) for name in names]).to(16_000, 1)
     (tmp_path / "long.wav").write_bytes(long.encode("WAV"))
     arrived: list[tuple[float, Any]] = []
@@ -259,7 +259,7 @@ min_interim_interval = 10  # no interims: whisper's would answer for the cloud (
             async with ga(c) as conn:
                 await conn.send(ga_update("stt-core"))  # type: ignore[arg-type]
                 data, per_second = encoded(speech("two_utterances"), "audio/pcm")
-                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=1))
+                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=2))
                 await record(conn, through_the_chain, until=switch(through_the_chain, down_at=2, up_at=None,
                                                                    items=2))
                 await sending
@@ -268,12 +268,12 @@ min_interim_interval = 10  # no interims: whisper's would answer for the cloud (
             async with ga(c) as conn:
                 await conn.send(ga_update("cloud"))  # type: ignore[arg-type]
                 data, per_second = encoded(speech("fox", "lights", gap=3.0), "audio/pcm")
-                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=1))
+                sending = asyncio.create_task(send_audio(conn, data, per_second, speed=2))
                 await record(conn, alone, until=switch(alone, down_at=2, up_at=99, items=2))
                 fake.down = False  # back up for the third
                 data, per_second = encoded(speech("meeting"), "audio/pcm")
                 await sending
-                await send_audio(conn, data, per_second, speed=1)
+                await send_audio(conn, data, per_second, speed=2)
                 await record(conn, alone, until=lambda e: len(alone.finals) == 2 or e.type == "error")
     finally:
         await asyncio.to_thread(server.stop)

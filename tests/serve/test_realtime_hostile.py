@@ -45,7 +45,7 @@ cpu_threads = 1
 head_timeout = 2
 max_realtime_sessions = 3
 max_message_mb = 0.25
-max_buffer_seconds = 8
+max_buffer_seconds = 4
 realtime_idle_timeout = 3
 page = false
 """
@@ -223,7 +223,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_spoils_nothing(server: S
 async def test_a_client_faster_than_real_time_waits_for_the_engine_and_loses_nothing(
     server: ServeProcess,
 ) -> None:
-    names = ["fox", "lights", "weather"] * 3  # about 36 s, sent at once, to whisper (slower than that)
+    names = ["fox", "lights", "weather"] * 2  # about 24 s, sent at once, to whisper (slower than that)
     data, per_second = encoded(speech(*names, gap=1.0), "audio/pcm")
     before = rss(server)
     tcp = socket.create_connection(("127.0.0.1", server.port))
@@ -233,11 +233,10 @@ async def test_a_client_faster_than_real_time_waits_for_the_engine_and_loses_not
         update["session"]["audio"]["input"]["transcription"]["model"] = "whisper"
         await ws.send(json.dumps(update))
         other = asyncio.create_task(chairs(server, speed=1))
-        started = time.monotonic()
         step = per_second // 10  # 0.1 s a message
         for i in range(0, len(data), step):
-            await ws.send(append(data[i:i + step]))
-        sent_in = time.monotonic() - started
+            await ws.send(append(data[i:i + step]))  # (held back while the engine is behind:
+            # test_listening.py shows the bound; here, that nothing is lost and memory stays flat)
         await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))  # answered once all is heard
         got = await events(ws, lambda e: e["type"] == "error", within=120)
         peak = rss(server) - before
@@ -245,8 +244,7 @@ async def test_a_client_faster_than_real_time_waits_for_the_engine_and_loses_not
     assert await other == CHAIRS  # a real-time session beside it is unaffected
     started_items = [e["item_id"] for e in got if e["type"] == "input_audio_buffer.speech_started"]
     completed = [e["item_id"] for e in got if e["type"].endswith("transcription.completed")]
-    assert len(started_items) >= 9 and completed == started_items  # every utterance, in order
-    assert sent_in > 2.0  # held back (max_buffer_seconds = 8), not read into memory at once
+    assert len(started_items) >= 6 and completed == started_items  # every utterance, in order
     assert peak < 150, f"{peak:.0f} MB"
 
 
