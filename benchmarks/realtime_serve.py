@@ -222,8 +222,22 @@ def markdown(rows: dict[tuple[int, str], dict[str, Any]], rounds: int) -> list[s
     for (n, side), row in sorted(rows.items(), key=lambda kv: (kv[0][0], SIDES.index(kv[0][1]))):
         lines.append(f"| {n} | {side} | {row['complete']}/{row['sessions']} | {ms(row['to final'])} | "
                      f"{ms(row['after vad'])} | {row['interims']:.2f} | {row['cpu']:.3f} |")
-    lines += ["", *targets(rows), ""]
+    lines += ["", *targets(rows), "", *PEERS, ""]
     return lines
+
+
+PEERS = [
+    "No peer server runs in this section. The servers of local models that speak this protocol "
+    "could not be run on this machine (Python 3.11, no GPU, only PyPI, Debian and npm reachable): "
+    "speaches is not on PyPI (only its CLI, `speaches-cli`); from its source it needs Python 3.12 "
+    "exactly (here only through pyenv), imports every router at start-up, so pyannote-audio (torch "
+    "with torchaudio, which this project's machines do not install), kokoro-onnx[gpu], piper-tts and "
+    "aiortc must all be there, and it fetches its models from the Hugging Face hub. LocalAI is a Go "
+    "binary or a container image (neither on a reachable registry; the PyPI package named `localai` "
+    "is an unrelated 2023 project) whose backends also download their models. vLLM's `/v1/realtime` "
+    "uses other event names (the openai SDK's clients do not read it). WhisperLive (`whisper-live`) "
+    "has a protocol of its own and pins torchaudio, openvino and CUDA libraries.",
+]
 
 
 def targets(rows: dict[tuple[int, str], dict[str, Any]]) -> list[str]:
