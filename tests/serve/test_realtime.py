@@ -198,6 +198,11 @@ async def test_the_key_as_a_header_or_as_a_browsers_subprotocol(realtime_server:
     assert error["type"] == "error" and error["error"]["code"] == "invalid_api_key"
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "invalid or missing API key")
+    guessed = "sk-guessed-key-9876543210"
+    async with websockets.connect(url, subprotocols=["realtime", f"openai-insecure-api-key.{guessed}"]) as ws:
+        assert json.loads(await ws.recv())["error"]["code"] == "invalid_api_key"
+    said = realtime_server.log.read_text()
+    assert REALTIME_KEY not in said and guessed not in said  # no key, right or wrong, in the log
 
 
 def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: ServeProcess,
