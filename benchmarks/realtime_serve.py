@@ -213,7 +213,7 @@ def markdown(rows: dict[tuple[int, str], dict[str, Any]], rounds: int) -> list[s
         "127.0.0.1 (the clients in this process); "
         f"{rounds} interleaved rounds per level, medians over every session's utterances. Interims: "
         "`interim` events in process, append-only deltas over the WebSocket (a delta carries only the "
-        "words two guesses agree on, so there are fewer). CPU: this process, or the server's.",
+        "words three guesses agree on, so there are fewer). CPU: this process, or the server's.",
         "",
         "| sessions | side | complete | to final ms | final after VAD end ms | interims per s of speech "
         "| CPU s per audio s |",

@@ -5,10 +5,12 @@ Pipecat shows each one as it comes), so an item's deltas joined must always be a
 final transcript. Real time gives guesses that change (interims, the preflight) and then the
 final, each recognised again from the whole utterance so far. The rule:
 
-1. **Only what two guesses in a row agree on is sent** (whisper-streaming's "local agreement"):
-   the longest common start of this guess and the one before, cut back to a whole word that is
-   whole in both, and never the guess's last word (it may be a word cut off mid-way). A guess
-   that disagrees with what was already sent sends nothing; a later one may agree again.
+1. **Only what three guesses in a row agree on is sent** (whisper-streaming's "local agreement",
+   with one guess more: a small or busy engine's first guesses, on a second of audio, can agree
+   twice and still be wrong): the longest common start of this guess and the two before, cut
+   back to a word that is whole in each, and never the guess's last word (it may be a word cut
+   off mid-way). A guess that disagrees with what was already sent sends nothing; a later one
+   may agree again.
 2. **At the final**: if it starts with what was sent, the rest is the last delta and the final
    is the transcript as the engine gave it.
 3. **If the final changed a word that was already sent** (the engine, hearing the whole
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import deque
 from dataclasses import dataclass, field
 
 _WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"  # CJK: one character, one word
 _WORD = re.compile(rf"[{_WIDE}]|[^\s{_WIDE}]+")
 _WIDE_CHAR = re.compile(rf"[{_WIDE}]")
+AGREE = 3  # guesses in a row that must agree on a word before it is sent
 
 
 def squeeze(text: str) -> str:
@@ -52,13 +56,13 @@ class Deltas:
 
     sent: str = ""
     diverged: bool = False
-    _last: str = field(default="", repr=False)
+    _before: deque[str] = field(default_factory=lambda: deque(maxlen=AGREE - 1), repr=False)
 
     def guess(self, text: str) -> str:
         """An interim or preflight of the item: the delta to send now ("" for none)."""
         text = squeeze(text)
-        stable = _agreed(self._last, text)
-        self._last = text
+        stable = _agreed(list(self._before), text) if len(self._before) == AGREE - 1 else ""
+        self._before.append(text)
         if len(stable) <= len(self.sent) or not stable.startswith(self.sent):
             return ""
         delta = stable[len(self.sent):]
@@ -79,15 +83,15 @@ class Deltas:
         return delta, transcript
 
 
-def _agreed(before: str, now: str) -> str:
-    """The start of ``now`` that ``before`` agrees with, in whole words, without ``now``'s last word."""
-    common = 0
-    for a, b in zip(before, now, strict=False):
-        if a != b:
-            break
-        common += 1
+def _agreed(before: list[str], now: str) -> str:
+    """The start of ``now`` that every guess ``before`` agrees with, in whole words, without
+    ``now``'s last word."""
+    common = len(now)
+    for guess in before:
+        common = min(common, next((i for i, (a, b) in enumerate(zip(guess, now, strict=False)) if a != b),
+                                  min(len(guess), len(now))))
     ends = [m.end() for m in _WORD.finditer(now)][:-1]  # the last word may be cut off mid-way
-    whole = [end for end in ends if end <= common and _ends_word(before, end)]
+    whole = [end for end in ends if end <= common and all(_ends_word(guess, end) for guess in before)]
     return now[:whole[-1]] if whole else ""
 
 

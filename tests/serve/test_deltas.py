@@ -1,6 +1,7 @@
 """The append-only rule for ``/v1/realtime`` deltas (stt_core/_serve/deltas.py), as a table: the
-guesses an item got, its final, and what was sent. Whatever the guesses, the deltas joined are a
-prefix of the transcript, and the transcript is the final wherever the final agrees with them."""
+guesses an item got, its final, and what was sent (a word goes once three guesses agree on it).
+Whatever the guesses, the deltas joined are a prefix of the transcript, and the transcript is the
+final wherever the final agrees with them."""
 
 from __future__ import annotations
 
@@ -16,23 +17,29 @@ CASES = [
     pytest.param(["The quick"], "The quick brown fox.", ["The quick brown fox."], "The quick brown fox.",
                  id="one guess agrees with nothing yet"),
     pytest.param(["The quick", "The quick brown fo", "The quick brown fox jum"],
-                 "The quick brown fox jumped.", ["The quick", " brown", " fox jumped."],
-                 "The quick brown fox jumped.", id="words two guesses agree on, never the last"),
-    pytest.param(["the", "they"], "They came.", ["They came."], "They came.",
+                 "The quick brown fox jumped.", ["The quick", " brown fox jumped."],
+                 "The quick brown fox jumped.", id="words three guesses agree on, never the last"),
+    pytest.param(["the", "the", "they came"], "They came.", ["They came."], "They came.",
                  id="a word whole in one guess only is not agreed"),
-    pytest.param(["we need 2", "we need 25 chairs"], "We need 25 chairs for the party.",
+    pytest.param(["Let need", "Let need 25"], "We need 25 chairs.", ["We need 25 chairs."],
+                 "We need 25 chairs.", id="two early guesses that agree are not enough"),
+    pytest.param(["we need 2", "we need 25", "we need 25 chairs"], "We need 25 chairs for the party.",
                  ["we need", " 25 chairs for the party."], "we need 25 chairs for the party.",
                  id="the final changed the case of sent words: they stand"),
-    pytest.param(["the quick round", "the quick round fox jump"], "The quick brown fox jumps over.",
+    pytest.param(["the quick round", "the quick round f", "the quick round fox jump"],
+                 "The quick brown fox jumps over.",
                  ["the quick round", " fox jumps over."], "the quick round fox jumps over.",
                  id="a changed word already sent stands, the final goes on after it"),
-    pytest.param(["a b c d", "a b c d e"], "x y", ["a b c d"], "a b c d",
+    pytest.param(["a b c d", "a b c d e", "a b c d e f"], "x y", ["a b c d"], "a b c d",
                  id="a final shorter than what was sent"),
-    pytest.param(["one two three", "one two three four"], "", ["one two three"], "one two three",
+    pytest.param(["one two three", "one two three four", "one two three four five"], "", ["one two three"],
+                 "one two three",
                  id="an empty final keeps the sent words"),
-    pytest.param(["A B C", "A B C D", "X Y Z", "X Y Z W"], "X Y Z W.", ["A B C", " W."], "A B C W.",
+    pytest.param(["A B C", "A B C D", "A B C D E", "X Y Z", "X Y Z W", "X Y Z W V"], "X Y Z W.",
+                 ["A B C", " W."], "A B C W.",
                  id="guesses that turn away send nothing more; the sent words stand for the final's"),
-    pytest.param(["我们 需要", "我们需要二十"], "我们需要二十五把椅子", ["我们", "需要二十五把椅子"],
+    pytest.param(["我们 需要", "我们需要", "我们需要二十"], "我们需要二十五把椅子",
+                 ["我们", "需要二十五把椅子"],
                  "我们需要二十五把椅子", id="Chinese: a character is a word"),
 ]
 
