@@ -5,9 +5,8 @@
     transcript = await chain.transcribe("meeting.wav")
 """
 
-from ._audio import Audio, AudioSource, as_audio
-from ._audio.vad import find_vad_model
-from ._chain import BreakerPolicy, Chain, CircuitBreaker, RetryPolicy
+from ._audio import Audio, AudioSource, SileroVAD, VADSettings, as_audio, find_vad_model, speech_segments
+from ._chain import BreakerPolicy, Chain, RetryPolicy
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -21,7 +20,7 @@ from ._errors import (
     parse_retry_after,
 )
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
-from ._realtime import RealtimeSettings, realtime
+from ._realtime import Hearing, RealtimeSettings, queued_audio, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
@@ -39,8 +38,8 @@ __all__ = [
     "BreakerPolicy",
     "Capabilities",
     "Chain",
-    "CircuitBreaker",
     "ConfigError",
+    "Hearing",
     "InvalidAudioError",
     "LoadedConfig",
     "PluginError",
@@ -56,8 +55,10 @@ __all__ = [
     "STTConfig",
     "STTError",
     "Segment",
+    "SileroVAD",
     "StreamEvent",
     "Transcript",
+    "VADSettings",
     "Word",
     "__version__",
     "as_audio",
@@ -69,7 +70,9 @@ __all__ = [
     "list_providers",
     "load_config",
     "parse_retry_after",
+    "queued_audio",
     "realtime",
     "registry",
+    "speech_segments",
     "transcribe_file",
 ]

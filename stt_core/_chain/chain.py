@@ -24,7 +24,7 @@ from contextvars import ContextVar
 
 from .. import telemetry
 from .._audio.audio import Audio, AudioSource
-from .._errors import ConfigError, ProviderUnavailable
+from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError, refused_key
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
@@ -41,7 +41,20 @@ _ASKED: ContextVar[tuple[Purpose, float | None]] = ContextVar("stt_core_chain_as
 
 
 class Chain(Provider):
-    """Try ``providers`` in order until one answers."""
+    """Try its engines in order until one answers (the module's docstring says how).
+
+    Args:
+        providers: the engines, in the order they are tried.
+        retry: how often and how patiently each engine is called (``[retry]``).
+        breaker: when an engine is skipped and how it is tried again (``[breaker]``).
+        attempt_timeout: seconds one call to one engine may take (``None``: no bound).
+        hedge_after: seconds, or a percentile of an engine's own recent latencies (``"p95"``),
+            after which the next engine races an engine that has not answered (``None``: off).
+        stream_stall_timeout: seconds a streaming engine may take audio and say nothing before it
+            counts as failed and the stream falls over (``None``: no bound).
+        on_attempt: called with each ``Attempt`` as it is made (a call, or a skip and why).
+        clock: the breakers' clock (tests pass their own).
+    """
 
     name = "chain"
 
@@ -66,13 +79,13 @@ class Chain(Provider):
         self.on_attempt = on_attempt
         self.links = Links([Link(p, self.breaker_policy, clock) for p in providers],
                            retry=self.retry, attempt_timeout=attempt_timeout)
-        members = [p.capabilities for p in providers]
-        languages = [c.languages for c in members]
+        declared = [p.capabilities for p in providers]
+        languages = [c.languages for c in declared]
         self.capabilities = Capabilities(
-            streaming=any(c.streaming for c in members),
+            streaming=any(c.streaming for c in declared),
             languages=None if None in languages else frozenset().union(*languages),  # type: ignore[arg-type]
-            word_timestamps=any(c.word_timestamps for c in members),
-            offline=any(c.offline for c in members),
+            word_timestamps=any(c.word_timestamps for c in declared),
+            offline=any(c.offline for c in declared),
         )
 
     @property
@@ -89,6 +102,17 @@ class Chain(Provider):
 
     def __repr__(self) -> str:
         return f"Chain({self.model})"
+
+    def never_serves(self, error: STTError) -> bool:
+        """Whether no engine of the chain can ever serve, judged after ``error``: each one either
+        says it cannot (no key, no model: its own check) or refused its credentials or config. A
+        breaker, a 429, a 5xx or a timeout pass, so an adapter stays usable after those."""
+        causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
+        for provider in self.providers:
+            cause = causes.get(provider.name)
+            if not (provider.why_unavailable() or refused_key(cause) or isinstance(cause, ConfigError)):
+                return False
+        return bool(self.providers)
 
     def ready(self) -> list[str]:
         """The engines that could take a request now (installed, configured, model loaded, breaker
