@@ -143,7 +143,7 @@ async def test_pcma_and_the_engine_behind_whisper_for_chinese(realtime_server: S
 
 async def test_stream_true_gives_a_long_files_words_piece_by_piece(realtime_server: ServeProcess,
                                                                    tmp_path: Path) -> None:
-    names = ["fox", "meeting", "chairs", "lights", "weather"] * 3  # about 64 s: three pieces
+    names = ["fox", "meeting", "chairs", "lights", "weather"] * 2  # about 43 s: two pieces
     long = Audio.concat([speech(name, lead=0.3, gap=1.0) for name in names]).to(16_000, 1)
     (tmp_path / "long.wav").write_bytes(long.encode("WAV"))
     arrived: list[tuple[float, Any]] = []
@@ -154,7 +154,7 @@ async def test_stream_true_gives_a_long_files_words_piece_by_piece(realtime_serv
             arrived.append((time.monotonic(), event))
     deltas = [(t, e) for t, e in arrived if e.type == "transcript.text.delta"]
     (done,) = [e for _, e in arrived if e.type == "transcript.text.done"]
-    assert len(deltas) >= 3 and arrived[-1][1] is done  # a piece of about 30 s at a time
+    assert len(deltas) >= 2 and arrived[-1][1] is done  # a piece of about 30 s at a time
     assert deltas[-1][0] - deltas[0][0] > 0.2  # each as it was transcribed, not all at the end
     assert "".join(e.delta for _, e in deltas) == done.text
     assert wer(" ".join(REFERENCES[n] for n in names), done.text) <= MAX_WER, done.text
