@@ -190,11 +190,8 @@ class SharedEngineRunner(_InferenceRunner):
 
     def _stats(self) -> dict[str, Any]:
         """What each engine did (for tests and benchmarks): FunASR's count of batched calls."""
-        stats = {}
-        for name, engine in self.engines.items():
-            loaded = getattr(engine, "_engine", None)
-            stats[name] = {"generate_calls": getattr(loaded, "generate_calls", None)}
-        return stats
+        return {name: {"generate_calls": getattr(getattr(engine, "_engine", None), "generate_calls", None)}
+                for name, engine in self.engines.items()}
 
 
 # -- the job side ----------------------------------------------------------------------------------

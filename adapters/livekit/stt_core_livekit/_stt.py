@@ -248,8 +248,10 @@ def audio_to_frames(audio: Audio, *, frame_ms: int = 20) -> list[rtc.AudioFrame]
 
 def to_livekit_error(e: BaseException | None) -> APIError:
     """The stt-core error tree as LiveKit's ``APIError`` family, with an honest ``retryable``."""
-    if isinstance(e, AllProvidersFailed) and e.last is not None:
-        return _with(to_livekit_error(e.last), str(e), e.retryable)
+    if isinstance(e, AllProvidersFailed) and e.last is not None:  # the last cause's kind, the whole story
+        error = to_livekit_error(e.last)
+        error.args, error.message, error.retryable = (str(e),), str(e), e.retryable
+        return error
     if isinstance(e, ProviderTimeout):
         return APITimeoutError(str(e), retryable=e.retryable)
     if isinstance(e, ProviderError):
@@ -259,13 +261,6 @@ def to_livekit_error(e: BaseException | None) -> APIError:
     if isinstance(e, InvalidAudioError):
         return APIStatusError(str(e), status_code=400, retryable=False)
     return APIError(str(e), retryable=False)  # ConfigError, ProviderUnavailable: retrying will not help
-
-
-def _with(error: APIError, message: str, retryable: bool) -> APIError:
-    error.args = (message,)
-    error.message = message
-    error.retryable = retryable
-    return error
 
 
 _KIND = stt.SpeechEventType

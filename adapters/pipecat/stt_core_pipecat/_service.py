@@ -2,7 +2,12 @@
 
 How it hears is ``stt_core.Hearing``'s rule, as for every adapter: the chain's own stream for a
 streaming first engine (Deepgram), real time for a local one (FunASR, whisper) when a Silero model
-is installed, and otherwise the pipeline's VAD cuts (``_ways``: a class per way).
+is installed, and otherwise the pipeline's VAD cuts. Each way is a class of its own, the service's
+collaborator, as Pipecat splits its ``STTService`` (streams) and ``SegmentedSTTService``: every
+frame goes to one stream (``Continuous``), or each utterance the pipeline's VAD cut goes through the
+chain once, in order (``Segmented``). Each turns what it hears into the service's frames
+(``interim``, ``final``, ``failed``) and counts the utterances that came out (``answered``): how the
+service's end sees progress.
 
 One retry layer: the chain retries and falls over. An ``ErrorFrame`` goes upstream only when the
 whole chain failed (in real time: for that utterance, and the stream goes on), and the service
@@ -13,10 +18,11 @@ refused), so a ``ServiceSwitcher`` above it still has its say.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +56,16 @@ from stt_core import (
     ProviderTimeout,
     RealtimeSettings,
     STTError,
+    Transcript,
+    telemetry,
 )
-
-from ._ways import Continuous, Segmented
 
 PIPECAT_STOP_SECS = 0.2
 """Pipecat's ``VADParams.stop_secs`` default: the silence that ends a user's speech there. Real
 time uses it as the silence that ends an utterance, so finals come when Pipecat expects them."""
 _LEARNT = 5  # speech-end-to-final times measured before the measured p99 replaces the default
+_RESTART_AFTER = 1.0  # seconds between a stream the whole chain failed and the next one
+_MOST_QUEUED = 1500  # frames of audio kept for a stream while none reads (30 s of 20 ms frames)
 
 
 class ChainSTTService(STTService):
@@ -123,10 +131,6 @@ class ChainSTTService(STTService):
     def measured_ttfs(self) -> list[float]:
         """Seconds from each recent utterance's end of speech to its final, oldest first."""
         return list(self._ttfs)
-
-    @property
-    def user_speaking(self) -> bool:
-        return self._user_speaking
 
     @property
     def language(self) -> str | None:
@@ -277,3 +281,120 @@ def _pipecat_language(code: str | None) -> Language | None:
         return Language(code) if code else None
     except ValueError:
         return None
+
+
+# -- the two ways of hearing ------------------------------------------------------------------------
+
+
+class Continuous:
+    """One stream over every frame; a stream the whole chain failed is reported, and another
+    takes the audio after it."""
+
+    def __init__(self, service: ChainSTTService) -> None:
+        self.service = service
+        self.audio: asyncio.Queue[Audio | None] = asyncio.Queue()
+        self.answered = 0
+        self._ended = self._ending = False
+
+    def hear(self, audio: Audio) -> None:
+        self.audio.put_nowait(audio)
+        while self.audio.qsize() > _MOST_QUEUED:  # no engine is reading: the oldest goes
+            self.audio.get_nowait()
+
+    def speech_stopped(self) -> None:
+        """The pipeline's VAD: the stream has its own ends of speech."""
+
+    def end(self, *, speaking: bool) -> None:
+        """An end: the audio queued is all there will be."""
+        self._ending = True
+        self.audio.put_nowait(None)
+
+    def waiting(self) -> int:
+        return 0  # a stream has one utterance at a time
+
+    async def run(self) -> None:
+        service = self.service
+        while not self._ended:
+            try:
+                with telemetry.parent(service.pipecat_trace("conversation")):
+                    await self._one_stream()
+            except STTError as e:
+                await service.failed(e)
+                if self._ending:
+                    return  # the chain has just failed: the pipeline's end does not wait on it
+                # Not at once: a chain that fails before it reads (every breaker open) would send
+                # an error per frame. The audio of that second waits in the queue for the next.
+                await asyncio.sleep(_RESTART_AFTER)
+
+    async def _one_stream(self) -> None:
+        """Real time's preflight (the utterance so far) goes out as an interim too; the bounds of
+        speech go nowhere (the pipeline's VAD says those)."""
+        service = self.service
+        events = service.hearing.events(self._queued(), language=service.language)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                self.answered += event.type in ("final", "failed")
+                if event.type in ("interim", "preflight") and event.text:
+                    await service.interim(event.text, event.language, event)
+                elif event.is_final and event.text:
+                    await service.final(event.text, event.language, event)
+                elif event.type == "failed":  # that utterance only: one ErrorFrame, the stream goes on
+                    await service.failed(event.error)
+
+    async def _queued(self) -> AsyncIterator[Audio]:
+        async for chunk in stt_core.queued_audio(self.audio):
+            yield chunk
+        self._ended = True
+
+
+class Segmented:
+    """Each utterance the pipeline's VAD cuts, from ``pre_roll`` before its start."""
+
+    def __init__(self, service: ChainSTTService, pre_roll: float) -> None:
+        self.service, self.pre_roll = service, pre_roll
+        self.utterances: asyncio.Queue[Audio | None] = asyncio.Queue()
+        self.answered = 0
+        self._recent: deque[Audio] = deque()  # the utterance so far, or the pre-roll
+
+    def hear(self, audio: Audio) -> None:
+        self._recent.append(audio)
+        while not self.service._user_speaking and len(self._recent) > 1 and \
+                sum(a.duration for a in self._recent) - self._recent[0].duration >= self.pre_roll:
+            self._recent.popleft()  # out of the pre-roll
+
+    def speech_stopped(self) -> None:
+        if not self._recent or not self.service.is_usable:
+            self._recent.clear()
+            return
+        utterance = Audio.concat(list(self._recent))
+        self._recent.clear()
+        self.service.usage_pending(utterance.duration)
+        self.utterances.put_nowait(utterance)
+
+    def end(self, *, speaking: bool) -> None:
+        """An end: an utterance still being spoken is cut here, and nothing more comes."""
+        if speaking:
+            self.speech_stopped()
+        self.utterances.put_nowait(None)
+
+    def waiting(self) -> int:
+        """Utterances queued behind the one in flight."""
+        return max(0, self.utterances.qsize() - 1)  # less the end's None
+
+    async def run(self) -> None:
+        service = self.service
+        while (utterance := await self.utterances.get()) is not None:
+            await service.emit_stt_usage_metrics()
+            await service.start_processing_metrics()
+            result: Transcript | STTError
+            try:
+                with telemetry.parent(service.pipecat_trace("turn")):
+                    result = await service.hearing.utterance(utterance, language=service.language)
+            except STTError as e:
+                result = e
+            await service.stop_processing_metrics()
+            self.answered += 1
+            if isinstance(result, STTError):
+                await service.failed(result)
+            elif result.text:
+                await service.final(result.text, result.language, result)
