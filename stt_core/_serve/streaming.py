@@ -27,8 +27,8 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
-from .._audio.files import file_pieces
 from .._audio.decode import MIN_AUDIO_SECONDS
+from .._audio.files import file_pieces
 from .._chain.chain import Chain
 from .._errors import InvalidAudioError, STTError
 from .deltas import join
