@@ -395,7 +395,9 @@ def test_config_show_has_every_installed_engine_and_adapter(tmp_path: Path) -> N
     assert shown["serve"] == {"host": "127.0.0.1", "port": 8000, "api_key": "**********",
                               "max_upload_mb": 25.0, "max_concurrent": 4, "max_waiting": 64,
                               "shutdown_timeout": 30, "head_timeout": 10.0, "metrics": True,
-                              "body_timeout": 120.0}
+                              "body_timeout": 120.0, "page": True, "max_realtime_sessions": 8,
+                              "max_message_mb": 1.0, "max_buffer_seconds": 60.0,
+                              "realtime_idle_timeout": 60.0}
     assert shown["livekit"] == {"shared_inference": False}
     assert shown["ray"] == {  # stt-core-ray's table
         "replicas": 1, "autoscaling": None, "num_cpus": 1.0, "num_gpus": 0.0, "threads": None,
@@ -431,6 +433,7 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert kinds[0] == "speech_start" and kinds[-1] == "final" and "speech_end" in kinds
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
+    assert 0.5 <= events[-1]["confidence"] <= 1  # finals carry their engine's confidence
 
 
 @pytest.mark.parametrize(("option", "named"), [
@@ -439,3 +442,13 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
 def test_listen_refuses_impossible_pcm_options_in_one_line(option: list[str], named: str) -> None:
     done = stt("listen", "-", *option)
     assert done.returncode == 2 and named in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_json_output_carries_the_confidence(tmp_path: Path) -> None:
+    import json
+
+    done = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert 0.5 <= shown["confidence"] <= 1 and shown["language"] == "en"
+    assert shown["attempts"][0]["outcome"] == "ok"
