@@ -131,6 +131,7 @@ class Ingress:
 
         self.chain = config.build_chain(names=options.names, adapt=adapt)
         self.serving = options.serving
+        self.realtime = config.realtime()  # what /v1/realtime's sessions start from, as in stt-core serve
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.chain, self.serving)
+        return create_app(self.chain, self.serving, realtime=self.realtime)
