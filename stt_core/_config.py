@@ -179,9 +179,7 @@ class LoadedConfig:
     """A validated configuration and where it came from."""
 
     def __init__(self, config: STTConfig, path: Path | None, file_data: dict[str, Any]) -> None:
-        self.config = config
-        self.path = path
-        self._file_data = file_data
+        self.config, self.path, self._file_data = config, path, file_data
 
     def source_of(self, section: str) -> str:
         if self.path is not None and section in self._file_data:
@@ -358,15 +356,14 @@ def load_config(
     chosen = path or environ.get(CONFIG_ENV)
     if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
         chosen = DEFAULT_CONFIG_FILE
-    file_data: dict[str, Any] = {}
     file_path = Path(chosen) if chosen else None
-    if file_path is not None:
-        file_data = _read_toml(file_path)
+    file_data = _read_toml(file_path) if file_path is not None else {}
     token = _ENVIRON.set(environ)
     try:
         config = STTConfig(**file_data)
     except ValidationError as e:
-        raise ConfigError(_describe(e, file_path)) from None
+        where = f" in {file_path} or the environment" if file_path else " in the environment"
+        raise ConfigError(f"bad config{where}: " + validation_problems(e, STTConfig)) from None
     except RecursionError:
         raise ConfigError(f"config in {file_path or 'the environment'} is nested too deeply") from None
     finally:
@@ -384,9 +381,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     blocks or a device that never ends), with one clear error for anything else."""
     try:
         if not path.is_file():
-            if not path.exists():
-                raise ConfigError(f"config file not found: {path}")
-            raise ConfigError(f"config file {path} is not a regular file")
+            raise ConfigError(f"config file {path} is not a regular file" if path.exists()
+                              else f"config file not found: {path}")
         with path.open("rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
         if len(raw) > MAX_CONFIG_BYTES:
@@ -399,13 +395,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
 
 
-def _describe(e: ValidationError, path: Path | None) -> str:
-    where = f" in {path} or the environment" if path else " in the environment"
-    return f"bad config{where}: " + validation_problems(e, STTConfig)
-
-
 def _redact(section: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: "**********" if _SECRET_KEY.search(key) or isinstance(value, SecretStr) else value
-        for key, value in section.items()
-    }
+    return {key: "**********" if _SECRET_KEY.search(key) or isinstance(value, SecretStr) else value
+            for key, value in section.items()}
