@@ -189,7 +189,10 @@ def test_an_engine_no_node_can_place_is_left_out_of_ready_and_passed_without_a_c
         while "funasr" not in ready.get("engines", []):  # funasr's replica loads, then the ingress sees it
             assert time.monotonic() < deadline, ready
             time.sleep(0.5)
-            answer = httpx.get(f"http://127.0.0.1:{served.port}/no-gpu/ready")
+            try:  # the proxy holds a request until the ingress has started (its replica loads)
+                answer = httpx.get(f"http://127.0.0.1:{served.port}/no-gpu/ready", timeout=30)
+            except httpx.TimeoutException:
+                continue
             ready = answer.json() if answer.headers.get("content-type") == "application/json" else {}
         assert ready == {"ready": True, "engines": ["funasr"], "chain": "whisper -> funasr"}
         whisper = serve.status().applications["no-gpu"].deployments["whisper"]
