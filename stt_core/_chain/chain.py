@@ -23,7 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 
 from .. import telemetry
 from .._audio.audio import Audio
-from .._errors import ConfigError, ProviderUnavailable
+from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
@@ -86,6 +86,21 @@ class Chain(Provider):
         """The engines that could take a request now (installed, configured, model loaded, breaker
         not open), judged without calling them: what a readiness check reports."""
         return [link.name for link in self.links if link.loaded and link.could_answer(None, False)]
+
+    def never_serves(self, language: str | None = None, word_timestamps: bool = False,
+                     error: STTError | None = None) -> dict[str, str]:
+        """Why each engine will not take such a request until the install or config changes (not
+        installed, no key or model, a refused key, a language or word times it does not declare),
+        judged without calling them (and from ``error``, what a request got); empty when one may.
+        What ``stt-core serve`` refuses to start on, and answers without Retry-After."""
+        causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
+        reasons = {}
+        for link in self.links:
+            reason = link.never_takes(language, word_timestamps, causes.get(link.name))
+            if reason is None:
+                return {}
+            reasons[link.name] = reason
+        return reasons
 
     async def warmup(self) -> None:
         for link in self.links:

@@ -32,6 +32,7 @@ from .._errors import (
     STTError,
 )
 from .._provider import Provider
+from .._registry import UnusableEngine
 from .._text import first_line
 from .._types import Attempt, AttemptOutcome
 from . import policy
@@ -64,7 +65,11 @@ class Link:
         return self.provider.name
 
     def refuses(self, language: str | None, word_timestamps: bool) -> str | None:
-        """Why this engine cannot take the request, judged from what it declares."""
+        """Why this engine cannot take the request, judged from what it declares. One that is not
+        here (not installed, cannot be built) declares nothing: it is not judged by that, so its own
+        reason, with how to install it, is what the request records."""
+        if isinstance(self.provider, UnusableEngine):
+            return None
         if not self.provider.capabilities.supports_language(language):
             return f"does not support language {language!r}"
         if word_timestamps and not self.provider.capabilities.word_timestamps:
@@ -81,6 +86,13 @@ class Link:
             or self.gate().action == "skip"
             or self.provider.why_unavailable()  # a check that raises says so here, not a crash
         )
+
+    def never_takes(self, language: str | None, word_timestamps: bool,
+                    cause: BaseException | None = None) -> str | None:
+        """Why it will not take such a request until its install or config changes (``cause``:
+        what a request got from it), or ``None`` when waiting may help."""
+        return policy.never_takes(refuses=self.refuses(language, word_timestamps),
+                                  unavailable=self.provider.why_unavailable(), cause=cause)
 
     def watch(self) -> None:
         """Probe an open engine's ``health()`` in the background until it passes (in the running

@@ -230,6 +230,22 @@ def admit(
     return Call(retry.attempts if retries else 1, attempt_timeout)
 
 
+REFUSED_KEY = (401, 403)  # an engine that refused its credentials stays refused until config changes
+
+
+def never_takes(*, refuses: str | None, unavailable: str | None, cause: BaseException | None) -> str | None:
+    """Why an engine will not take such a request until its install or config changes, or
+    ``None`` when waiting may help. ``refuses``: what it declares (a language, word times);
+    ``unavailable``: its own check (not installed, no key, no model); ``cause``: what a request
+    got from it (a refused key, a config error). A breaker, a Retry-After and failed calls clear."""
+    if refuses or unavailable:
+        return refuses or unavailable
+    refused = isinstance(cause, ProviderError | ProviderUnavailable) and cause.status_code in REFUSED_KEY
+    if refused or isinstance(cause, ConfigError):
+        return str(cause)
+    return None
+
+
 def may_retry_into(gate_closed: bool, *, opened_by_this_request: bool) -> bool:
     """Never retry into an engine whose breaker another request opened meanwhile."""
     return gate_closed or opened_by_this_request

@@ -215,6 +215,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
                           f"{validation_problems(e, ServeSettings)}") from None
     chain = config.build_chain(names=_chain_names(args.chain))
+    if never := chain.never_serves():  # every request would get 503: say why now, and do not start
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in never.items())
+        raise ConfigError(f"stt-core serve: no engine of the chain ({chain.model}) can serve ({reasons})")
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
     serve(chain, settings)

@@ -45,6 +45,7 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
+from .._registry import UnusableEngine
 from ..openai_api import RESPONSE_FORMATS, response_body
 from .http import (
     AnswerWhenCancelled,
@@ -142,7 +143,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
         except _Refused as e:
             return error_response(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
         except STTError as e:
-            return _stt_error(e, chain)
+            return _stt_error(e, chain, form)
         except ClientLeft:
             return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:
@@ -226,7 +227,11 @@ async def _read_form(request: Request) -> dict[str, Any]:
 
 def _check_servable(chain: Chain, form: dict[str, Any]) -> None:
     """A request no engine of the chain declares it can take is the client's to change (400 naming
-    the parameter), not a 503 the client would retry: no wait makes it servable."""
+    the parameter), not a 503 the client would retry: no wait makes it servable. Judged only when
+    every engine is installed: one that is not declares nothing, and the chain's own answer (503,
+    naming it and how to install it) is the true one."""
+    if any(isinstance(engine, UnusableEngine) for engine in chain.providers):
+        return
     language = form["language"]
     if not chain.capabilities.supports_language(language):
         raise _Refused(400, f"language {language!r} is not taken by any engine of the chain ({chain.model}): "
@@ -269,15 +274,20 @@ def _save(upload: IO[bytes], path: Path) -> int:
         return out.tell()
 
 
-def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
+def _stt_error(e: STTError, chain: Chain, form: dict[str, Any]) -> JSONResponse:
     """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
-    (try again after the breakers' cool-down); 504 when they ran out of time; 502 when they failed."""
+    (try again after the breakers' cool-down, or, when no wait will help, told not to retry:
+    OpenAI's ``x-should-retry: false``, which its SDKs obey); 504 when they ran out of time; 502
+    when they failed."""
     if isinstance(e, InvalidAudioError):
         return error_response(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
     if isinstance(e, ConfigError):
         return error_response(400, str(e), "invalid_request_error")
     causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
     if all(isinstance(c, ProviderUnavailable) for c in causes):
+        if chain.never_serves(form["language"], "word" in form["granularities"], error=e):
+            return error_response(503, str(e), "server_error", code="unavailable",
+                                  headers={"x-should-retry": "false"})
         wait = max(1, math.ceil(chain.breaker_policy.cooldown))
         return error_response(503, str(e), "server_error", code="unavailable",
                               headers={"Retry-After": str(wait)})
