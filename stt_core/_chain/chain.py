@@ -129,9 +129,9 @@ class Chain(Provider):
             with traced.current():  # each attempt's span is a child of the request's
                 result = await batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
         except BaseException as e:
-            traced.ended(request.attempts, hedged=request.hedged, error=e)
+            traced.ended(request.attempts, hedged=request.hedged, error=e, declined=request.declined)
             raise
-        traced.ended(request.attempts, answered=result, hedged=request.hedged)
+        traced.ended(request.attempts, answered=result, hedged=request.hedged, declined=request.declined)
         return result.replace(attempts=tuple(request.attempts))
 
     async def _stream(

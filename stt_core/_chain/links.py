@@ -142,6 +142,7 @@ class Request:
     attempts: list[Attempt] = field(default_factory=list)
     causes: list[tuple[str, BaseException]] = field(default_factory=list)
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
+    declined: set[str] = field(default_factory=set)  # engines passed for what they declare (language...)
     hedged: bool = False  # an engine was raced by the next one
 
     def record(self, link: Link, outcome: AttemptOutcome, latency: float, error: str | None = None) -> None:
@@ -180,9 +181,10 @@ class Links:
     async def admit(self, link: Link, request: Request) -> policy.Call | None:
         """How to call ``link`` for this request, or ``None`` (skipped, the reason recorded)."""
         may_hold = True
+        refuses = link.refuses(request.language, request.word_timestamps)
         while True:
             decision = policy.admit(
-                refuses=link.refuses(request.language, request.word_timestamps),
+                refuses=refuses,
                 gate=link.gate(),
                 later=self.could_answer_after(link, request),
                 may_hold=may_hold,
@@ -197,6 +199,8 @@ class Links:
         if isinstance(decision, policy.Skip):
             if link.breaker.state == "open" and link.has_health:
                 link.watch()  # skipped while open: make sure someone is probing it
+            if refuses:
+                request.declined.add(link.name)
             request.record(link, "skipped", 0.0, decision.reason)
             request.causes.append((link.name, ProviderUnavailable(decision.reason, provider=link.name)))
             return None

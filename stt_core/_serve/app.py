@@ -164,12 +164,17 @@ class Prometheus:
         try:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
             from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from prometheus_client import CollectorRegistry
         except ImportError as e:
             raise ConfigError(f"/metrics needs the serve extra: pip install 'stt-core[serve]' ({e}); "
                               "or set [serve] metrics = false") from e
         self.registry = CollectorRegistry()
-        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, where set
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = Resource.create({SERVICE_NAME: "stt-core"})
+        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)],
+                                      resource=resource)
         telemetry.add_meter_provider(self.provider)
 
     def text(self) -> tuple[bytes, str]:
