@@ -20,6 +20,7 @@ from ._errors import (
     error_for_status,
     parse_retry_after,
 )
+from ._install import install_command
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._realtime import RealtimeSettings, realtime
 from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
@@ -66,6 +67,7 @@ __all__ = [
     "get_provider",
     "hookimpl",
     "hookspec",
+    "install_command",
     "list_providers",
     "load_config",
     "parse_retry_after",

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from ._errors import ConfigError, ProviderUnavailable
+from ._install import install_command
 from ._provider import Provider
 from ._types import Capabilities, Transcript
 
@@ -151,7 +152,7 @@ class Registry:
                 return (f"provider {name!r} is installed ({problem.distribution}) but failed to load: "
                         f"{problem.error}")
         installed = ", ".join(sorted(self._providers)) or "none"
-        hint = f"; install it with: pip install 'stt-core[{name}]'" if name in FIRST_PARTY else ""
+        hint = f"; install it with: {install_command(name)}" if name in FIRST_PARTY else ""
         return f"provider {name!r} is not installed (installed: {installed}){hint}"
 
     def create(self, name: str, settings: dict[str, Any] | None = None, *, source: str = "") -> Provider:

@@ -45,6 +45,7 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
+from .._install import install_command
 from .._registry import UnusableEngine
 from ..openai_api import RESPONSE_FORMATS, response_body
 from .http import (
@@ -167,7 +168,7 @@ class Prometheus:
             from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from prometheus_client import CollectorRegistry
         except ImportError as e:
-            raise ConfigError(f"/metrics needs the serve extra: pip install 'stt-core[serve]' ({e}); "
+            raise ConfigError(f"/metrics needs the serve extra: {install_command('serve')} ({e}); "
                               "or set [serve] metrics = false") from e
         self.registry = CollectorRegistry()
         resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, where set

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from stt_core import ProviderUnavailable
+from stt_core import ProviderUnavailable, install_command
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 FSMN_VAD = "fsmn-vad"
@@ -41,7 +41,7 @@ _CONFIG_FILES = ("config.yaml", "configuration.json")
 # to install it: torch is never pulled in by our extras (pip would take a CUDA build of several GB),
 # so the hint names the CPU build's command first.
 TORCH_HINT = ("install torch first (pip install torch --index-url https://download.pytorch.org/whl/cpu, "
-              "or the CUDA build you want), then pip install 'stt-core-funasr[torch]'")
+              f"or the CUDA build you want), then {install_command('funasr-torch')}")
 
 
 def torch_missing(*, silero: bool = False) -> str | None:

@@ -21,6 +21,7 @@ from stt_core import (
     Segment,
     Transcript,
     Word,
+    install_command,
 )
 from stt_core._audio.vad import INSTALL_HINT as VAD_INSTALL_HINT
 from stt_core._audio.vad import find_vad_model
@@ -65,7 +66,7 @@ class FunASRProvider(Provider):
         assert isinstance(settings, FunASRSettings)
         onnx = settings.backend == "onnx"
         if onnx and (module := first_missing(ONNX_MODULES)):
-            return f"{module} is not installed: pip install 'stt-core[funasr]'"
+            return f"{module} is not installed: {install_command('funasr')}"
         if not onnx and (missing := torch_missing()):
             return f"backend 'torch': {missing}"
         if reason := missing_reason("model", settings.model, settings.hub):
