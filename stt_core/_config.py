@@ -30,8 +30,8 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
 from ._chain.chain import Chain
-from ._chain.policy import BreakerPolicy, RetryPolicy, hedge_setting
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
 from ._realtime.session import RealtimeSettings

@@ -12,7 +12,7 @@ stream and per utterance of it. No attribute, event or metric holds audio, a sec
 
 Metrics (``stt_core.*``; Prometheus writes ``stt_core_request_duration_seconds`` and so on):
 request and attempt durations by engine and outcome, audio seconds by engine, failovers, breaker
-state changes, and a local engine's queue depth and batch sizes.
+state changes, a local engine's queue depth and batch sizes, and how far real time lags behind speech.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class _Instruments:
     breaker: Any
     queue: Any
     batch: Any
+    lag: Any
 
 
 @dataclass
@@ -125,6 +126,10 @@ def _make(meter: Any) -> _Instruments:
         batch=meter.create_histogram("stt_core.batch.size", unit="{request}",
                                      description="Requests a local engine recognised together",
                                      explicit_bucket_boundaries_advisory=_BATCHES),
+        lag=meter.create_histogram("stt_core.realtime.lag", unit="s",
+                                   description="Real time: from the VAD's end of an utterance to its final "
+                                               "(or failure): growing when its engine is slower than speech",
+                                   explicit_bucket_boundaries_advisory=_SECONDS),
     )
 
 
@@ -268,6 +273,12 @@ def queue_changed(engine: str, by: int) -> None:
         made.queue.add(by, {"stt_core.engine": engine})
 
 
+def realtime_lag(engine: str, seconds: float) -> None:
+    """A real-time utterance's final (or failure) came ``seconds`` after the VAD ended it."""
+    for made in _instruments():
+        made.lag.record(seconds, {"stt_core.chain": engine})
+
+
 def batch_formed(engine: str, size: int) -> None:
     """A local engine took ``size`` requests to recognise together."""
     for made in _instruments():
@@ -313,6 +324,10 @@ async def traced_stream(events: AsyncIterator[StreamEvent], *, chain: str,
                                           "gen_ai.provider.name": event.provider or ""})
                 if _settings.record_text:
                     utterance.set_attribute("stt_core.transcript", event.text)
+            elif event.type == "failed":  # that utterance only: the stream goes on
+                utterance.set_attribute("error.type", type(event.error).__name__)
+                utterance.set_status(Status(StatusCode.ERROR, type(event.error).__name__))
+            if event.type in ("final", "failed"):
                 utterance.end()
                 utterance = None
             yield event

@@ -2,7 +2,8 @@
 ``links`` each engine's state and the steps at it, ``batch`` and ``streams`` the two drivers, and
 ``tape`` a stream's replayable input."""
 
+from .breaker import BreakerPolicy, CircuitBreaker
 from .chain import Chain
-from .policy import BreakerPolicy, CircuitBreaker, RetryPolicy, hedge_setting
+from .policy import RetryPolicy, hedge_setting
 
 __all__ = ["BreakerPolicy", "Chain", "CircuitBreaker", "RetryPolicy", "hedge_setting"]

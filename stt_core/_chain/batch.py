@@ -17,7 +17,7 @@ from .._errors import STTError
 from .._provider import Provider
 from .._types import Transcript
 from . import policy
-from .links import FellOver, Link, Links, Request
+from .links import Link, Links, Request, Unanswered
 
 logger = logging.getLogger("stt_core.chain")
 Call = Callable[[Provider], Awaitable[Transcript]]
@@ -28,7 +28,7 @@ async def first_answer(
 ) -> Transcript:
     if hedge_after is None:
         for link in links:
-            with contextlib.suppress(FellOver):
+            with contextlib.suppress(Unanswered):
                 return await links.answer(link, call, request)
         raise request.failed()
     return await _race(links, call, request, hedge_after)
@@ -64,11 +64,11 @@ async def _race(links: Links, call: Call, request: Request, hedge_after: float |
                 racing.discard(task)
                 if task is front:
                     front, hedge_at = None, None
-                with contextlib.suppress(FellOver):
+                with contextlib.suppress(Unanswered):
                     return task.result()
     finally:
         for task in racing:
             task.cancel()
         for task in racing:
-            with contextlib.suppress(asyncio.CancelledError, FellOver, STTError):
+            with contextlib.suppress(asyncio.CancelledError, Unanswered, STTError):
                 await task

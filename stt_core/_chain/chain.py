@@ -20,16 +20,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 
 from .. import telemetry
-from .._audio.audio import Audio
+from .._audio.audio import Audio, AudioSource
 from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
+from .breaker import BreakerPolicy, CircuitBreaker
 from .links import Link, Links, Request
-from .policy import BreakerPolicy, CircuitBreaker, RetryPolicy, hedge_setting
+from .policy import Purpose, RetryPolicy, hedge_setting
 from .tape import Tape
+
+# Why the current request was asked, with its tighter bound: set by ``Chain.transcribe`` around the
+# base class's checks, read by ``_transcribe``. (Provider.transcribe's signature is every engine's,
+# so these two options of the chain's cross it here; a nested chain sets its own.)
+_ASKED: ContextVar[tuple[Purpose, float | None]] = ContextVar("stt_core_chain_asked",
+                                                           default=("request", None))
 
 
 class Chain(Provider):
@@ -115,6 +123,26 @@ class Chain(Provider):
         for link in self.links:
             await link.provider.aclose()
 
+    async def transcribe(
+        self,
+        audio: AudioSource,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        word_timestamps: bool = False,
+        purpose: Purpose = "request",
+        attempt_timeout: float | None = None,
+    ) -> Transcript:
+        """``Provider.transcribe``; and for callers that recognise live audio (``stt_core.realtime``),
+        why they ask (``purpose``: a speculation, or an utterance's final; see ``policy.Purpose``)
+        and ``attempt_timeout``, a tighter bound than the chain's on each call of this request."""
+        asked = _ASKED.set((purpose, attempt_timeout))  # read by _transcribe, under the base's checks
+        try:
+            return await super().transcribe(audio, language=language, prompt=prompt,
+                                            word_timestamps=word_timestamps)
+        finally:
+            _ASKED.reset(asked)
+
     async def _transcribe(
         self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
     ) -> Transcript:
@@ -123,7 +151,9 @@ class Chain(Provider):
                 audio, language=language, prompt=prompt, word_timestamps=word_timestamps
             )
 
-        request = Request(language, word_timestamps, self.on_attempt)
+        purpose, attempt_timeout = _ASKED.get()
+        request = Request(language, word_timestamps, self.on_attempt, purpose=purpose,
+                          attempt_timeout=attempt_timeout)
         traced = telemetry.RequestTrace(self.model, audio.duration, language)
         try:
             with traced.current():  # each attempt's span is a child of the request's

@@ -4,7 +4,7 @@
 - ``Request``: one request's record (attempts, why each engine could not answer).
 - ``Links``: the ordered links under the chain's policies: ``admit`` a request at a link, the
   retry loop (``tries``, tenacity), one ``attempt`` and what its outcome teaches the breaker.
-  Every decision is ``_policy``'s; this module does what it says.
+  Every decision is ``policy``'s; this module does what it says.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .._registry import UnusableEngine
 from .._text import first_line
 from .._types import Attempt, AttemptOutcome
 from . import policy
+from .breaker import BreakerPolicy, CircuitBreaker, Gate
 
 logger = logging.getLogger("stt_core.chain")
 T = TypeVar("T")
@@ -43,16 +44,16 @@ T = TypeVar("T")
 _LATENCIES_KEPT = 100  # recent answers per engine, for a percentile hedge delay
 
 
-class FellOver(Exception):
+class Unanswered(Exception):
     """An engine could not answer this request, and the next one may (the cause is recorded)."""
 
 
 class Link:
     """One engine of a chain and what the chain knows of it."""
 
-    def __init__(self, provider: Provider, breaker: policy.BreakerPolicy, clock: Callable[[], float]) -> None:
+    def __init__(self, provider: Provider, breaker: BreakerPolicy, clock: Callable[[], float]) -> None:
         self.provider = provider
-        self.breaker = policy.CircuitBreaker(breaker, clock)
+        self.breaker = CircuitBreaker(breaker, clock)
         self.breaker.on_change = lambda state: telemetry.breaker_changed(provider.name, state)
         self.latencies = deque[float](maxlen=_LATENCIES_KEPT)
         # Without a health() check, a user request probes it after the cool-down instead.
@@ -76,7 +77,7 @@ class Link:
             return "does not give word timestamps"
         return None
 
-    def gate(self) -> policy.Gate:
+    def gate(self) -> Gate:
         return self.breaker.gate(probes_in_background=self.has_health)
 
     def could_answer(self, language: str | None, word_timestamps: bool) -> bool:
@@ -144,6 +145,8 @@ class Request:
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
     declined: set[str] = field(default_factory=set)  # engines passed for what they declare (language...)
     hedged: bool = False  # an engine was raced by the next one
+    purpose: policy.Purpose = "request"
+    attempt_timeout: float | None = None  # tighter than the chain's, for this request
 
     def record(self, link: Link, outcome: AttemptOutcome, latency: float, error: str | None = None) -> None:
         attempt = Attempt(link.name, outcome, latency, error)
@@ -161,7 +164,7 @@ class Request:
 class Links:
     """The chain's links in order, under its policies."""
 
-    links: Sequence[Link]
+    ordered: Sequence[Link]
     retry: policy.RetryPolicy
     attempt_timeout: float | None
 
@@ -171,14 +174,14 @@ class Links:
         )
 
     def __iter__(self) -> Iterator[Link]:
-        return iter(self.links)
+        return iter(self.ordered)
 
     def could_answer_after(self, link: Link, request: Request) -> bool:
         """Whether an engine after ``link`` could take this request now."""
-        later = self.links[self.links.index(link) + 1:]
+        later = self.ordered[self.ordered.index(link) + 1:]
         return any(other.could_answer(request.language, request.word_timestamps) for other in later)
 
-    async def admit(self, link: Link, request: Request) -> policy.Call | None:
+    async def admit(self, link: Link, request: Request) -> policy.Plan | None:
         """How to call ``link`` for this request, or ``None`` (skipped, the reason recorded)."""
         may_hold = True
         refuses = link.refuses(request.language, request.word_timestamps)
@@ -189,8 +192,9 @@ class Links:
                 later=self.could_answer_after(link, request),
                 may_hold=may_hold,
                 retry=self.retry,
-                attempt_timeout=self.attempt_timeout,
+                attempt_timeout=_tighter(self.attempt_timeout, request.attempt_timeout),
                 probe_timeout=link.breaker.policy.probe_timeout,
+                purpose=request.purpose,
             )
             if not isinstance(decision, policy.Hold):
                 break
@@ -208,7 +212,7 @@ class Links:
             link.breaker.start_probe()
         return decision
 
-    def tries(self, link: Link, call: policy.Call, request: Request) -> AsyncRetrying:
+    def tries(self, link: Link, call: policy.Plan, request: Request) -> AsyncRetrying:
         """The retry loop for ``call`` at ``link`` (tenacity), deciding by ``policy.after_failure``:
         ``async for attempt in links.tries(...): with attempt: ...``. The last error is reraised."""
 
@@ -230,26 +234,26 @@ class Links:
     @contextlib.contextmanager
     def falling_over(self, link: Link, request: Request) -> Iterator[None]:
         """Around all of a request's calls to ``link``: what the next engine may still answer
-        becomes ``FellOver`` (its cause recorded); bad audio and cancellation go on up."""
+        becomes ``Unanswered`` (its cause recorded); bad audio and cancellation go on up."""
         try:
             yield
         except ProviderError as e:
             request.causes.append((link.name, e))
-            raise FellOver from e
+            raise Unanswered from e
         except BaseException as e:
             # No verdict on the engine (it cannot serve now, the audio is bad, the caller gave
             # up): a probe in flight is released, so a later request probes again.
             link.breaker.release()
             if isinstance(e, ProviderUnavailable | ConfigError):
                 request.causes.append((link.name, e))
-                raise FellOver from e
+                raise Unanswered from e
             raise
 
     async def answer(self, link: Link, call: Callable[[Provider], Awaitable[T]], request: Request) -> T:
         """``link``'s answer to a batch request, with the retries its admission allows."""
         admitted = await self.admit(link, request)
         if admitted is None:
-            raise FellOver
+            raise Unanswered
         with self.falling_over(link, request):
             async for attempt in self.tries(link, admitted, request):
                 with attempt:
@@ -290,7 +294,7 @@ class Links:
         """Record a failed call, and teach the engine's breaker what it means; the outcome."""
         outcome = policy.outcome(error)
         request.record(link, outcome, time.perf_counter() - started, str(error))
-        effect = policy.breaker_effect(error)
+        effect = policy.breaker_effect(error, request.purpose)
         if effect == "hold" and isinstance(error, ProviderError) and error.retry_after:
             link.breaker.hold(error.retry_after)
         elif effect == "count" and link.breaker.record_failure():
@@ -304,3 +308,8 @@ def _described(error: BaseException) -> str:
     """An error for a log line: the class and the first line of the message."""
     line = first_line(error)
     return line if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+
+
+def _tighter(a: float | None, b: float | None) -> float | None:
+    """The smaller of two optional bounds (``None``: no bound)."""
+    return b if a is None else a if b is None else min(a, b)

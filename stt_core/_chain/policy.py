@@ -6,8 +6,8 @@ Before a call, per engine and request, ``admit``::
     cannot take it (language, word times) ─► Skip(why)
     the last engine that can answer, held by a Retry-After we would wait ─► Hold(seconds), then ask again
     breaker says skip (open, another request probing, held) ─► Skip(why)
-    breaker open and cooled down, no health() ─► Call(1 attempt, probe timeout): this request probes
-    otherwise ─► Call(attempts: all if it is the last that can answer or retry_before_fallover, else 1)
+    breaker open and cooled down, no health() ─► Plan(1 attempt, probe timeout): this request probes
+    otherwise ─► Plan(attempts: all if it is the last that can answer or retry_before_fallover, else 1)
 
 After a failed call, ``after_failure``; and what the engine's breaker learns, ``breaker_effect``::
 
@@ -17,24 +17,13 @@ After a failed call, ``after_failure``; and what the engine's breaker learns, ``
     anything else (bad audio, cancellation) ─► GiveUp: it goes to the caller
     a 429 with Retry-After ─► hold the engine for everyone; other ProviderErrors ─► count a failure
 
-Each engine's breaker (``CircuitBreaker``):
-
-- closed: calls pass.
-- open: calls skip. An engine with a ``health()`` check is probed in the background and closed as
-  soon as it passes; one without is probed after ``cooldown`` by one user request, with a single
-  short attempt (half-open while that request runs).
-- on probation: closed by a health check, which can pass while transcription still fails (a
-  partial outage). The first failed call reopens it at once and the probes back off, doubling
-  their interval each time (``relapses``), until a real call succeeds.
-- held: an engine that answered 429 with Retry-After N is skipped by every request for N seconds,
-  then used again without a probe.
+Each engine's breaker is ``breaker``'s (its states are drawn there).
 """
 
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,11 +31,10 @@ from pydantic import BaseModel, Field
 
 from .._errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from .._types import SETTINGS_MODEL, AttemptOutcome
+from .breaker import Gate
 
 _HOUR = 3600.0
-_MAX_DOUBLINGS = 6  # probes of a relapsing engine at most every 64 intervals
 MIN_LATENCIES = 10  # a percentile hedge waits for this many answers before it hedges
-
 
 
 class RetryPolicy(BaseModel):
@@ -66,126 +54,11 @@ class RetryPolicy(BaseModel):
     rather wait for their first engine (cost, privacy) than fall over."""
 
 
-class BreakerPolicy(BaseModel):
-    """When an engine is skipped and how it is tried again. What ``[breaker]`` builds."""
-
-    model_config = SETTINGS_MODEL
-    failures: int = Field(1, ge=1)
-    """Consecutive failed calls that open the breaker (each retry is a call). One, because opening
-    is cheap: an engine with ``health()`` is probed at once and closes again if that passes (a
-    blip costs one health check), while an engine that is down gets no more traffic."""
-    cooldown: float = Field(5.0, ge=0, le=_HOUR)
-    """Seconds an open breaker skips an engine without ``health()`` before one request probes it."""
-    probe_interval: float = Field(1.0, ge=0.01, le=_HOUR)
-    """Seconds between background ``health()`` probes of an open engine (jittered by 20 %)."""
-    probe_timeout: float = Field(2.0, ge=0.01, le=_HOUR)
-    """Bound on one probe: a ``health()`` call, or the single attempt of a probing request."""
-
-
-# -- the breaker --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A breaker's answer for a request now: call, probe (this request is the one probe), or skip."""
-
-    action: Literal["call", "probe", "skip"]
-    reason: str | None = None  # why it skips
-    held_for: float = 0.0  # seconds left of a Retry-After hold
-    closed: bool = True
-
-
-class CircuitBreaker:
-    """One engine's breaker: the states above, on an injected clock."""
-
-    def __init__(self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic) -> None:
-        self.policy = policy
-        self._clock = clock
-        self._state: Literal["closed", "open", "half_open"] = "closed"
-        self.on_change: Callable[[str], None] | None = None  # told each new state (the chain's metrics)
-        self._failures = 0
-        self._opened_at = 0.0
-        self._held_until = 0.0
-        self._probation = False
-        self.relapses = 0  # times it failed again right after a health check closed it
-
-    @property
-    def state(self) -> Literal["closed", "open", "half_open"]:
-        return self._state
-
-    @state.setter
-    def state(self, state: Literal["closed", "open", "half_open"]) -> None:
-        changed, self._state = state != self._state, state
-        if changed and self.on_change is not None:
-            self.on_change(state)
-
-    def held_for(self) -> float:
-        """Seconds left of a Retry-After hold (0 when none)."""
-        return max(0.0, self._held_until - self._clock())
-
-    def gate(self, *, probes_in_background: bool) -> Gate:
-        """What a request would do with this engine now; it changes nothing (``start_probe`` does)."""
-        held, closed = self.held_for(), self.state == "closed"
-        if self.state == "half_open":
-            return Gate("skip", "circuit breaker half-open: another request is probing it", held, closed)
-        if self.state == "open" and (probes_in_background or not self._cooled_down()):
-            return Gate("skip", "circuit breaker open: it failed and has not recovered yet", held, closed)
-        if held:
-            return Gate("skip", f"rate limited: asked to wait {held:.1f} s more (Retry-After)", held, closed)
-        return Gate("probe" if self.state == "open" else "call", None, held, closed)
-
-    def start_probe(self) -> None:
-        """This request is the one probe; the others skip meanwhile."""
-        self.state = "half_open"
-
-    def hold(self, seconds: float) -> None:
-        """Skip this engine for ``seconds`` (its Retry-After), for every request."""
-        self._held_until = max(self._held_until, self._clock() + seconds)
-
-    def record_success(self) -> None:
-        self.state = "closed"
-        self._failures = 0
-        self._probation = False
-        self.relapses = 0
-
-    def probe_passed(self) -> None:
-        """A background health check passed: calls again, on probation until one succeeds."""
-        self.state = "closed"
-        self._failures = 0
-        self._probation = True
-
-    def record_failure(self) -> bool:
-        """Count a failed call; whether it opened the breaker."""
-        self._failures += 1
-        if self.state == "open":
-            return False
-        if self._probation:
-            self.relapses += 1
-        elif self.state != "half_open" and self._failures < self.policy.failures:
-            return False
-        self.state = "open"
-        self._probation = False
-        self._opened_at = self._clock()
-        return True
-
-    def probe_delay(self) -> float:
-        """Seconds before the next background probe: the interval, doubled for each relapse."""
-        return self.policy.probe_interval * float(2 ** min(self.relapses, _MAX_DOUBLINGS))
-
-    def release(self) -> None:
-        """The probe ended without a verdict (bad input, cancelled): a later request probes."""
-        if self.state == "half_open":
-            self.state = "open"
-
-    def _cooled_down(self) -> bool:
-        return self._clock() - self._opened_at >= self.policy.cooldown
-
-
 # -- before a call ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Call:
+class Plan:
     attempts: int
     timeout: float | None
     probe: bool = False  # this request is the one probe of an open breaker
@@ -201,6 +74,15 @@ class Skip:
     reason: str
 
 
+Purpose = Literal["request", "speculation", "utterance"]
+"""Why the chain is asked. ``request``: a caller's request. ``speculation``: a recognition ahead
+of need that nobody waits on (real time's preflight): each engine is called once, never as a probe
+and never after a wait, and its failure teaches no breaker, so the request that follows has the
+whole policy. ``utterance``: the final of a live utterance, which nobody will ask for again: a
+request, except that the last engine that could take it is called once even while its breaker
+would skip it (skipping it would lose the utterance for certain)."""
+
+
 def admit(
     *,
     refuses: str | None,
@@ -210,24 +92,31 @@ def admit(
     retry: RetryPolicy,
     attempt_timeout: float | None,
     probe_timeout: float,
-) -> Call | Hold | Skip:
+    purpose: Purpose = "request",
+) -> Plan | Hold | Skip:
     """What to do with a request at an engine.
 
     ``refuses``: why the engine cannot take this request, from what it declares; ``later``: whether
     a later engine could take it now; ``may_hold``: whether waiting out a Retry-After is allowed
-    (once per request and engine).
+    (once per request and engine); ``purpose``: above.
     """
     if refuses:
         return Skip(refuses)
+    if purpose == "speculation":
+        if gate.action != "call":
+            return Skip(gate.reason or "a speculative recognition never probes an engine")
+        return Plan(1, attempt_timeout)
     if may_hold and not later and gate.closed and 0 < gate.held_for <= retry.max_retry_after:
         return Hold(gate.held_for)  # the last engine that can answer: wait rather than fail
     if gate.action == "skip":
+        if purpose == "utterance" and not later and not gate.held_for:
+            return Plan(1, attempt_timeout)  # the utterance's last hope: no one will ask again
         return Skip(gate.reason or "skipped")
     if gate.action == "probe":
         timeout = probe_timeout if attempt_timeout is None else min(attempt_timeout, probe_timeout)
-        return Call(1, timeout, probe=True)
+        return Plan(1, timeout, probe=True)
     retries = retry.retry_before_fallover or not later
-    return Call(retry.attempts if retries else 1, attempt_timeout)
+    return Plan(retry.attempts if retries else 1, attempt_timeout)
 
 
 REFUSED_KEY = (401, 403)  # an engine that refused its credentials stays refused until config changes
@@ -270,7 +159,7 @@ class GiveUp:
 
 
 def after_failure(
-    error: BaseException | None, *, attempt: int, call: Call, retry: RetryPolicy, may_retry: bool
+    error: BaseException | None, *, attempt: int, call: Plan, retry: RetryPolicy, may_retry: bool
 ) -> Retry | FallOver | GiveUp:
     """What to do after call number ``attempt`` (from 1) of ``call`` failed with ``error``."""
     if isinstance(error, ProviderError):
@@ -283,13 +172,13 @@ def after_failure(
     return GiveUp()
 
 
-def breaker_effect(error: BaseException) -> Literal["count", "hold", "none"]:
+def breaker_effect(error: BaseException, purpose: Purpose = "request") -> Literal["count", "hold", "none"]:
     """What an engine's breaker learns from a failed call."""
     if not isinstance(error, ProviderError):
         return "none"  # unavailable or misconfigured: not a broken engine
     if error.status_code == 429 and error.retry_after:
         return "hold"  # a rate limit with its own wait: hold it for every request
-    return "count"
+    return "none" if purpose == "speculation" else "count"
 
 
 def outcome(error: BaseException) -> AttemptOutcome:

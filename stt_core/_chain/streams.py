@@ -17,7 +17,7 @@ from typing import Any
 
 from .._errors import ProviderTimeout, STTError
 from .._types import StreamEvent
-from .links import FellOver, Link, Links, Request
+from .links import Link, Links, Request, Unanswered
 from .tape import Tape
 
 
@@ -41,7 +41,7 @@ async def stream_through(
                             raise
                         links.succeeded(link, request, started)
                         return
-        except FellOver:
+        except Unanswered:
             continue
     raise request.failed()
 

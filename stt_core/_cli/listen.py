@@ -21,7 +21,7 @@ from .._chain.chain import Chain
 from .._errors import InvalidAudioError
 from .._realtime.session import RealtimeSettings, realtime
 from .._types import StreamEvent
-from .terminal import one_line, out
+from .terminal import err, one_line, out
 
 CHUNK_SECONDS = 0.02  # what a microphone delivers at a time
 
@@ -79,6 +79,8 @@ class _Shown:
         if self.json_lines:
             fields = {"type": event.type, "text": event.text, "start": event.start, "end": event.end,
                       "language": event.language, "provider": event.provider or None}
+            if event.error is not None:
+                fields["error"] = one_line(str(event.error))
             print(json.dumps(fields), flush=True)
             return
         if event.type in ("interim", "preflight") and self.live and event.text:
@@ -89,6 +91,10 @@ class _Shown:
         elif event.type == "final":
             self._clear()
             print(event.text, flush=True)
+        elif event.type == "failed":  # that utterance only: listening goes on
+            self._clear()
+            err.print(f"({event.start or 0:.1f}-{event.end or 0:.1f} s not transcribed: "
+                      f"{one_line(str(event.error))})", markup=False)
 
     def _clear(self) -> None:
         if self._interim:

@@ -1,20 +1,31 @@
 """Real time for engines that do not stream: a VAD-driven stream over any Provider, a chain included.
 
-Live audio goes through Silero's VAD frame by frame (``_vad``). For each utterance:
+Live audio goes through Silero's VAD frame by frame (``_audio.vad``). For each utterance:
 
 - ``speech_start`` when the speaker starts (after ``min_speech``);
-- ``interim`` transcripts while they speak: the utterance so far recognised again by the first
-  local engine, as often as its measured speed allows within ``interim_share`` of the time, and
-  only when one can be ready before a pause could call for the preflight: an interim never delays
-  anything else, and a slow engine simply gets fewer;
-- ``preflight`` once they pause for ``preflight_pause``: the utterance so far recognised ahead,
-  through the engine (the chain: retries and failover as for any request);
-- ``speech_end`` and ``final`` at the VAD's end of speech (``min_silence`` of pause): the
-  preflight's result when no speech came after it, else the whole utterance recognised now. A
-  chain's first engine that fails hands the whole utterance to the next, as a batch request does:
-  nothing is lost, nothing heard twice.
+- ``interim`` transcripts while they speak, from the first local engine, as often as its measured
+  speed allows within ``interim_share`` of the time;
+- ``preflight`` once they pause for ``preflight_pause``: the utterance so far, recognised ahead;
+- ``speech_end`` and ``final`` at the VAD's end of speech (``min_silence`` of pause), or
+  ``failed`` (with the error) when no engine could transcribe it: the stream goes on, and later
+  utterances get their finals, in order.
 
-Times are seconds of the stream's audio. Finals come in utterance order.
+What keeps it in time (reliability round four, docs/reliability.md):
+
+- At most one recognition ahead of need (interim or preflight, a *speculation*) is in flight per
+  stream, and none while a final is: a local engine serves one call at a time, so the final
+  never queues behind more than one, and when the engine is slower than speech the speculations
+  stop first (a warning and the ``stt_core.realtime.lag`` metric say how far behind it is).
+- An utterance is recognised in pieces cut at pauses (``utterance``): a speculation that speech
+  overtook is not thrown away but kept as a piece (and shown as an interim), so the final
+  recognises only what came after the last piece.
+- A speculation is not a request: through a chain it calls each engine once, teaches no breaker
+  and probes none (``policy.Purpose``), so the final gets the chain's whole policy; the final is
+  an ``utterance`` the chain never skips for a breaker when it is the last hope.
+- Every recognition is bounded by ``attempt_timeout``, and the end of the input waits at most
+  ``drain_timeout`` for each final in flight, then reports those it could not finish as ``failed``.
+
+Times are seconds of the stream's audio.
 """
 
 from __future__ import annotations
@@ -25,26 +36,27 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import soxr
 from pydantic import Field
 
 from .. import telemetry
 from .._audio.audio import Audio
-from .._audio.vad import FRAME, FRAME_SECONDS, RATE, Boundary, Segmenter, SileroVAD, VADSettings
-from .._errors import STTError
+from .._audio.vad import FRAME_SECONDS, Boundary, Segmenter, SileroVAD, VADSettings
+from .._chain import Chain
+from .._chain.policy import Purpose
+from .._errors import ProviderTimeout, STTError
 from .._provider import Provider
 from .._types import StreamEvent, Transcript
+from .frames import Frames
+from .utterance import Speculation, Speed, Utterance
 
 logger = logging.getLogger("stt_core.realtime")
-T = TypeVar("T")
 
 
 class RealtimeSettings(VADSettings):
-    """The VAD's settings, and how much time interims may take. ``[realtime]`` in config."""
+    """The VAD's settings, and how real time spends its engine's time. ``[realtime]`` in config."""
 
     interim_share: float = Field(0.5, gt=0, le=1)
     """At most this share of the time goes to recognising interims (the rest is the engine's)."""
@@ -53,47 +65,23 @@ class RealtimeSettings(VADSettings):
     pre_roll: float = Field(0.3, ge=0, le=2)
     """Seconds of audio before the speech's start that go to the engine with it (recognisers hear
     the first word better with a little lead-in; LiveKit's VAD keeps 0.5 s)."""
+    min_piece: float = Field(1.0, ge=0.1, le=30)
+    """Seconds of audio a recognition that speech overtook at a pause must cover to be kept as a
+    piece of the final (shorter ones are recognised again with what follows)."""
+    attempt_timeout: float = Field(10.0, gt=0, le=600)
+    """Seconds an engine has for one recognition in real time (tighter than the chain's
+    ``attempt_timeout``, which is for files): a hung local engine costs at most this before the
+    next engine gets the utterance."""
+    drain_timeout: float = Field(20.0, ge=0, le=600)
+    """Seconds the end of the input waits for the next final still being recognised (so a slow
+    engine that keeps answering is waited for, a hung one is not); those left are ``failed``."""
 
 
 def interim_engine(engine: Provider) -> Provider | None:
     """What recognises interims: the first local engine of a chain (or the engine itself if it is
     local). Cloud engines get no interims: each would be a paid request."""
-    members = getattr(engine, "providers", None) or [engine]
-    return next((p for p in members if p.capabilities.offline), None)
-
-
-@dataclass
-class _Utterance:
-    """One utterance's audio (from its pre-roll on) and what is being recognised of it."""
-
-    start: float  # seconds of the stream where its audio starts (the pre-roll's start)
-    frames: list[np.ndarray] = field(default_factory=list)
-    speech: float = 0.0  # where the VAD says the speech starts
-    speech_end: float | None = None
-    preflight: asyncio.Task[Transcript] | None = None  # since the last pause, with no speech after it
-
-    def audio(self) -> Audio:
-        return Audio(np.concatenate(self.frames), RATE)
-
-    @property
-    def end(self) -> float:
-        """Where the speech ends (once the VAD said so), else where its audio ends so far."""
-        if self.speech_end is not None:
-            return self.speech_end
-        return self.start + len(self.frames) * FRAME_SECONDS
-
-
-class _Speed:
-    """Seconds of recognition per second of audio, as last measured (None until then)."""
-
-    def __init__(self) -> None:
-        self.per_second: float | None = None
-
-    def learn(self, audio_seconds: float, took: float) -> None:
-        self.per_second = took / max(audio_seconds, 0.1)
-
-    def at_least(self, audio_seconds: float, took: float) -> None:
-        self.per_second = max(self.per_second or 0.0, took / max(audio_seconds, 0.1))
+    engines = engine.providers if isinstance(engine, Chain) else [engine]
+    return next((p for p in engines if p.capabilities.offline), None)
 
 
 async def realtime(
@@ -104,64 +92,57 @@ async def realtime(
     settings: RealtimeSettings | None = None,
     vad: SileroVAD | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """Interim, preflight and final transcripts from ``engine`` for live ``audio`` (module doc)."""
-    events = _events(_Stream(engine, language, settings or RealtimeSettings(), vad or SileroVAD()), audio)
-    async for event in telemetry.traced_stream(events, chain=engine.model or engine.name, language=language):
+    """Interim, preflight and final transcripts (or ``failed``) from ``engine`` for live ``audio``."""
+    session = Session(engine, language, settings or RealtimeSettings(), vad or SileroVAD())
+    async for event in telemetry.traced_stream(session.run(audio), chain=engine.model or engine.name,
+                                               language=language):
         yield event
 
 
-async def _events(stream: _Stream, audio: AsyncIterable[Audio]) -> AsyncIterator[StreamEvent]:
-    feeding = asyncio.ensure_future(stream.feed(audio))
-    try:
-        while (event := await stream.events.get()) is not None:
-            if isinstance(event, BaseException):
-                raise event  # an utterance nobody could transcribe (AllProvidersFailed for a chain)
-            yield event
-        await feeding  # the source's error, if it failed
-    finally:
-        await stream.stop(feeding)
+class Session:
+    """One real-time stream: frames to the VAD, boundaries to recognitions, results to events."""
 
-
-class _Stream:
-    def __init__(
-        self, engine: Provider, language: str | None, settings: RealtimeSettings, vad: SileroVAD
-    ) -> None:
+    def __init__(self, engine: Provider, language: str | None, settings: RealtimeSettings,
+                 vad: SileroVAD) -> None:
         self.engine, self.language, self.settings = engine, language, settings
         self.local = interim_engine(engine)
         self.vad, self.segmenter = vad, Segmenter(settings)
         self.vad.reset()
-        self.events: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue()
+        self.events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         keep = round((settings.min_speech + settings.pre_roll) / FRAME_SECONDS) + 2
         self.recent: deque[np.ndarray] = deque(maxlen=keep)  # frames before speech starts: its pre-roll
-        self.utterance: _Utterance | None = None
-        self.interim: asyncio.Task[None] | None = None
+        self.utterance: Utterance | None = None
+        self.speculation: Speculation | None = None
         self.interim_started = 0.0
-        self.speed = _Speed()
-        self.finals: asyncio.Task[None] | None = None  # the last utterance's final, in order
+        self.speed = Speed()
+        self.finals: deque[tuple[Utterance, asyncio.Task[None]]] = deque()  # not yet out, in order
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.preflights: set[asyncio.Task[Transcript]] = set()  # running, current or overtaken
+        self.warned_behind = False
+
+    async def run(self, audio: AsyncIterable[Audio]) -> AsyncIterator[StreamEvent]:
+        feeding = asyncio.ensure_future(self.feed(audio))
+        try:
+            while (event := await self.events.get()) is not None:
+                yield event
+            await feeding  # the source's error, if it failed
+        finally:
+            await self.stop(feeding)
+
+    # -- audio in ------------------------------------------------------------------------------
 
     async def feed(self, audio: AsyncIterable[Audio]) -> None:
-        resampler: soxr.ResampleStream | None = None
-        rate = 0
-        left = np.zeros(0, dtype=np.float32)
+        frames = Frames()
         try:
             async for chunk in audio:
-                if chunk.sample_rate != rate:  # a new rate: a resampler of its own (stateful, no clicks)
-                    rate = chunk.sample_rate
-                    resampler = None if rate == RATE else soxr.ResampleStream(rate, RATE, 1, dtype="float32")
-                mono = chunk.to(chunk.sample_rate, 1, "float32").samples.reshape(-1)
-                samples = mono if resampler is None else resampler.resample_chunk(mono)
-                left = np.concatenate([left, samples])
-                whole = len(left) // FRAME * FRAME
-                for i in range(0, whole, FRAME):
-                    self._frame(left[i:i + FRAME])
-                left = left[whole:]
-                await asyncio.sleep(0)  # let recognitions hand back their results
+                for frame in frames.push(chunk):
+                    self._frame(frame)
+                    await frames.breathe()  # a big chunk never holds the loop for long
+                await frames.breathe(every_chunk=True)
+            for frame in frames.flush():
+                self._frame(frame)
             for boundary in self.segmenter.finish():
                 self._on(boundary)
-            if self.finals is not None:
-                await self.finals
+            await self._drain()
         finally:
             await self.events.put(None)
 
@@ -173,80 +154,57 @@ class _Stream:
             self.recent.append(frame)
         for boundary in self.segmenter.push(probability):
             self._on(boundary)
-        if self.utterance is not None and self.segmenter.speaking:
+        if self.utterance is not None and self.segmenter.speaking and self.utterance.paused_at is None:
             self._maybe_interim()
 
     def _on(self, boundary: Boundary) -> None:
+        utterance = self.utterance
         if boundary.kind == "start":
             # The frames since the start the VAD gives, and the pre-roll before it, join the utterance.
             now = self.segmenter.frames * FRAME_SECONDS
             back = round((now - max(0.0, boundary.at - self.settings.pre_roll)) / FRAME_SECONDS)
             frames = list(self.recent)[-back:] if back > 0 else []
-            self.utterance = _Utterance(now - len(frames) * FRAME_SECONDS, frames, speech=boundary.at)
+            self.utterance = Utterance(now - len(frames) * FRAME_SECONDS, frames, speech=boundary.at)
             self.recent.clear()
             self._emit(StreamEvent("speech_start", "", start=boundary.at))
-        elif boundary.kind == "pause" and self.utterance is not None:
-            self._stop_interim()  # the preflight needs the engine more
-            self.utterance.preflight = self._spawn(self._preflight(self.utterance, self.utterance.audio()))
-            self.preflights.add(self.utterance.preflight)
-            self.utterance.preflight.add_done_callback(self.preflights.discard)
-        elif boundary.kind == "resume" and self.utterance is not None:
-            # Speech came after it: it is not the whole utterance, and is neither sent nor reused.
-            # It runs to its end (the engine would finish it anyway), and interims wait for it, so
-            # they are timed alone.
-            self.utterance.preflight = None
-        elif boundary.kind == "end" and self.utterance is not None:
-            utterance, self.utterance = self.utterance, None
-            utterance.speech_end = boundary.at
-            self._stop_interim()
-            self._emit(StreamEvent("speech_end", "", start=utterance.speech, end=boundary.at))
-            previous = self.finals
-            self.finals = self._spawn(self._final(utterance, previous))
-
-    async def _final(self, utterance: _Utterance, previous: asyncio.Task[None] | None) -> None:
-        result: Transcript | None = None
-        try:
-            if utterance.preflight is not None:  # no speech came after it: it heard the utterance
-                with contextlib.suppress(STTError):  # it failed: recognise the utterance again, below
-                    result = await utterance.preflight
-            if result is None:
-                result = await self._recognise(utterance.audio())
-            if previous is not None:
-                await previous  # finals in utterance order
-        except asyncio.CancelledError:
-            raise
-        except BaseException as e:
-            self._emit(e)
+        elif utterance is None:
             return
-        self._emit(StreamEvent("final", result.text, start=utterance.speech, end=utterance.end,
-                               language=result.language, provider=result.provider))
+        elif boundary.kind == "pause":
+            utterance.paused_at = len(utterance.frames)
+            self._maybe_preflight()
+        elif boundary.kind == "resume":
+            utterance.resumed(min_piece=self.settings.min_piece)
+        elif boundary.kind == "end":
+            self.utterance = None
+            utterance.speech_end, utterance.ended_at = boundary.at, time.monotonic()
+            self._emit(StreamEvent("speech_end", "", start=utterance.speech, end=boundary.at))
+            previous = self.finals[-1][1] if self.finals else None
+            if previous is not None and not self.warned_behind:
+                self._warn_behind()
+            self.finals.append((utterance, self._spawn(self._final(utterance, previous))))
 
-    async def _preflight(self, utterance: _Utterance, audio: Audio) -> Transcript:
-        result = await self._recognise(audio)
-        if self.utterance is utterance and utterance.preflight is asyncio.current_task():
-            self._emit(StreamEvent("preflight", result.text, start=utterance.speech,
-                                   end=utterance.start + audio.duration, language=result.language,
-                                   provider=result.provider))
-        return result
+    # -- speculation: at most one recognition ahead of need --------------------------------------
 
-    async def _recognise(self, audio: Audio) -> Transcript:
-        """The engine's (the chain's) answer for ``audio``; its speed is learnt when it was local."""
-        started = time.monotonic()
-        result = await self.engine.transcribe(audio, language=self.language)
-        if self.local is not None and result.provider == self.local.name:
-            self.speed.learn(audio.duration, time.monotonic() - started)
-        return result
+    def _engine_free(self) -> bool:
+        return self.speculation is None and not self.finals
+
+    def _maybe_preflight(self) -> None:
+        """A preflight of the utterance so far, if the speaker is pausing and the engine is free."""
+        utterance = self.utterance
+        if utterance is None or utterance.paused_at is None or not self._engine_free():
+            return
+        if utterance.heard_whole() or utterance.paused_at <= utterance.cut:
+            return
+        self._speculate(Speculation(utterance, "preflight", utterance.cut, utterance.paused_at))
 
     def _maybe_interim(self) -> None:
         """An interim now, if the local engine is free, the share of time allows it, and it can be
         ready before the speaker could pause long enough for the preflight."""
         utterance, s = self.utterance, self.settings
-        if self.local is None or utterance is None or (self.interim is not None and not self.interim.done()):
+        if self.local is None or utterance is None or not self._engine_free():
             return
-        if self.preflights:
-            return
-        seconds = len(utterance.frames) * FRAME_SECONDS
-        expected = None if self.speed.per_second is None else self.speed.per_second * seconds
+        seconds = (len(utterance.frames) - utterance.cut) * FRAME_SECONDS
+        expected = self.speed.expected(seconds)
         now = time.monotonic()
         interval = max(s.min_interim_interval, (expected or 0.0) / s.interim_share)
         if now - self.interim_started < interval or seconds < s.min_interim_interval:
@@ -254,33 +212,154 @@ class _Stream:
         if expected is not None and expected > s.preflight_pause:
             return  # it would still be running when a preflight is due
         self.interim_started = now
-        self.interim = self._spawn(self._interim(utterance, utterance.audio()))
+        self._speculate(Speculation(utterance, "interim", utterance.cut, len(utterance.frames)))
 
-    async def _interim(self, utterance: _Utterance, audio: Audio) -> None:
+    def _speculate(self, speculation: Speculation) -> None:
+        self.speculation = speculation
+        speculation.task = self._spawn(self._speculation(speculation))
+
+    async def _speculation(self, speculation: Speculation) -> None:
+        """Run one speculation; what it heard becomes an interim, the preflight, or a piece."""
+        utterance, first, end = speculation.utterance, speculation.first, speculation.end
+        audio = utterance.audio(first, end)
+        try:
+            if speculation.kind == "interim":
+                result = await self._recognise_locally(audio)
+            else:
+                result = await self._recognise(audio, "speculation")
+        except STTError as e:  # a speculation is a nicety: the final does not depend on it
+            logger.debug("%s skipped: %s", speculation.kind, e)
+            result = None
+        finally:
+            self.speculation = None
+        if result is not None:
+            self._heard(speculation, result)
+        if self.utterance is not None and self.utterance.paused_at is not None:
+            self._maybe_preflight()  # a pause that came while this ran
+
+    def _heard(self, speculation: Speculation, result: Transcript) -> None:
+        utterance, first, end = speculation.utterance, speculation.first, speculation.end
+        current = utterance is self.utterance
+        if speculation.kind == "preflight" and utterance.paused_at == end:  # no speech since
+            utterance.heard = (end, result)
+            if current:
+                self._emit(self._event("preflight", utterance.joined((first, result)), utterance, end))
+            return
+        # Speech overtook it (or it was an interim): kept as a piece where it can be, shown as an interim.
+        if speculation.kind == "preflight":
+            utterance.keep(first, end, result, min_piece=self.settings.min_piece)
+        text = utterance.joined(None if utterance.cut == end else (first, result))
+        if current and text.text:
+            self._emit(self._event("interim", text, utterance, end))
+
+    # -- finals ----------------------------------------------------------------------------------
+
+    async def _final(self, utterance: Utterance, previous: asyncio.Task[None] | None) -> None:
+        result: Transcript | Exception
+        try:
+            result = await self._rest_of(utterance)
+        except Exception as e:  # STTError from the engines; anything else is reported the same way
+            result = e
+        if previous is not None:
+            await asyncio.wait({previous})  # finals in utterance order
+        if not self.finals or self.finals[0][0] is not utterance:
+            return  # given up on by the drain, which reported it
+        self.finals.popleft()
+        if isinstance(result, Transcript):
+            self._emit(self._event("final", result, utterance, len(utterance.frames)))
+        else:
+            self._failed(utterance, result)
+        self._record_lag(utterance)
+        self._maybe_preflight()  # the engine is free again
+
+    async def _rest_of(self, utterance: Utterance) -> Transcript:
+        """The utterance's transcript: its pieces, what was heard at its last pause, and a
+        recognition of what is left after them (the only audio the final itself recognises)."""
+        speculation = self.speculation
+        if speculation is not None and speculation.utterance is utterance and speculation.task is not None:
+            await asyncio.wait({speculation.task})  # at most one: it may cover part of what is left
+        if utterance.heard_whole() and utterance.heard is not None:
+            return utterance.joined((utterance.cut, utterance.heard[1]))
+        first, end = utterance.cut, len(utterance.frames)
+        if end <= first:
+            return utterance.joined()
+        tail = await self._recognise(utterance.audio(first, end), "utterance")
+        return utterance.joined((first, tail))
+
+    def _failed(self, utterance: Utterance, error: Exception) -> None:
+        logger.warning("an utterance (%.1f-%.1f s) got no transcript: %s", utterance.speech, utterance.end,
+                       error)
+        self._emit(StreamEvent("failed", utterance.joined().text, start=utterance.speech, end=utterance.end,
+                               error=error))
+
+    async def _drain(self) -> None:
+        """The input ended: wait for the finals in flight while they come, each within
+        ``drain_timeout`` of the one before; report those left when one does not."""
+        while self.finals:
+            oldest = self.finals[0][1]
+            await asyncio.wait({oldest}, timeout=self.settings.drain_timeout)
+            if not oldest.done():
+                break
+        if not self.finals:
+            return
+        unfinished = list(self.finals)
+        self.finals.clear()
+        for _, task in unfinished:
+            task.cancel()
+        await asyncio.wait([task for _, task in unfinished])
+        for utterance, _ in unfinished:
+            self._failed(utterance, ProviderTimeout(
+                f"not transcribed within drain_timeout ({self.settings.drain_timeout:g} s) of the end "
+                "of the input", provider=self.engine.name))
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _recognise(self, audio: Audio, purpose: Purpose) -> Transcript:
+        """The engine's (the chain's) answer for ``audio``, bounded by ``attempt_timeout``; its
+        speed is learnt when a local engine answered."""
+        started, limit = time.monotonic(), self.settings.attempt_timeout
+        if isinstance(self.engine, Chain):
+            result = await self.engine.transcribe(audio, language=self.language, purpose=purpose,
+                                                  attempt_timeout=limit)
+        else:
+            result = await _bounded(self.engine.transcribe(audio, language=self.language), limit,
+                                    self.engine.name)
+        if self.local is not None and result.provider == self.local.name:
+            self.speed.learn(audio.duration, time.monotonic() - started)
+        return result
+
+    async def _recognise_locally(self, audio: Audio) -> Transcript:
+        """An interim, from the local engine itself (never a paid cloud request)."""
         assert self.local is not None
         started = time.monotonic()
-        try:
-            result = await self.local.transcribe(audio, language=self.language)
-        except STTError as e:  # an interim is a nicety: the final does not depend on it
-            logger.debug("interim skipped: %s", e)
-            return
-        except asyncio.CancelledError:  # stopped for a preflight: it took at least this long
-            self.speed.at_least(audio.duration, time.monotonic() - started)
-            raise
+        result = await _bounded(self.local.transcribe(audio, language=self.language),
+                                self.settings.attempt_timeout, self.local.name)
         self.speed.learn(audio.duration, time.monotonic() - started)
-        if self.utterance is utterance and result.text:
-            self._emit(StreamEvent("interim", result.text, start=utterance.speech,
-                                   end=utterance.start + audio.duration, language=result.language,
-                                   provider=result.provider))
+        return result
 
-    def _stop_interim(self) -> None:
-        if self.interim is not None and not self.interim.done():
-            self.interim.cancel()
+    def _event(self, kind: str, result: Transcript, utterance: Utterance, end: int) -> StreamEvent:
+        return StreamEvent(kind, result.text, start=utterance.speech,  # type: ignore[arg-type]
+                           end=utterance.end if kind == "final" else utterance.seconds(end),
+                           language=result.language, provider=result.provider)
 
-    def _emit(self, event: StreamEvent | BaseException) -> None:
+    def _warn_behind(self) -> None:
+        """An utterance ended while the one before still awaits its final: the engine is slower
+        than speech. Said once per stream; speculation is already off while finals wait."""
+        self.warned_behind = True
+        oldest = self.finals[0][0]
+        behind = time.monotonic() - (oldest.ended_at or time.monotonic())
+        logger.warning("real time is falling behind: %s is slower than speech (%.1f s behind, %d finals "
+                       "waiting); interims are off until it catches up", self.engine.name, behind,
+                       len(self.finals) + 1)
+
+    def _record_lag(self, utterance: Utterance) -> None:
+        if utterance.ended_at is not None:
+            telemetry.realtime_lag(self.engine.name, time.monotonic() - utterance.ended_at)
+
+    def _emit(self, event: StreamEvent) -> None:
         self.events.put_nowait(event)
 
-    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -293,3 +372,12 @@ class _Stream:
         for task in [feeding, *self.tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+async def _bounded(call: Coroutine[Any, Any, Transcript], limit: float, engine: str) -> Transcript:
+    """``call``, as an engine that has not answered within ``limit`` seconds has failed."""
+    try:
+        async with asyncio.timeout(limit):
+            return await call
+    except TimeoutError as e:
+        raise ProviderTimeout(f"{engine} took longer than {limit:g}s", provider=engine) from e

@@ -52,7 +52,7 @@ from .http import (
     AnswerWhenCancelled,
     BodyLimit,
     ClientLeft,
-    Gate,
+    Line,
     TooLarge,
     error_response,
     head_timeout_protocol,
@@ -68,7 +68,7 @@ MODEL_ID = "stt-core"
 def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
     """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
     settings = settings or ServeSettings()
-    gate = Gate(settings.max_concurrent, settings.max_waiting)
+    line = Line(settings.max_concurrent, settings.max_waiting)
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
     running: dict[str, Prometheus] = {}  # while the server runs: its /metrics
@@ -129,16 +129,16 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
                 raise _Refused(408, f"the upload did not arrive within {settings.body_timeout:g} s "
                                     "(body_timeout)", code="body_timeout") from None
             _check_servable(chain, form)
-            if not gate.admit():
+            if not line.admit():
                 raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
                 with telemetry.remote_parent(request.headers):  # the client's trace goes on here
-                    transcribing = gate.in_turn(lambda: _transcribe(chain, form))
+                    transcribing = line.in_turn(lambda: _transcribe(chain, form))
                     return await unless_the_client_leaves(request, transcribing)
             finally:
-                gate.leave()
+                line.leave()
         except TooLarge:
             return too_large(settings.max_upload_mb)
         except _Refused as e:

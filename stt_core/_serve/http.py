@@ -31,7 +31,7 @@ def error_response(status: int, message: str, kind: str, *, param: str | None = 
                         status_code=status, headers=headers)
 
 
-class Gate:
+class Line:
     """At most ``concurrent`` requests inside, ``waiting`` more in line, the rest turned away."""
 
     def __init__(self, concurrent: int, waiting: int) -> None:

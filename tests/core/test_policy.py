@@ -18,12 +18,12 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
+from stt_core._chain.breaker import Gate
 from stt_core._chain.policy import (
-    Call,
     FallOver,
-    Gate,
     GiveUp,
     Hold,
+    Plan,
     Retry,
     Skip,
     admit,
@@ -51,9 +51,9 @@ OPEN_AND_HELD = Gate("skip", "circuit breaker open", held_for=3.0, closed=False)
     # the breaker
     (None, SKIP, True, True, RETRY, 60.0, Skip("circuit breaker open")),
     (None, SKIP, False, True, RETRY, 60.0, Skip("circuit breaker open")),
-    (None, PROBE, True, True, RETRY, 60.0, Call(1, 2.0, probe=True)),  # one short attempt
-    (None, PROBE, False, True, RETRY, 1.0, Call(1, 1.0, probe=True)),  # never longer than a call
-    (None, PROBE, False, True, RETRY, None, Call(1, 2.0, probe=True)),
+    (None, PROBE, True, True, RETRY, 60.0, Plan(1, 2.0, probe=True)),  # one short attempt
+    (None, PROBE, False, True, RETRY, 1.0, Plan(1, 1.0, probe=True)),  # never longer than a call
+    (None, PROBE, False, True, RETRY, None, Plan(1, 2.0, probe=True)),
     # Retry-After holds: waited out only at the last engine that can answer, once, within the cap
     (None, HELD_3, False, True, RETRY, 60.0, Hold(3.0)),
     (None, HELD_3, False, False, RETRY, 60.0, Skip("rate limited")),
@@ -61,10 +61,10 @@ OPEN_AND_HELD = Gate("skip", "circuit breaker open", held_for=3.0, closed=False)
     (None, HELD_30, False, True, RETRY, 60.0, Skip("rate limited")),
     (None, OPEN_AND_HELD, False, True, RETRY, 60.0, Skip("circuit breaker open")),
     # retries: only at the last engine that can answer, unless retry_before_fallover
-    (None, CALL, True, True, RETRY, 60.0, Call(1, 60.0)),
-    (None, CALL, False, True, RETRY, 60.0, Call(3, 60.0)),
-    (None, CALL, True, True, PATIENT, 60.0, Call(3, 60.0)),
-    (None, CALL, False, True, PATIENT, None, Call(3, None)),
+    (None, CALL, True, True, RETRY, 60.0, Plan(1, 60.0)),
+    (None, CALL, False, True, RETRY, 60.0, Plan(3, 60.0)),
+    (None, CALL, True, True, PATIENT, 60.0, Plan(3, 60.0)),
+    (None, CALL, False, True, PATIENT, None, Plan(3, None)),
 ])
 def test_admit(refuses, gate, later, may_hold, retry, timeout, expected) -> None:  # type: ignore[no-untyped-def]
     got = admit(refuses=refuses, gate=gate, later=later, may_hold=may_hold, retry=retry,
@@ -96,7 +96,7 @@ def busy(retry_after: float | None = None, *, retryable: bool = True, status: in
     (None, 1, 3, True, GiveUp()),
 ])
 def test_after_failure(error, attempt, attempts, may_retry, expected) -> None:  # type: ignore[no-untyped-def]
-    assert after_failure(error, attempt=attempt, call=Call(attempts, 60.0), retry=RETRY,
+    assert after_failure(error, attempt=attempt, call=Plan(attempts, 60.0), retry=RETRY,
                          may_retry=may_retry) == expected
 
 

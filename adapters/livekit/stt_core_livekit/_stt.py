@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -246,6 +247,11 @@ class SpeechStream(stt.RecognizeStream):
                                    settings=adapter._realtime_settings)
         try:
             async for event in events:
+                if event.type == "failed":  # that utterance only: LiveKit hears of it, the stream goes on
+                    error = event.error if isinstance(event.error, STTError) else STTError(str(event.error))
+                    adapter.emit("error", stt.STTError(timestamp=time.time(), label=adapter.label,
+                                                       error=to_livekit_error(error), recoverable=True))
+                    continue
                 if event.type in ("speech_start", "speech_end"):
                     self._event_ch.send_nowait(stt.SpeechEvent(type=kinds[event.type]))
                     continue

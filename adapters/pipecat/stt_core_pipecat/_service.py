@@ -51,7 +51,6 @@ from stt_core import (
     AllProvidersFailed,
     Audio,
     Chain,
-    ConfigError,
     InvalidAudioError,
     Provider,
     ProviderError,
@@ -108,6 +107,7 @@ class ChainSTTService(STTService):
         self._speech_end: float | None = None  # wall time of a speech end still awaiting its final
         self._final_at = 0.0
         self._ttfs: deque[float] = deque(maxlen=200)
+        self._answered = 0  # utterances out, finals and failures: how stop() sees progress
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **options: Any) -> ChainSTTService:
@@ -147,7 +147,8 @@ class ChainSTTService(STTService):
         self._worker = self.create_task(work, name="stt_core_chain")
 
     async def stop(self, frame: EndFrame) -> None:
-        """An end: what is queued (and an utterance still being spoken) is transcribed first."""
+        """An end: what is queued (and an utterance still being spoken) is transcribed first, each
+        utterance within ``drain_timeout`` of the one before; what is left then gets an ErrorFrame."""
         if self.mode == "segmented":
             if self._user_speaking:
                 self._end_segment()
@@ -156,7 +157,17 @@ class ChainSTTService(STTService):
             self._ending = True
             self._audio.put_nowait(None)
         if self._worker is not None:
-            await self._worker
+            while not self._worker.done():
+                answered = self._answered
+                await asyncio.wait({self._worker}, timeout=self._realtime_settings.drain_timeout)
+                if self._answered == answered:
+                    break  # no utterance came out in that time: the rest is not waited for
+            if not self._worker.done():
+                left = self._segments.qsize() if self.mode == "segmented" else 0
+                await self._stop_worker()
+                await self._failed(STTError(
+                    f"not transcribed within drain_timeout ({self._realtime_settings.drain_timeout:g} s) "
+                    f"of the pipeline's end: the utterance in flight{f' and {left} more' if left else ''}"))
             self._worker = None
         await super().stop(frame)
 
@@ -219,13 +230,17 @@ class ChainSTTService(STTService):
             await self.emit_stt_usage_metrics()
             await self.start_processing_metrics()
             try:
-                with telemetry.parent(self._pipecat_trace("turn")):
-                    result = await self._chain.transcribe(utterance, language=self._language())
+                with telemetry.parent(self._pipecat_trace("turn")):  # live: bounded as real time is
+                    result = await self._chain.transcribe(
+                        utterance, language=self._language(), purpose="utterance",
+                        attempt_timeout=self._realtime_settings.attempt_timeout)
             except STTError as e:
                 await self.stop_processing_metrics()
+                self._answered += 1
                 await self._failed(e)
                 continue
             await self.stop_processing_metrics()
+            self._answered += 1
             if result.text:
                 await self._final(result.text, result.language, result)
 
@@ -262,10 +277,14 @@ class ChainSTTService(STTService):
             events = self._chain.stream(self._queued_audio(), language=self._language())
         try:
             async for event in events:
+                self._answered += event.type in ("final", "failed")
                 if event.type in ("interim", "preflight") and event.text:
                     await self._interim(event.text, event.language, event)
                 elif event.is_final and event.text:
                     await self._final(event.text, event.language, event)
+                elif event.type == "failed":  # that utterance only: one ErrorFrame, the stream goes on
+                    error = event.error if isinstance(event.error, STTError) else STTError(str(event.error))
+                    await self._failed(error)
         finally:
             await _close(events)
 
@@ -350,18 +369,10 @@ class ChainSTTService(STTService):
 
 
 def never_serves(chain: Chain, error: STTError) -> bool:
-    """Whether no engine of ``chain`` can ever serve, judged after ``error``: each one either says
-    it cannot (no key, no model: its own check) or refused its credentials or config. A breaker,
-    a 429, a 5xx or a timeout pass; so those leave the service usable."""
-    causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
-    for provider in chain.providers:
-        if provider.why_unavailable():
-            continue
-        cause = causes.get(provider.name)
-        if _refused(cause) or isinstance(cause, ConfigError):
-            continue
-        return False
-    return bool(chain.providers)
+    """Whether no engine of ``chain`` can ever serve, judged after ``error`` (``Chain.never_serves``:
+    not installed, no key or model, a refused key or config). A breaker, a 429, a 5xx or a timeout
+    pass; so those leave the service usable."""
+    return bool(chain.never_serves(error=error))
 
 
 def _refused(cause: BaseException | None) -> bool:
