@@ -447,6 +447,12 @@ def test_listen_prints_each_final_of_a_file_streamed_in_real_time(tmp_path: Path
     assert done.returncode == 0, done.stderr
     finals = done.stdout.strip().splitlines()
     assert len(finals) == 2, done.stdout  # one line per utterance: interims are shown only on a terminal
+    import json
+
+    done = stt("listen", str(AUDIO / "two_utterances.wav"), "--chain", "whisper", "--speed", "0",
+               "--format", "json")
+    times = [e[key] for e in map(json.loads, done.stdout.splitlines()) for key in ("start", "end")]
+    assert times and all(t is None or t == round(t, 3) for t in times), times  # not 3.1700000000000004
 
 
 def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
@@ -468,6 +474,45 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert kinds[0] == "speech_start" and kinds[-1] == "final" and "speech_end" in kinds
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
+
+
+
+def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
+    """What ``stt-core`` writes to a terminal (a pseudo-terminal: stdout and stderr as a user sees
+    them, escapes and all)."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "stt_core.cli", *args], stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal, env={**os.environ, **env})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the process closed its side
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert process.wait(timeout=120) == 0, seen.decode(errors="replace")
+    return seen.decode()
+
+
+def test_listen_on_a_terminal_says_it_listens_marks_speech_and_dims_interims(tmp_path: Path) -> None:
+    # A quick engine, so that interims come whatever the machine's load (whisper on a busy CPU
+    # falls behind and turns them off).
+    shown = _on_a_terminal("listen", str(AUDIO / "two_utterances.wav"), "--chain", "quick", "--speed", "1",
+                           env={**_quick_engine(tmp_path), "COLUMNS": "100"})
+    lines = shown.split("\r\n")
+    assert lines[0] == "stt-core listen: loading quick ..."  # before a model loads: no blank screen
+    assert lines[1] == "listening to two_utterances.wav (at 1x real time) through quick; Ctrl+C stops"
+    live = re.findall(r"\x1b\[2m(.*?)\x1b\[0m", shown)  # the live line, dim
+    assert live.count("\u25cf speech ...") == 2, shown  # each utterance marked when the VAD hears it
+    assert [text for text in live if "speech ..." not in text], shown  # interims, dim too
+    finals = [line.rpartition("\x1b[2K")[2] for line in lines[2:] if line]
+    assert finals == ["hello world"] * 2, shown  # plain
 
 
 @pytest.mark.parametrize(("option", "named"), [
