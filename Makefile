@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test dists bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest
+
+# Every distribution's wheel and sdist into dist/, checked with twine (what a release publishes).
+dists: setup
+	./scripts/dists.sh dist
 
 bench: setup
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[bench]"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -52,3 +54,13 @@ def serve_in_thread() -> Iterator[Callable[[web.Application], str]]:
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=10)
     loop.close()
+
+
+@pytest.fixture(scope="session")
+def dists() -> Path:
+    """``dist/``: every distribution's wheel and sdist, twine-checked, made once per run by the
+    README's own command (``make dists``; tests/test_install.py holds the README to it)."""
+    root = Path(__file__).parents[1]
+    made = subprocess.run(["make", "dists"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stdout + made.stderr
+    return root / "dist"

@@ -35,11 +35,8 @@ PIP = ["-m", "pip", "--disable-pip-version-check"]
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    made = tmp_path_factory.mktemp("wheels")
-    subprocess.run([sys.executable, *PIP, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(made),
-                    *map(str, DISTS)], check=True, timeout=300)
-    return made
+def wheels(dists: Path) -> Path:
+    return dists  # `make dists`, once per run: every distribution's wheel (and sdist)
 
 
 def _venv(path: Path) -> Path:
