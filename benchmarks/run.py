@@ -17,6 +17,7 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - the OpenAI API: `stt-core serve` against the engine in-process (``serve_api.py``);
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
 - real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
+- real time when the engine is busy: short pauses, an engine slower than speech (``realtime_load.py``);
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
 - Pipecat: its ServiceSwitcher failover and its FunASR service against ChainSTTService (``pipecat_peers.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
@@ -39,6 +40,7 @@ import overhead
 import pipecat_peers
 import psutil
 import realtime
+import realtime_load
 import sensevoice_runtimes
 import serve_api
 import shared_inference
@@ -49,7 +51,7 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
+    realtime, realtime_load, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
 )}
 
 

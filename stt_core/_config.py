@@ -25,19 +25,26 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ._chain import BreakerPolicy, RetryPolicy, hedge_setting
-from ._chain.chain import Chain
+from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
-from ._realtime.session import RealtimeSettings
+from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
-from ._serve.settings import SECTION as SERVE_SECTION
-from ._serve.settings import ServeSettings
+from ._serve import SECTION as SERVE_SECTION
+from ._serve import ServeSettings
 from ._text import shorten
 from ._types import Attempt
 
@@ -120,7 +127,8 @@ class STTConfig(BaseSettings):
     provider: str | None = None
     """Seed alias ``STT_PROVIDER``: this engine goes first, the rest of the chain follows."""
     attempt_timeout: float | None = Field(60.0, ge=0.01, le=_HOUR)
-    hedge_after: float | str | None = None
+    hedge_after: Annotated[float | Percentile | None, BeforeValidator(hedge_setting),
+                           PlainSerializer(lambda v: str(v) if isinstance(v, Percentile) else v)] = None
     """Off by default. Seconds (0.5), or a percentile of the engine's own recent latencies ('p95'):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
@@ -129,12 +137,6 @@ class STTConfig(BaseSettings):
     breaker: BreakerPolicy = BreakerPolicy()
     realtime: RealtimeSettings = RealtimeSettings()
     """The VAD-driven real-time stream over local engines (``stt-core listen``, LiveKit)."""
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _check_hedge(cls, value: float | str | None) -> float | str | None:
-        hedge_setting(value)  # its ValueError names the problem; kept as written, for config show
-        return value
 
     @classmethod
     def settings_customise_sources(
@@ -280,7 +282,7 @@ class LoadedConfig:
             "config_file": str(self.path) if self.path else None,
             "chain": c.chain_order,
             "attempt_timeout": c.attempt_timeout,
-            "hedge_after": c.hedge_after,
+            "hedge_after": c.model_dump(include={"hedge_after"})["hedge_after"],  # "p95" as written
             "stream_stall_timeout": c.stream_stall_timeout,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),

@@ -127,8 +127,9 @@ def _make(meter: Any) -> _Instruments:
                                      description="Requests a local engine recognised together",
                                      explicit_bucket_boundaries_advisory=_BATCHES),
         lag=meter.create_histogram("stt_core.realtime.lag", unit="s",
-                                   description="Real time: from the VAD's end of an utterance to its final "
-                                               "(or failure): growing when its engine is slower than speech",
+                                   description="Real time: from the VAD's end of an utterance to "
+                                               "its final (or failure); it grows when the engine is "
+                                               "slower than speech",
                                    explicit_bucket_boundaries_advisory=_SECONDS),
     )
 

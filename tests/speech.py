@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import jiwer
+import numpy as np
+
+from stt_core import Audio
 
 ROOT = Path(__file__).parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
@@ -48,3 +53,31 @@ so tests bound the error against the reference instead of expecting one machine'
 def wer(reference: str, heard: str) -> float:
     """Word error rate of ``heard`` against ``reference``: a fixture's name, or the words said."""
     return float(jiwer.wer(normalize(REFERENCES.get(reference, reference)), normalize(heard)))
+
+
+Spans = list[tuple[float, float]]
+
+
+def conversation(clips: tuple[str, ...], gap: float = 1.2, lead: float = 0.6,
+                 trim: bool = False) -> tuple[Audio, Spans]:
+    """The fixtures one after another (16 kHz mono float32) with ``gap`` seconds of silence between
+    them and ``lead`` before, and where each one's audio lies. ``trim``: each clip without the
+    silence espeak-ng leaves around it (0.4 s at its end), so ``gap`` is the whole pause."""
+    pieces, spans, at = [Audio.silence(lead)], [], lead
+    for name in clips:
+        clip = Audio.from_file(FIXTURES / f"{name}.wav").to(16_000, 1, "float32")
+        if trim:
+            loud = np.flatnonzero(np.abs(clip.mono_float32()) > 0.01)
+            clip = clip.slice(max(0.0, loud[0] / 16_000 - 0.02), loud[-1] / 16_000 + 0.05)
+        pieces += [clip, Audio.silence(gap)] if gap else [clip]
+        spans.append((at, at + clip.duration))
+        at += clip.duration + gap
+    return Audio.concat(pieces), spans
+
+
+async def live(audio: Audio, chunk: float = 0.02, pace: float = 0.0) -> AsyncIterator[Audio]:
+    """``audio`` as a live source: ``chunk``-second pieces, ``pace`` seconds apart (0: at once)."""
+    step = round(chunk * audio.sample_rate)
+    for i in range(0, audio.num_frames, step):
+        yield audio.slice(i / audio.sample_rate, (i + step) / audio.sample_rate)
+        await asyncio.sleep(pace)

@@ -4,6 +4,6 @@
 
 from .breaker import BreakerPolicy, CircuitBreaker
 from .chain import Chain
-from .policy import RetryPolicy, hedge_setting
+from .policy import Percentile, RetryPolicy, hedge_setting
 
-__all__ = ["BreakerPolicy", "Chain", "CircuitBreaker", "RetryPolicy", "hedge_setting"]
+__all__ = ["BreakerPolicy", "Chain", "CircuitBreaker", "Percentile", "RetryPolicy", "hedge_setting"]

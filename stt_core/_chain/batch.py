@@ -24,7 +24,7 @@ Call = Callable[[Provider], Awaitable[Transcript]]
 
 
 async def first_answer(
-    links: Links, call: Call, request: Request, *, hedge_after: float | int | None
+    links: Links, call: Call, request: Request, *, hedge_after: float | policy.Percentile | None
 ) -> Transcript:
     if hedge_after is None:
         for link in links:
@@ -34,7 +34,9 @@ async def first_answer(
     return await _race(links, call, request, hedge_after)
 
 
-async def _race(links: Links, call: Call, request: Request, hedge_after: float | int) -> Transcript:
+async def _race(
+    links: Links, call: Call, request: Request, hedge_after: float | policy.Percentile
+) -> Transcript:
     loop = asyncio.get_running_loop()
     waiting: deque[Link] = deque(links)  # not started yet, in order
     racing: set[asyncio.Task[Transcript]] = set()

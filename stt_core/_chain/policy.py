@@ -193,11 +193,21 @@ def outcome(error: BaseException) -> AttemptOutcome:
 # -- hedging ------------------------------------------------------------------------------------
 
 
-def hedge_setting(value: float | str | None) -> float | int | None:
-    """``hedge_after`` as seconds (a float) or a percentile (an int from 1 to 99); ``ValueError``
-    naming the problem otherwise."""
-    if value is None:
-        return None
+class Percentile(int):
+    """``hedge_after`` as a percentile of an engine's own recent latencies: 'p95' is Percentile(95)."""
+
+    def __str__(self) -> str:
+        return f"p{int(self)}"
+
+    __repr__ = __str__
+
+
+def hedge_setting(value: float | str | None) -> float | Percentile | None:
+    """``hedge_after`` as seconds (a float) or a ``Percentile``; ``ValueError`` naming the problem
+    otherwise. A value already read (a float or a ``Percentile``) is taken as it is, so config
+    reads it once and the chain does not read it again."""
+    if value is None or isinstance(value, Percentile):
+        return value
     if isinstance(value, str) and value.strip().lower().startswith("p"):
         try:
             percentile = int(value.strip()[1:])
@@ -205,7 +215,7 @@ def hedge_setting(value: float | str | None) -> float | int | None:
             percentile = 0
         if not 1 <= percentile <= 99:
             raise ValueError(f"hedge_after {value!r}: a percentile is written p1 to p99, e.g. 'p95'")
-        return percentile
+        return Percentile(percentile)
     try:
         seconds = float(value)
     except (TypeError, ValueError):
@@ -215,9 +225,9 @@ def hedge_setting(value: float | str | None) -> float | int | None:
     return seconds
 
 
-def hedge_delay(hedge_after: float | int | None, latencies: Sequence[float]) -> float | None:
+def hedge_delay(hedge_after: float | Percentile | None, latencies: Sequence[float]) -> float | None:
     """Seconds to wait for an engine before the next one races it (``None``: do not hedge)."""
-    if hedge_after is None or isinstance(hedge_after, float):
+    if hedge_after is None or not isinstance(hedge_after, Percentile):
         return hedge_after
     if len(latencies) < MIN_LATENCIES:
         return None

@@ -94,10 +94,15 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
+        # The status is for anyone (a load balancer's probe has no key); which engines the chain
+        # has is for clients with the key, when there is one.
         engines = chain.ready()
+        status = 200 if engines else 503
+        if settings.api_key is not None and _check_key(request, settings) is not None:
+            return JSONResponse({"ready": bool(engines)}, status_code=status)
         return JSONResponse({"ready": bool(engines), "engines": engines, "chain": chain.model},
-                            status_code=200 if engines else 503)
+                            status_code=status)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -23,6 +23,7 @@ from stt_core._chain.policy import (
     FallOver,
     GiveUp,
     Hold,
+    Percentile,
     Plan,
     Retry,
     Skip,
@@ -70,6 +71,44 @@ def test_admit(refuses, gate, later, may_hold, retry, timeout, expected) -> None
     got = admit(refuses=refuses, gate=gate, later=later, may_hold=may_hold, retry=retry,
                 attempt_timeout=timeout, probe_timeout=2.0)
     assert got == expected
+
+
+HALF_OPEN = Gate("skip", "circuit breaker half-open: another request is probing it", closed=False)
+
+
+@pytest.mark.parametrize(("purpose", "refuses", "gate", "later", "timeout", "expected"), [
+    # a speculation (real time's preflight): each engine once, never a probe, never a wait
+    ("speculation", None, CALL, False, 10.0, Plan(1, 10.0)),
+    ("speculation", None, CALL, True, 10.0, Plan(1, 10.0)),
+    ("speculation", None, PROBE, False, 10.0, Skip("a speculative recognition never probes an engine")),
+    ("speculation", None, SKIP, False, 10.0, Skip("circuit breaker open")),
+    ("speculation", None, HELD_3, False, 10.0, Skip("rate limited")),  # no Hold: nobody waits on it
+    ("speculation", "no language 'fr'", CALL, False, 10.0, Skip("no language 'fr'")),
+    # an utterance's final: a request, but its last hope is called even while its breaker skips it
+    ("utterance", None, SKIP, False, 10.0, Plan(1, 10.0)),
+    ("utterance", None, HALF_OPEN, False, 10.0, Plan(1, 10.0)),
+    ("utterance", None, SKIP, True, 10.0, Skip("circuit breaker open")),  # a later engine can take it
+    ("utterance", None, HELD_30, False, 10.0, Skip("rate limited")),  # a wait the engine asked for
+    ("utterance", None, HELD_3, False, 10.0, Hold(3.0)),
+    ("utterance", None, CALL, False, 10.0, Plan(3, 10.0)),  # the chain's whole policy
+    ("utterance", None, PROBE, False, 10.0, Plan(1, 2.0, probe=True)),
+    ("utterance", "no language 'fr'", SKIP, False, 10.0, Skip("no language 'fr'")),
+])
+def test_admit_by_purpose(purpose, refuses, gate, later, timeout, expected) -> None:  # type: ignore[no-untyped-def]
+    got = admit(refuses=refuses, gate=gate, later=later, may_hold=True, retry=RETRY, attempt_timeout=timeout,
+                probe_timeout=2.0, purpose=purpose)
+    assert got == expected
+
+
+@pytest.mark.parametrize(("purpose", "error", "effect"), [
+    ("speculation", ProviderTimeout("slow"), "none"),  # a speculation that failed opens no breaker
+    ("speculation", ProviderError("crashed", retryable=True), "none"),
+    ("speculation", ProviderError("busy", retryable=True, status_code=429, retry_after=5.0), "hold"),
+    ("utterance", ProviderTimeout("slow"), "count"),
+    ("request", ProviderTimeout("slow"), "count"),
+])
+def test_what_a_failed_call_teaches_the_breaker_by_purpose(purpose, error, effect) -> None:  # type: ignore[no-untyped-def]
+    assert breaker_effect(error, purpose) == effect
 
 
 def busy(retry_after: float | None = None, *, retryable: bool = True, status: int = 503) -> ProviderError:
@@ -226,9 +265,9 @@ def test_a_bad_hedge_setting_names_the_problem(value: object, named: str) -> Non
 @pytest.mark.parametrize(("hedge_after", "latencies", "expected"), [
     (None, [0.1] * 20, None),
     (0.3, [], 0.3),
-    (50, [0.1] * 9, None),  # too few answers yet for a percentile
-    (50, [i / 100 for i in range(1, 102)], 0.51),
-    (95, [i / 100 for i in range(1, 102)], 0.96),
+    (Percentile(50), [0.1] * 9, None),  # too few answers yet for a percentile
+    (Percentile(50), [i / 100 for i in range(1, 102)], 0.51),
+    (Percentile(95), [i / 100 for i in range(1, 102)], 0.96),
 ])
 def test_hedge_delay(hedge_after, latencies, expected) -> None:  # type: ignore[no-untyped-def]
     got = hedge_delay(hedge_after, latencies)

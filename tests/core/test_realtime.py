@@ -4,13 +4,12 @@ silero-vad, and stt_core.realtime on the speech fixtures with the real VAD and r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 import stt_core
-from speech import FIXTURES, MAX_WER, REFERENCES, wer
+from speech import MAX_WER, REFERENCES, conversation, live, wer
 from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
 from stt_core._audio.vad import (
     FRAME_SECONDS,
@@ -25,25 +24,6 @@ from stt_core.testing import FakeProvider
 
 CLIPS = ("fox", "lights", "weather")
 GAP = 1.2  # seconds of silence between the utterances: more than min_silence
-
-
-def conversation(clips: tuple[str, ...] = CLIPS, gap: float = GAP) -> tuple[Audio, list[tuple[float, float]]]:
-    """The fixtures one after another with silence around them, and where each one's audio lies."""
-    pieces, spans, at = [Audio.silence(0.6)], [], 0.6
-    for name in clips:
-        clip = Audio.from_file(FIXTURES / f"{name}.wav").to(16_000, 1, "float32")
-        pieces += [clip, Audio.silence(gap)] if gap else [clip]
-        spans.append((at, at + clip.duration))
-        at += clip.duration + gap
-    return Audio.concat(pieces), spans
-
-
-async def live(audio: Audio, chunk: float = 0.02, pace: float = 0.0) -> AsyncIterator[Audio]:
-    """``audio`` as a live source: ``chunk``-second pieces, ``pace`` seconds apart (0: at once)."""
-    step = round(chunk * audio.sample_rate)
-    for i in range(0, audio.num_frames, step):
-        yield audio.slice(i / audio.sample_rate, (i + step) / audio.sample_rate)
-        await asyncio.sleep(pace)
 
 
 async def events_of(engine: stt_core.Provider, audio: Audio, **kw: object) -> list[StreamEvent]:
@@ -94,7 +74,7 @@ def test_an_utterance_the_input_cuts_short_ends_with_the_input() -> None:
 
 
 async def test_whisper_in_real_time_gives_each_utterance_once_with_its_words() -> None:
-    audio, spans = conversation()
+    audio, spans = conversation(CLIPS)
     whisper = stt_core.registry().create("whisper")
     events = await events_of(whisper, audio)
     finals = [e for e in events if e.type == "final"]

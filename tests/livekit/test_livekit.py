@@ -17,7 +17,8 @@ from livekit.agents import APIConnectionError, APIError, APIStatusError, APITime
 
 import stt_core
 from fakes.deepgram_api import KEY, FakeDeepgram
-from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
+from fakes.local_engine import LocalEngine
+from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, wer
 from stt_core import (
     AllProvidersFailed,
     Audio,
@@ -375,3 +376,22 @@ async def test_the_chains_spans_are_children_of_livekits_current_span(whisper: s
     recognised = next(s for s in ours if s.name == "speech_to_text" and s.parent
                       and s.parent.span_id == turn.get_span_context().span_id)
     assert recognised.attributes is not None and recognised.attributes["gen_ai.provider.name"] == "whisper"
+
+
+async def test_an_utterance_no_engine_transcribes_is_a_recoverable_error_and_the_stream_goes_on() -> None:
+    # LiveKit counts unrecoverable STT errors and closes the AgentSession at the fourth: one lost
+    # utterance must be a recoverable error, and the utterances after it must still come.
+    audio, spans = conversation(("fox", "lights", "weather"))
+    heard = audio.to(sample_format="int16")  # what LiveKit's int16 frames carry, exactly
+    engine = LocalEngine(heard, dict(zip(("fox", "lights", "weather"), spans, strict=True)), fails=["lights"])
+    adapter = STT(Chain([engine]))
+    assert adapter.realtime
+    errors: list[Any] = []
+    adapter.on("error", errors.append)
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, audio_to_frames(heard, frame_ms=20), pace=0.005))
+    final, _ = await finals(stream)
+    await pusher
+    assert [e.alternatives[0].text for e in final] == ["fox", "weather"]
+    (error,) = errors
+    assert error.recoverable and "crashed on lights" in str(error.error)

@@ -33,7 +33,8 @@ from fakes.deepgram_api import KEY as DEEPGRAM_KEY
 from fakes.deepgram_api import FakeDeepgram
 from fakes.groq_api import KEY as GROQ_KEY
 from fakes.groq_api import FakeGroq
-from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
+from fakes.local_engine import LocalEngine
+from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, wer
 from stt_core import Audio, Chain, RetryPolicy
 from stt_core.testing import FakeProvider
 from stt_core_deepgram._provider import DeepgramProvider
@@ -326,3 +327,57 @@ async def test_the_chains_spans_are_children_of_pipecats_turn_span(groq: FakeGro
     turns = {s.context.span_id: s for s in finished if s.name == "turn"}
     request = next(s for s in finished if s.name == "speech_to_text")
     assert turns and request.parent is not None and request.parent.span_id in turns
+
+
+def pipecat_frames(audio: Audio) -> list[Frame]:
+    pcm = audio.to(RATE, 1, "int16").samples.reshape(-1)
+    step = RATE // 50
+    return [InputAudioRawFrame(pcm[i:i + step].tobytes(), RATE, 1) for i in range(0, len(pcm), step)]
+
+
+def local_engine(clips: tuple[str, ...], **faults: Any) -> tuple[Audio, LocalEngine]:
+    audio, spans = conversation(clips)
+    heard = audio.to(sample_format="int16")  # what Pipecat's int16 frames carry, exactly
+    return heard, LocalEngine(heard, dict(zip(clips, spans, strict=True)), **faults)
+
+
+async def test_an_utterance_no_engine_transcribes_is_one_error_frame_and_the_next_are_heard() -> None:
+    heard, engine = local_engine(("fox", "lights", "weather"), fails=["lights"])
+    service = ChainSTTService(Chain([engine]))
+    assert service.mode == "realtime"
+    down, up = await asyncio.wait_for(run_test(service, frames_to_send=pipecat_frames(heard)), 60)
+    assert [f.text for f in of(down, TranscriptionFrame)] == ["fox", "weather"]
+    (error,) = of(up, ErrorFrame)
+    assert "crashed on lights" in error.error and service.is_usable
+
+
+async def test_the_pipelines_end_waits_for_a_hung_engine_at_most_drain_timeout() -> None:
+    heard, engine = local_engine(("fox", "lights"), hangs=["lights"])
+    settings = stt_core.RealtimeSettings(min_silence=STOP_SECS, drain_timeout=1.0)
+    service = ChainSTTService(Chain([engine]), realtime_settings=settings)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    down, up = await asyncio.wait_for(run_test(service, frames_to_send=pipecat_frames(heard)), 60)
+    assert loop.time() - started < 10  # was 175 s with the chain's defaults: attempts of 60 s each
+    assert [f.text for f in of(down, TranscriptionFrame)] == ["fox"]
+    (error,) = of(up, ErrorFrame)
+    assert "drain_timeout" in error.error
+
+
+async def test_a_segmented_pipelines_end_waits_for_a_hung_engine_at_most_drain_timeout() -> None:
+    async def hang(audio: Audio) -> str:
+        await asyncio.sleep(3600)
+        return ""
+
+    engine = FakeProvider(name="cloud", script=["the quick brown fox", hang],
+                          capabilities=stt_core.Capabilities())
+    settings = stt_core.RealtimeSettings(drain_timeout=1.0)
+    service = ChainSTTService(Chain([engine]), realtime_settings=settings)
+    assert service.mode == "segmented"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    down, up = await asyncio.wait_for(run_test(service, frames_to_send=spoken("fox", "lights")), 60)
+    assert loop.time() - started < 10
+    assert [f.text for f in of(down, TranscriptionFrame)] == ["the quick brown fox"]
+    (error,) = of(up, ErrorFrame)
+    assert "drain_timeout" in error.error

@@ -138,6 +138,34 @@ async def test_a_client_that_hangs_up_cancels_its_request(server: ServeProcess) 
     assert ready.json()["ready"] is True
 
 
+async def test_callers_who_hung_up_leave_no_work_inside_a_local_engine(tmp_path: Path) -> None:
+    # The default places (4 inside at once): 8 callers send 18 s each and hang up. Four of them were
+    # already handed to whisper; only the one it was running may finish, the three that waited
+    # their turn there are dropped unrun, so the next caller waits for one long request, not four.
+    busy = ServeProcess(tmp_path, 'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n')
+    try:
+        long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES]).encode("WAV")
+        started = time.monotonic()
+        async with _client(busy) as client:
+            await client.audio.transcriptions.create(file=("long.wav", long), model="m", language="en")
+        one = time.monotonic() - started
+
+        async def hang_up() -> None:
+            async with openai.AsyncOpenAI(base_url=f"{busy.url}/v1", api_key="none", max_retries=0,
+                                          timeout=0.5) as client:
+                with pytest.raises(openai.APITimeoutError):
+                    await client.audio.transcriptions.create(file=("long.wav", long), model="m",
+                                                             language="en")
+
+        await asyncio.gather(*(hang_up() for _ in range(8)))
+        started = time.monotonic()
+        assert wer("fox", await _fox(busy)) <= MAX_WER
+        waited = time.monotonic() - started
+        assert waited < 2 * one, (waited, one)
+    finally:
+        busy.stop()
+
+
 async def test_a_busy_answer_reaches_connection_close_clients_with_large_bodies(server: ServeProcess) -> None:
     long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES]).encode("WAV")
     big = b"\x00" * 1_000_000

@@ -128,8 +128,12 @@ async def test_models_health_and_ready(local_server: ServeProcess) -> None:
     assert [m.id for m in models.data] == ["stt-core"]
     async with httpx.AsyncClient(base_url=local_server.url) as http:
         assert (await http.get("/health")).json() == {"status": "ok"}
-        ready = (await http.get("/ready")).json()
+        ready = (await http.get("/ready", headers={"Authorization": f"Bearer {SERVER_KEY}"})).json()
+        anyone = await http.get("/ready")  # a load balancer's probe: the status, not the engines
+        wrong = await http.get("/ready", headers={"Authorization": "Bearer sk-wrong"})
     assert ready == {"ready": True, "engines": ["whisper", "funasr"], "chain": "whisper -> funasr"}
+    assert anyone.status_code == wrong.status_code == 200
+    assert anyone.json() == wrong.json() == {"ready": True}
 
 
 async def test_a_wrong_or_missing_key_is_401(local_server: ServeProcess) -> None:

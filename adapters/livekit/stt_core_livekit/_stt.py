@@ -207,8 +207,17 @@ class SpeechStream(stt.RecognizeStream):
 
     async def _recognise(self, queue: asyncio.Queue[Audio | None], *, offset: float) -> None:
         async def audio() -> AsyncIterator[Audio]:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
+            # What has queued up meanwhile goes on as one chunk: tiny frames (one sample each)
+            # then cost about what 20 ms frames do per second of audio.
+            ended = False
+            while not ended and (chunk := await queue.get()) is not None:
+                more = [chunk]
+                while not queue.empty() and len(more) < 1000:
+                    if (item := queue.get_nowait()) is None:
+                        ended = True
+                        break
+                    more.append(item)
+                yield more[0] if len(more) == 1 else Audio.concat(more)
 
         if self._adapter.realtime:
             await self._realtime(audio(), offset=offset)

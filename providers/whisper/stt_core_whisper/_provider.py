@@ -126,12 +126,25 @@ class WhisperProvider(Provider):
         given_up = threading.Event()
         try:
             return await asyncio.to_thread(
-                self._run, samples, language, prompt, word_timestamps or self.settings.word_timestamps,
-                given_up,
+                self._run_in_turn, samples, language, prompt,
+                word_timestamps or self.settings.word_timestamps, given_up,
             )
         except asyncio.CancelledError:  # the caller left: stop at the next 30 s window, not the end
             given_up.set()
             raise
+
+    def _run_in_turn(
+        self, samples: Any, language: str | None, prompt: str | None, word_timestamps: bool,
+        given_up: threading.Event,
+    ) -> Transcript:
+        """``_run`` once the model has a worker free: calls wait here, not inside CTranslate2,
+        so one whose caller left while it waited is dropped unrun (a served request whose client
+        hung up no longer keeps the next caller waiting)."""
+        model = self._model()
+        with _turns_of(model, self.settings.num_workers):
+            if given_up.is_set():
+                return Transcript("")  # nobody is waiting for it
+            return self._run(samples, language, prompt, word_timestamps, given_up)
 
     def _run(
         self, samples: Any, language: str | None, prompt: str | None, word_timestamps: bool,
@@ -178,6 +191,12 @@ class WhisperProvider(Provider):
 
 _models: dict[tuple[Any, ...], WhisperModel] = {}
 _models_lock = threading.Lock()
+_turns: dict[int, threading.Semaphore] = {}  # id(model): its num_workers places, for every provider on it
+
+
+def _turns_of(model: WhisperModel, workers: int) -> threading.Semaphore:
+    with _models_lock:
+        return _turns.setdefault(id(model), threading.Semaphore(workers))
 
 
 def _load_model(settings: WhisperSettings) -> WhisperModel:
