@@ -1,6 +1,6 @@
 """A LiveKit voice agent whose speech-to-text is an stt-core chain from stt.toml.
 
-    pip install "stt-core[livekit,funasr,groq,whisper]"
+    pip install "stt-core[livekit,funasr,groq,whisper]"   # until on PyPI: see the README's Install
     stt-core models download funasr                  # once: SenseVoiceSmall for offline use
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=... GROQ_API_KEY=...
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)

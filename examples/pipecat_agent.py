@@ -1,6 +1,7 @@
 """A Pipecat pipeline whose speech-to-text is an stt-core chain from stt.toml.
 
     pip install "stt-core[pipecat,funasr,groq,whisper]" "pipecat-ai[local]"   # [local]: the microphone
+    # (until stt-core is on PyPI: from a checkout or wheels, as the README's Install says)
     stt-core models download funasr                  # once: SenseVoiceSmall for offline use
     export GROQ_API_KEY=...                           # the fallback; without it, bundled whisper answers
     python examples/pipecat_agent.py                  # speak; each final is printed with its engine
