@@ -63,6 +63,7 @@ class Home:
 
     def __init__(self, home: Path, wheelhouse: Path) -> None:
         self.home, self.venv = home, home / "stt-venv"
+        self.installed: subprocess.CompletedProcess[str] | None = None
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "VIRTUAL_ENV", "GROQ_"))}
         self.env = {**clean, "HOME": str(home), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse),
                     "PIP_DISABLE_PIP_VERSION_CHECK": "1", "COLUMNS": "200",
@@ -80,7 +81,11 @@ class Home:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, dists: Path) -> Home:
-    return Home(tmp_path_factory.mktemp("home"), wheelhouse)
+    """The README's install from wheels, run as written (once: the tests below share its venv)."""
+    user = Home(tmp_path_factory.mktemp("home"), wheelhouse)
+    _, install, *_ = blocks(section("Install"), "sh")
+    user.installed = user.sh(install)
+    return user
 
 
 def test_every_distribution_has_a_wheel_and_an_sdist_twine_passes(dists: Path) -> None:
@@ -97,8 +102,8 @@ def test_every_distribution_has_a_wheel_and_an_sdist_twine_passes(dists: Path) -
 
 
 def test_the_readme_install_from_wheels_runs_as_written_with_no_index(home: Home) -> None:
-    _, install, *_ = blocks(section("Install"), "sh")
-    done = home.sh(install)
+    done = home.installed
+    assert done is not None
     assert wer("fox", done.stdout.splitlines()[-1]) <= MAX_WER, done.stdout + done.stderr  # after pip's lines
     listed = json.loads(home.sh(f"{home.venv}/bin/pip list --format json").stdout)
     names = {p["name"].lower() for p in listed}
@@ -110,6 +115,10 @@ def test_a_missing_engines_hint_is_the_command_that_installs_it(home: Home, dist
     said = home.sh(f"{home.venv}/bin/stt-core transcribe examples/audio/fox.wav --chain groq,whisper").stderr
     hint = f"pip install --find-links {dists} 'stt-core[groq]'"
     assert f"provider 'groq' is not installed (installed: whisper); install it with: {hint}" in said, said
+    serve = subprocess.run([f"{home.venv}/bin/stt-core", "serve"], env=home.env, capture_output=True,
+                           text=True, timeout=60)
+    assert serve.returncode == 2 and serve.stderr.strip().endswith(  # and the server's extra, the same way
+        f"(fastapi is missing): pip install --find-links {dists} 'stt-core[serve]'"), serve.stderr
     home.sh(f"PATH={home.venv}/bin:$PATH {hint}")  # the hint as given, in the venv's shell
     listed = json.loads(home.sh(f"{home.venv}/bin/stt-core providers --json").stdout)["providers"]
     groq = next(p for p in listed if p["name"] == "groq")

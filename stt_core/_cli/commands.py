@@ -26,6 +26,7 @@ from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._config import load_config
 from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
+from .._install import install_command
 from .._provider import Provider, transcribe_file, validation_problems
 from .._registry import registry
 from .._types import Transcript
@@ -167,7 +168,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..server import SECTION, ServeSettings, serve
     except ImportError as e:
         raise ConfigError(f"stt-core serve needs FastAPI and uvicorn ({e.name} is missing): "
-                          "pip install 'stt-core[serve]'") from None
+                          f"{install_command('serve')}") from None
     config = load_config(args.config)
     given = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     try:
