@@ -44,7 +44,7 @@ def test_a_plugin_built_from_the_docs_snippets_installs_and_works(tmp_path: Path
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "VIRTUAL_ENV", "PYTHONPATH"))}
     env |= {"COLUMNS": "200", "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_COMPILE": "1"}  # its commands, without .pyc
 
     def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         """A command of the guide as a user types it, in the venv (its pip, its stt-core)."""

@@ -32,6 +32,7 @@ CHAIRS = ROOT / "tests" / "fixtures" / "audio" / "chairs.wav"
 TORCH_INSTALL_MB = 1900  # stt-core[funasr] with torch and funasr, as issue 17 measured it
 DISTS = [ROOT, *sorted((ROOT / "providers").iterdir()), *sorted((ROOT / "adapters").iterdir())]
 PIP = ["-m", "pip", "--disable-pip-version-check"]
+INSTALL = [*PIP, "install", "-q", "--no-compile"]  # no .pyc written: 18 CPU-s of torch's modules, unused
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_the_serving_install_has_no_torch_and_transcribes(
     tmp_path: Path, wheels: Path, serve_in_thread: Callable[[web.Application], str]
 ) -> None:
     bin_dir = _venv(tmp_path / "venv")
-    subprocess.run([str(bin_dir / "python"), *PIP, "install", "-q", "--find-links", str(wheels),
+    subprocess.run([str(bin_dir / "python"), *INSTALL, "--find-links", str(wheels),
                     "stt-core-funasr"], check=True, timeout=600)
     names = set(_installed(bin_dir))
     assert not names & {"torch", "funasr", "torchaudio", "silero-vad"}
@@ -132,9 +133,9 @@ def test_the_serving_install_has_no_torch_and_transcribes(
 def test_the_export_install_keeps_the_cpu_torch_and_exports(tmp_path: Path, wheels: Path) -> None:
     bin_dir = _venv(tmp_path / "venv")
     python = str(bin_dir / "python")
-    subprocess.run([python, *PIP, "install", "-q", "torch==2.13.0"], check=True, timeout=600)
+    subprocess.run([python, *INSTALL, "torch==2.13.0"], check=True, timeout=600)
     before = _installed(bin_dir)["torch"]
-    subprocess.run([python, *PIP, "install", "-q", "--find-links", str(wheels), "stt-core-funasr[torch]"],
+    subprocess.run([python, *INSTALL, "--find-links", str(wheels), "stt-core-funasr[torch]"],
                    check=True, timeout=900)
     after = _installed(bin_dir)
     assert after["torch"] == before
