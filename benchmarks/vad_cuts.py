@@ -30,7 +30,7 @@ def long_audio() -> Audio:
 
 def cuts(audio: Audio) -> dict[str, tuple[list[tuple[float, float]], float]]:
     """Each VAD's pieces (start, end) and the seconds it took."""
-    from stt_core._audio.vad import SileroVAD, speech_segments
+    from stt_core import SileroVAD, speech_segments
     from stt_core_funasr._engine import ONNX_CUTS
 
     samples = audio.mono_float32(16_000)

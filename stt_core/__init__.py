@@ -5,9 +5,8 @@
     transcript = await chain.transcribe("meeting.wav")
 """
 
-from ._audio import Audio, AudioSource, as_audio
-from ._audio.vad import find_vad_model
-from ._chain import BreakerPolicy, Chain, CircuitBreaker, RetryPolicy
+from ._audio import Audio, AudioSource, SileroVAD, VADSettings, as_audio, find_vad_model, speech_segments
+from ._chain import BreakerPolicy, Chain, RetryPolicy
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -20,10 +19,17 @@ from ._errors import (
     error_for_status,
     parse_retry_after,
 )
-from ._install import install_command
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
-from ._realtime import RealtimeSettings, realtime
-from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
+from ._realtime import Hearing, RealtimeSettings, queued_audio, realtime
+from ._registry import (
+    PluginError,
+    ProviderInfo,
+    Registry,
+    get_provider,
+    install_command,
+    list_providers,
+    registry,
+)
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
 
@@ -40,8 +46,8 @@ __all__ = [
     "BreakerPolicy",
     "Capabilities",
     "Chain",
-    "CircuitBreaker",
     "ConfigError",
+    "Hearing",
     "InvalidAudioError",
     "LoadedConfig",
     "PluginError",
@@ -57,8 +63,10 @@ __all__ = [
     "STTConfig",
     "STTError",
     "Segment",
+    "SileroVAD",
     "StreamEvent",
     "Transcript",
+    "VADSettings",
     "Word",
     "__version__",
     "as_audio",
@@ -71,7 +79,9 @@ __all__ = [
     "list_providers",
     "load_config",
     "parse_retry_after",
+    "queued_audio",
     "realtime",
     "registry",
+    "speech_segments",
     "transcribe_file",
 ]

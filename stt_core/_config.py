@@ -25,7 +25,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -47,6 +47,8 @@ from ._serve import SECTION as SERVE_SECTION
 from ._serve import ServeSettings
 from ._text import shorten
 from ._types import Attempt
+
+Settings = TypeVar("Settings", bound=BaseModel)
 
 DEFAULT_CHAIN = ("funasr", "groq", "whisper")
 # Tables that are no engine: read by an adapter (stt-core-livekit's [livekit]) or a command (serve).
@@ -212,25 +214,25 @@ class LoadedConfig:
         if len(order) > MAX_CHAIN:
             raise ConfigError(f"a chain of {len(order)} engines is too long (at most {MAX_CHAIN})")
         self.check_names(plugins, names)
-        members: list[Provider] = []
+        engines: list[Provider] = []
         for name in order:
             kind = self.provider_of(name)
             if kind not in plugins:
-                members.append(UnusableEngine(name, plugins.missing_reason(kind)))
+                engines.append(UnusableEngine(name, plugins.missing_reason(kind)))
                 continue
             cls, settings = plugins.get(kind).provider_class, self._settings_for(plugins, name)
             try:
-                members.append(cls(settings).named(name))
+                engines.append(cls(settings).named(name))
             except ConfigError:
                 raise
             except Exception as e:  # a plugin's __init__ that raises: this engine is skipped, not the chain
-                members.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
+                engines.append(UnusableEngine(name, f"provider {kind!r} is installed but cannot be built: "
                                                f"{type(e).__name__}: {e}"))
         if adapt is not None:
-            members = [adapt(member) for member in members]
+            engines = [adapt(engine) for engine in engines]
         c = self.config
         return Chain(
-            members,
+            engines,
             retry=c.retry,
             breaker=c.breaker,
             attempt_timeout=c.attempt_timeout,
@@ -307,15 +309,27 @@ class LoadedConfig:
             shown[name] = self._section(name, model)
         return shown
 
+    def table(self, name: str, model: type[Settings]) -> Settings:
+        """An adapter's table ``[name]`` read by its own ``model``: one ``ConfigError`` naming the
+        table, where it came from and each problem."""
+        try:
+            return model(**self.provider_settings(name))
+        except ValidationError as e:
+            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
+                              f"{validation_problems(e, model)}") from None
+
+    def realtime(self, **defaults: Any) -> RealtimeSettings:
+        """``[realtime]``, with an adapter's ``defaults`` for the settings it leaves unset (Pipecat's
+        0.2 s ``min_silence``, say)."""
+        settings = self.config.realtime
+        unset = {key: value for key, value in defaults.items() if key not in settings.model_fields_set}
+        return settings.model_copy(update=unset) if unset else settings
+
     def _section(self, name: str, model: type[BaseModel] | str) -> dict[str, Any]:
         """An adapter's table as its own model reads it (defaults filled in, secrets redacted)."""
         if isinstance(model, str):  # its model could not be loaded: the table as written
             return {"error": model} | _redact(self.provider_settings(name))
-        try:
-            return dict(model(**self.provider_settings(name)).model_dump(mode="json"))
-        except ValidationError as e:
-            raise ConfigError(f"bad [{name}] settings in {self.source_of(name)}: "
-                              f"{validation_problems(e, model)}") from None
+        return dict(self.table(name, model).model_dump(mode="json"))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> LoadedConfig:

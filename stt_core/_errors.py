@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._text import first_line, shorten
 
@@ -27,6 +27,32 @@ if TYPE_CHECKING:
 
 class STTError(Exception):
     """Base of every error stt-core raises on purpose."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What crosses a process (an inference process, a cluster's replica): its kind and
+        message, and for an engine's failure whether it may pass and its HTTP status."""
+        kind = next((c.__name__ for c in type(self).__mro__ if c.__name__ in _CROSSING), "ProviderError")
+        return {"type": kind, "message": str(self), "retryable": bool(getattr(self, "retryable", False)),
+                "status_code": getattr(self, "status_code", None)}
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any], *, provider: str | None = None) -> STTError:
+        """The inverse of ``to_dict``, raised as ``provider``'s (a kind it does not know is an
+        engine's failure)."""
+        kind, message, status = data.get("type"), str(data.get("message", "")), data.get("status_code")
+        if kind == "InvalidAudioError":
+            return InvalidAudioError(message)
+        if kind == "ConfigError":
+            return ConfigError(message)
+        if kind == "ProviderUnavailable":
+            return ProviderUnavailable(message, provider=provider, status_code=status)
+        if kind == "ProviderTimeout":
+            return ProviderTimeout(message, provider=provider)
+        return ProviderError(message, provider=provider, retryable=bool(data.get("retryable", True)),
+                             status_code=status)
+
+
+_CROSSING = ("InvalidAudioError", "ConfigError", "ProviderUnavailable", "ProviderTimeout", "ProviderError")
 
 
 class ConfigError(STTError):
@@ -97,6 +123,26 @@ class AllProvidersFailed(STTError):
         else:
             causes = "the chain is empty"
         super().__init__(f"no provider could transcribe the audio ({causes})")
+
+    @property
+    def last(self) -> BaseException | None:
+        """The last engine's cause: what a framework's own error class should say."""
+        return self.errors[-1][1] if self.errors else None
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again later could help: an engine failed in a way that may pass."""
+        return any(isinstance(cause, ProviderError) and cause.retryable for _, cause in self.errors)
+
+    @property
+    def key_refused(self) -> bool:
+        """Whether an engine refused its credentials (HTTP 401/403): refused until config changes."""
+        return any(refused_key(cause) for _, cause in self.errors)
+
+
+def refused_key(error: BaseException | None) -> bool:
+    """The engine refused its key (HTTP 401/403): it stays refused until the config changes."""
+    return isinstance(error, ProviderError | ProviderUnavailable) and error.status_code in (401, 403)
 
 
 _CAUSES_SHOWN = 8  # the message stays one readable line; ``errors`` holds every cause

@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any, ClassVar, Self
@@ -19,8 +19,8 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationError
 
 from ._audio.audio import Audio, AudioSource, as_audio
+from ._audio.decode import MIN_AUDIO_SECONDS
 from ._audio.files import file_pieces
-from ._audio.limits import MIN_AUDIO_SECONDS
 from ._errors import (
     ConfigError,
     InvalidAudioError,
@@ -185,7 +185,7 @@ class Provider(abc.ABC):
 
     async def stream(
         self, audio: AsyncIterable[Audio], *, language: str | None = None
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Transcribe live audio: push chunks in, get interim and final events out."""
         check_language(language)
         self._check_ready()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -289,8 +289,8 @@ def batch_formed(engine: str, size: int) -> None:
 # -- streams ---------------------------------------------------------------------------------------
 
 
-async def traced_stream(events: AsyncIterator[StreamEvent], *, chain: str,
-                        language: str | None) -> AsyncIterator[StreamEvent]:
+async def traced_stream(events: AsyncGenerator[StreamEvent, None], *, chain: str,
+                        language: str | None) -> AsyncGenerator[StreamEvent, None]:
     """``events`` as they come, inside a span for the stream and one per utterance (from the
     stream's start, or the last final, to the next final), with the seconds to its first
     interim and to its final."""
@@ -299,7 +299,7 @@ async def traced_stream(events: AsyncIterator[StreamEvent], *, chain: str,
             async for event in events:
                 yield event
         finally:
-            await _close(events)
+            await events.aclose()
         return
     tracer = _tracer()
     attributes: dict[str, Any] = {"gen_ai.operation.name": OPERATION, "stt_core.chain": chain,
@@ -343,12 +343,4 @@ async def traced_stream(events: AsyncIterator[StreamEvent], *, chain: str,
             utterance.end()
         stream.set_attribute("stt_core.utterances", finals)
         stream.end()
-        await _close(events)
-
-
-async def _close(events: AsyncIterator[Any]) -> None:
-    """The source closed now, with this wrapper (its tasks and sockets end here, not when the
-    garbage collector finds it)."""
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
+        await events.aclose()

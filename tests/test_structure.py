@@ -1,6 +1,7 @@
 """The code's shape, kept: no import circle in stt_core/, the first-party dists, the adapters or
-benchmarks/ (an import inside a function, or under TYPE_CHECKING, counts), and no module of the
-packages over 400 lines (benchmarks excepted), so each reads in one sitting."""
+benchmarks/ (an import inside a function, or under TYPE_CHECKING, counts), no module of the
+packages over 400 lines (benchmarks excepted), so each reads in one sitting, and at most 12
+modules at stt_core's top (the public faces and what every wing shares; the rest are wings)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,10 @@ def test_no_module_over_400_lines() -> None:
     sizes = {path: len(path.read_text().splitlines()) for path in paths}
     assert len(sizes) > 30  # the packages were found
     assert {str(path.relative_to(ROOT)): n for path, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_stt_cores_top_holds_its_faces_and_what_every_wing_shares() -> None:
+    top = sorted(path.name for path in (ROOT / "stt_core").glob("*.py"))
+    assert len(top) <= 12, top
+    wings = sorted(path.parent.name for path in (ROOT / "stt_core").glob("_*/__init__.py"))
+    assert wings == ["_audio", "_chain", "_cli", "_realtime", "_serve"]

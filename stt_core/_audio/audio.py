@@ -1,26 +1,17 @@
-"""Decoded audio: PCM samples with their sample rate, made from files, bytes or arrays.
+"""Decoded audio: PCM samples with their sample rate, made from files, bytes or arrays (files and
+bytes are decoded by ``decode``, within its limits); resampling is soxr's.
 
-Decoding is soundfile's (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3), and PyAV's (FFmpeg) for
-the containers libsndfile does not read (m4a/AAC, WebM, MP4 audio) where it is installed (it comes
-with faster-whisper); resampling is soxr's.
 Every way of making an ``Audio`` ends in one validation, so a bad input fails here with an
 ``InvalidAudioError`` that names the problem, before any engine sees it.
-
-What one request may decode into memory is bounded, since a tiny file can claim hours (a header
-rate of 1 Hz) or gigabytes (a sparse WAV): ``STT_MAX_AUDIO_SECONDS`` (default 4 hours) is the
-longest audio accepted at all, and ``STT_MAX_DECODED_MB`` (default 1024) the most decoded at once;
-longer files given by path are streamed in pieces instead (``transcribe_file``).
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import logging
 import os
-import stat
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,20 +19,11 @@ import soundfile as sf
 import soxr
 
 from .._errors import InvalidAudioError
-from .._text import first_line
-from .limits import (
-    MAX_DECODED_MB_ENV,
-    MAX_SAMPLE_RATE,
-    MIN_SAMPLE_RATE,
-    check_nonempty_file,
-    check_plausible,
-    limits,
-    truncation_notes,
-)
+from . import decode
+from .decode import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 
 SampleFormat = Literal["int16", "float32"]
 _INT16_SCALE = 32768.0
-DECODE_RATE = 16_000  # what other containers are decoded to: the rate every engine takes
 logger = logging.getLogger("stt_core.audio")
 
 
@@ -83,11 +65,12 @@ class Audio:
         """Decode an audio file (WAV, FLAC, OGG, MP3 ...; m4a, AAC, WebM and others with PyAV).
 
         A pipe (``-`` in the CLI, ``/dev/stdin``, a FIFO) is read to its end, up to the limits."""
-        if is_stream(path):
-            return cls.from_bytes(read_stream(path))
-        check_nonempty_file(path)
+        if decode.is_stream(path):
+            return cls.from_bytes(decode.read_stream(path))
+        decode.check_nonempty_file(path)
         with open(path, "rb") as f:
-            return cls._decode(f, what=os.fspath(path))
+            samples, rate, notes = decode.decode(f, what=os.fspath(path))
+        return cls(samples, rate, notes=notes)
 
     @classmethod
     def from_bytes(
@@ -102,7 +85,8 @@ class Audio:
         if not data:
             raise InvalidAudioError("audio is empty (no bytes)")
         if sample_rate is None:
-            return cls._decode(io.BytesIO(data), what="audio bytes")
+            samples, rate, notes = decode.decode(io.BytesIO(data), what="audio bytes")
+            return cls(samples, rate, notes=notes)
         if channels < 1:
             raise InvalidAudioError(f"channel count must be at least 1, got {channels}")
         dtype = np.dtype(np.int16 if sample_format == "int16" else np.float32)
@@ -132,40 +116,6 @@ class Audio:
         first = pieces[0]
         same = [p.to(first.sample_rate, first.channels, first.sample_format) for p in pieces]
         return cls(np.concatenate([p.samples for p in same]), first.sample_rate)
-
-    @classmethod
-    def _decode(cls, file: io.BufferedIOBase | io.BytesIO | io.BufferedReader, *, what: str) -> Audio:
-        try:
-            with sf.SoundFile(file) as f:
-                check_plausible(f.frames, f.samplerate, f.channels, what=what, whole=True)
-                samples = f.read(dtype="float32", always_2d=True)
-                rate, notes = f.samplerate, truncation_notes(f.extra_info, what)
-        except InvalidAudioError:
-            raise
-        except sf.LibsndfileError as e:
-            if "Format not recognised" not in str(e):
-                raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
-            file.seek(0)
-            return cls._decode_other(file, what=what)
-        except Exception as e:  # libsndfile reports every bad input in its own way
-            raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
-        if samples.shape[0] == 0:
-            raise InvalidAudioError(f"{what} has no audio samples (only a header)")
-        return cls(samples, rate, notes=notes)
-
-    @classmethod
-    def _decode_other(cls, file: io.BufferedIOBase | io.BytesIO | io.BufferedReader, *, what: str) -> Audio:
-        """What libsndfile cannot read (m4a/AAC, WebM, MP4 audio, ...), whole, within the limits."""
-        _, max_bytes = limits()
-        blocks, held = [], 0
-        for block in av_blocks(file, what=what):
-            blocks.append(block)
-            held += block.nbytes
-            if held > max_bytes:
-                check_plausible(held // 4, DECODE_RATE, 1, what=what, whole=True)
-        if not held:
-            raise InvalidAudioError(f"{what} has no audio samples")
-        return cls(np.concatenate(blocks), DECODE_RATE)
 
     def _nonempty(self) -> Audio:
         if self.num_frames == 0:
@@ -294,69 +244,8 @@ class Audio:
         return pieces
 
 
-def av_blocks(source: Any, *, what: str) -> Iterator[npt.NDArray[np.float32]]:
-    """A container libsndfile cannot read (m4a/AAC, WebM, MP4 audio, ...) as 16 kHz mono float32
-    blocks, decoded by PyAV (FFmpeg, which faster-whisper installs) as they are read."""
-    try:
-        import av
-    except ImportError:
-        raise InvalidAudioError(
-            f"cannot decode {what}: not a format libsndfile reads (WAV, FLAC, OGG/Vorbis, Opus, MP3); "
-            "for m4a, AAC, WebM and other containers install PyAV: pip install av"
-        ) from None
-    max_seconds, _ = limits()
-    decoded = 0
-    try:
-        with av.open(source, mode="r") as container:
-            if not container.streams.audio:
-                raise InvalidAudioError(f"{what} has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=DECODE_RATE)
-            frames = container.decode(container.streams.audio[0])
-            for out in itertools.chain.from_iterable(resampler.resample(f) for f in frames):
-                block = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-                decoded += block.size
-                if decoded > max_seconds * DECODE_RATE:
-                    check_plausible(decoded, DECODE_RATE, 1, what=what, whole=False)
-                yield block
-            for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
-    except InvalidAudioError:
-        raise
-    except Exception as e:  # FFmpeg's own words for a file it cannot read either
-        raise InvalidAudioError(f"cannot decode {what}: {_first_line(e)}") from e
-
-
-def is_stream(path: str | os.PathLike[str]) -> bool:
-    """A pipe, FIFO or terminal rather than a file: read to its end, it has no size to check."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
-
-
-def read_stream(path: str | os.PathLike[str]) -> bytes:
-    """The bytes a pipe gives until it ends, refused past the decoded-size limit."""
-    _, max_bytes = limits()
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise InvalidAudioError(f"{os.fspath(path)} gave more than the {max_bytes / 2**20:g} MB limit "
-                                f"for audio held in memory (set {MAX_DECODED_MB_ENV})")
-    if not data:
-        raise InvalidAudioError(f"{os.fspath(path)} gave no bytes")
-    return data
-
-
 def _float_to_int16(data: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
     return np.clip(np.round(data * _INT16_SCALE), -32768, 32767).astype(np.int16)
-
-
-def _first_line(e: BaseException) -> str:
-    """The error's first line; for libsndfile, its own words without the "Error opening <object>" prefix."""
-    if isinstance(e, sf.LibsndfileError) and e.error_string:
-        return str(e.error_string).strip()
-    return first_line(e)
 
 
 AudioSource = Audio | str | os.PathLike[str] | bytes

@@ -18,16 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import soundfile as sf
 import soxr
 
-from .._errors import InvalidAudioError
-from .audio import Audio, _first_line, av_blocks, is_stream
-from .limits import check_nonempty_file, check_plausible, limits, truncation_notes
+from . import decode
+from .audio import Audio
 
 PIECE_RATE = 16_000  # every engine takes 16 kHz; converting early keeps pieces small
-_BLOCK_SECONDS = 30.0
-_BLOCK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -46,53 +42,28 @@ class FilePieces:
 def file_pieces(path: str | os.PathLike[str], piece_seconds: float) -> FilePieces:
     """The audio file at ``path`` as one request's audio or as pieces of about ``piece_seconds``,
     so that a long file is never decoded whole."""
-    if is_stream(path):  # a pipe: read to its end (within the decoding limits), then cut
+    if decode.is_stream(path):  # a pipe: read to its end (within the decoding limits), then cut
         audio = Audio.from_file(path)
         if audio.duration <= piece_seconds:
             return FilePieces(audio, iter(()), audio.duration)
         return FilePieces(None, iter(audio.split_at_silences(piece_seconds)), audio.duration)
-    if (info := _info(path)) is None:  # a container libsndfile cannot read: PyAV, as it decodes
-        return FilePieces(None, _pieces(av_blocks(path, what=os.fspath(path)), piece_seconds), None)
-    _, max_bytes = limits()
+    if (info := decode.info(path)) is None:  # a container libsndfile cannot read: PyAV, as it decodes
+        return FilePieces(None, _pieces(decode.av_blocks(path, what=os.fspath(path)), piece_seconds), None)
+    _, max_bytes = decode.limits()
     if info.frames <= piece_seconds * info.samplerate and info.frames * info.channels * 4 <= max_bytes:
         audio = Audio.from_file(path)
         return FilePieces(audio, iter(()), audio.duration)
-    return FilePieces(None, _pieces(_sndfile_blocks(path, info), piece_seconds),
-                      info.frames / info.samplerate, truncation_notes(info.extra_info, os.fspath(path)))
+    blocks = _mono_16k(decode.sndfile_blocks(path, info), info.samplerate)
+    return FilePieces(None, _pieces(blocks, piece_seconds), info.frames / info.samplerate,
+                      decode.truncation_notes(info.extra_info, os.fspath(path)))
 
 
-def _info(path: str | os.PathLike[str]) -> sf._SoundFileInfo | None:
-    check_nonempty_file(path)
-    name = os.fspath(path)
-    try:
-        info = sf.info(name)
-    except OSError as e:  # gone or unreadable since the check
-        raise InvalidAudioError(f"cannot read {name!r}: {e.strerror}") from e
-    except Exception as e:  # libsndfile's own errors for unreadable data
-        if "Format not recognised" in str(e):
-            return None  # another container (m4a, WebM ...): decoded whole, through PyAV
-        raise InvalidAudioError(f"cannot decode {name}: {_first_line(e)}") from e
-    if info.frames <= 0:
-        raise InvalidAudioError(f"{name} has no audio samples (only a header)")
-    check_plausible(info.frames, info.samplerate, info.channels, what=name, whole=False)
-    return info
-
-
-def _sndfile_blocks(
-    path: str | os.PathLike[str], info: sf._SoundFileInfo
-) -> Iterator[npt.NDArray[np.float32]]:
-    """The file as 16 kHz mono blocks, read by libsndfile and resampled (soxr's streaming
-    resampler, so block edges leave no seams) as they come."""
-    resampler = soxr.ResampleStream(info.samplerate, PIECE_RATE, 1, dtype="float32")
-    # 30 s blocks, fewer seconds for wide files, so one block never passes _BLOCK_BYTES decoded.
-    block = max(1, min(int(_BLOCK_SECONDS * info.samplerate), _BLOCK_BYTES // (4 * info.channels)))
-    try:
-        with sf.SoundFile(os.fspath(path)) as f:
-            for chunk in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-                mono = Audio(chunk, info.samplerate).mono_float32()  # validates (NaN, inf) per block
-                yield resampler.resample_chunk(mono)
-    except sf.LibsndfileError as e:
-        raise InvalidAudioError(f"cannot decode {os.fspath(path)}: {_first_line(e)}") from e
+def _mono_16k(blocks: Iterator[npt.NDArray[np.float32]], rate: int) -> Iterator[npt.NDArray[np.float32]]:
+    """Blocks as 16 kHz mono, resampled as they come (soxr's streaming resampler, so block edges
+    leave no seams)."""
+    resampler = soxr.ResampleStream(rate, PIECE_RATE, 1, dtype="float32")
+    for block in blocks:
+        yield resampler.resample_chunk(Audio(block, rate).mono_float32())  # validates (NaN, inf) per block
     yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 

@@ -81,6 +81,9 @@ class SileroVAD:
     """Speech probability per 32 ms frame of 16 kHz audio. It keeps the model's state from frame
     to frame, so one instance serves one stream; ``reset()`` for the next."""
 
+    INSTALL_HINT = INSTALL_HINT
+    """How to install a package that ships Silero's model (for an engine's own hint)."""
+
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
         path = path or find_vad_model()
         if path is None:

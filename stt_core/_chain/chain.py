@@ -41,7 +41,20 @@ _ASKED: ContextVar[tuple[Purpose, float | None]] = ContextVar("stt_core_chain_as
 
 
 class Chain(Provider):
-    """Try ``providers`` in order until one answers."""
+    """Try its engines in order until one answers (the module's docstring says how).
+
+    Args:
+        providers: the engines, in the order they are tried.
+        retry: how often and how patiently each engine is called (``[retry]``).
+        breaker: when an engine is skipped and how it is tried again (``[breaker]``).
+        attempt_timeout: seconds one call to one engine may take (``None``: no bound).
+        hedge_after: seconds, or a percentile of an engine's own recent latencies (``"p95"``),
+            after which the next engine races an engine that has not answered (``None``: off).
+        stream_stall_timeout: seconds a streaming engine may take audio and say nothing before it
+            counts as failed and the stream falls over (``None``: no bound).
+        on_attempt: called with each ``Attempt`` as it is made (a call, or a skip and why).
+        clock: the breakers' clock (tests pass their own).
+    """
 
     name = "chain"
 
@@ -66,13 +79,13 @@ class Chain(Provider):
         self.on_attempt = on_attempt
         self.links = Links([Link(p, self.breaker_policy, clock) for p in providers],
                            retry=self.retry, attempt_timeout=attempt_timeout)
-        members = [p.capabilities for p in providers]
-        languages = [c.languages for c in members]
+        declared = [p.capabilities for p in providers]
+        languages = [c.languages for c in declared]
         self.capabilities = Capabilities(
-            streaming=any(c.streaming for c in members),
+            streaming=any(c.streaming for c in declared),
             languages=None if None in languages else frozenset().union(*languages),  # type: ignore[arg-type]
-            word_timestamps=any(c.word_timestamps for c in members),
-            offline=any(c.offline for c in members),
+            word_timestamps=any(c.word_timestamps for c in declared),
+            offline=any(c.offline for c in declared),
         )
 
     @property
@@ -95,11 +108,12 @@ class Chain(Provider):
         not open), judged without calling them: what a readiness check reports."""
         return [link.name for link in self.links if link.loaded and link.could_answer(None, False)]
 
-    def never_serves(self, language: str | None = None, word_timestamps: bool = False,
-                     error: STTError | None = None) -> dict[str, str]:
+    def never_serves(self, error: STTError | None = None, *, language: str | None = None,
+                     word_timestamps: bool = False) -> dict[str, str]:
         """Why each engine will not take such a request until the install or config changes (not
-        installed, no key or model, a refused key, a language or word times it does not declare),
-        judged without calling them (and from ``error``, what a request got); empty when one may.
+        installed, no key or model, a refused key or config, a language or word times it does not
+        declare), judged without calling them and from ``error``, what a request got; empty when
+        one may. A breaker, a 429, a 5xx or a timeout pass, so an adapter stays usable after those.
         What ``stt-core serve`` refuses to start on, and answers without Retry-After."""
         causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
         reasons = {}

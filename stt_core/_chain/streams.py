@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .._errors import ProviderTimeout, STTError
@@ -23,7 +23,7 @@ from .tape import Tape
 
 async def stream_through(
     links: Links, tape: Tape, request: Request, *, stall: float | None
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     for link in links:
         call = await links.admit(link, request)
         if call is None:
@@ -69,7 +69,7 @@ async def _engine_events(
             yield event
     finally:
         with contextlib.suppress(RuntimeError):  # still running: the provider leaked a task
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
         with contextlib.suppress(RuntimeError):
             await replay.aclose()
 

@@ -26,9 +26,8 @@ from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._config import load_config
 from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
-from .._install import install_command
 from .._provider import Provider, transcribe_file, validation_problems
-from .._registry import registry
+from .._registry import install_command, registry
 from .._types import Transcript
 from .terminal import StatusLines, err, error, one_line, out, progress
 

@@ -13,8 +13,7 @@ from rich.text import Text
 
 from .._config import LoadedConfig, load_config
 from .._errors import ConfigError
-from .._install import install_command
-from .._registry import Registry, registry
+from .._registry import Registry, install_command, registry
 from .terminal import err, out
 
 

@@ -1,7 +1,8 @@
 """Real time on engines that do not stream: a VAD-driven session over any engine or chain
-(``session``), live audio cut into the VAD's frames (``frames``), and an utterance recognised in
-pieces (``utterance``)."""
+(``session``), live audio cut into the VAD's frames (``frames``), an utterance recognised in pieces
+(``utterance``), and how an adapter hears a chain (``hearing``)."""
 
+from .hearing import Hearing, queued_audio
 from .session import RealtimeSettings, interim_engine, realtime
 
-__all__ = ["RealtimeSettings", "interim_engine", "realtime"]
+__all__ = ["Hearing", "RealtimeSettings", "interim_engine", "queued_audio", "realtime"]

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -91,7 +91,7 @@ async def realtime(
     language: str | None = None,
     settings: RealtimeSettings | None = None,
     vad: SileroVAD | None = None,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Interim, preflight and final transcripts (or ``failed``) from ``engine`` for live ``audio``."""
     session = Session(engine, language, settings or RealtimeSettings(), vad or SileroVAD())
     async for event in telemetry.traced_stream(session.run(audio), chain=engine.model or engine.name,
@@ -119,7 +119,7 @@ class Session:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.warned_behind = False
 
-    async def run(self, audio: AsyncIterable[Audio]) -> AsyncIterator[StreamEvent]:
+    async def run(self, audio: AsyncIterable[Audio]) -> AsyncGenerator[StreamEvent, None]:
         feeding = asyncio.ensure_future(self.feed(audio))
         try:
             while (event := await self.events.get()) is not None:
@@ -255,13 +255,15 @@ class Session:
     # -- finals ----------------------------------------------------------------------------------
 
     async def _final(self, utterance: Utterance, previous: asyncio.Task[None] | None) -> None:
+        # One final at a time, in utterance order: a local engine serves one call at a time, and
+        # an earlier utterance never waits behind a later one's (a hung one's) recognition.
+        if previous is not None:
+            await asyncio.wait({previous})
         result: Transcript | Exception
         try:
             result = await self._rest_of(utterance)
         except Exception as e:  # STTError from the engines; anything else is reported the same way
             result = e
-        if previous is not None:
-            await asyncio.wait({previous})  # finals in utterance order
         if not self.finals or self.finals[0][0] is not utterance:
             return  # given up on by the drain, which reported it
         self.finals.popleft()

@@ -45,8 +45,7 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
-from .._install import install_command
-from .._registry import UnusableEngine
+from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
 from .http import (
     AnswerWhenCancelled,
@@ -296,7 +295,7 @@ def _stt_error(e: STTError, chain: Chain, form: dict[str, Any]) -> JSONResponse:
         return error_response(400, str(e), "invalid_request_error")
     causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
     if all(isinstance(c, ProviderUnavailable) for c in causes):
-        if chain.never_serves(form["language"], "word" in form["granularities"], error=e):
+        if chain.never_serves(e, language=form["language"], word_timestamps="word" in form["granularities"]):
             return error_response(503, str(e), "server_error", code="unavailable",
                                   headers={"x-should-retry": "false"})
         wait = max(1, math.ceil(chain.breaker_policy.cooldown))

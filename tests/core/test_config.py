@@ -153,9 +153,9 @@ async def test_an_engine_that_is_not_installed_says_so_when_a_language_is_given(
     said = str(failed.value)  # Chinese: funasr is missing, and the English-only engine says so
     assert "funasr: provider 'funasr' is not installed" in said
     assert "fake: does not support language 'zh'" in said
-    assert chain.never_serves("zh", error=failed.value) == {
+    assert chain.never_serves(failed.value, language="zh") == {
         "funasr": chain.providers[0].why_unavailable(), "fake": "does not support language 'zh'"}
-    assert chain.never_serves("en") == {}
+    assert chain.never_serves(language="en") == {}
 
 
 def test_redacted_hides_secrets_of_installed_and_unknown_providers(

@@ -246,7 +246,7 @@ async def test_from_config_builds_the_declared_chain(tmp_path, monkeypatch) -> N
         monkeypatch.delenv(name)
     service = ChainSTTService.from_config()
     assert [p.name for p in service.chain.providers] == ["whisper"]
-    assert service.mode == "realtime" and service._realtime_settings.min_silence == STOP_SECS
+    assert service.mode == "realtime" and service.realtime_settings.min_silence == STOP_SECS
 
 
 def test_the_example_runs_offline_on_a_file() -> None:

@@ -2,7 +2,7 @@
 model. Every time the next engine answers and the chain records what happened. (Wire-level
 faults, 429/500/timeouts/resets/bad JSON/bad keys, are in tests/groq and tests/deepgram; streams
 dying mid-utterance in tests/deepgram and tests/livekit; the breaker's open/probe/close cycle
-in tests/core/test_chain.py.)"""
+in tests/core/chain/test_chain.py.)"""
 
 from __future__ import annotations
 

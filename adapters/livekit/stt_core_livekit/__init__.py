@@ -12,10 +12,11 @@ main process, importing it registers the shared inference runner when stt.toml a
 """
 
 from ._prewarm import USERDATA_KEY, configured_chain, prewarm, prewarmed_chain
-from ._shared import SharedEngine, SharedEngineRunner, enable_shared_inference, register_if_configured
+from ._shared import SharedEngine, SharedEngineRunner, enable_shared_inference
+from ._shared import register_if_configured as _register_if_configured
 from ._stt import STT, SpeechStream, audio_to_frames, frames_to_audio, to_livekit_error
 
-register_if_configured()
+_register_if_configured()
 
 __all__ = [
     "STT",

@@ -20,7 +20,7 @@ from typing import Any
 import stt_core
 from stt_core import Chain
 
-from ._shared import SharedEngine, is_local, shared_inference_on
+from ._shared import SharedEngine, shared_inference_on
 
 USERDATA_KEY = "stt_core.chain"
 
@@ -33,7 +33,7 @@ def configured_chain(config: str | Path | None = None, *, names: list[str] | Non
     if not shared_inference_on(loaded):
         return loaded.build_chain(names=names)
     return loaded.build_chain(
-        names=names, adapt=lambda engine: SharedEngine(engine) if is_local(engine) else engine
+        names=names, adapt=lambda engine: SharedEngine(engine) if engine.capabilities.offline else engine
     )
 
 

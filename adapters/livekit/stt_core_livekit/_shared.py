@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from livekit.agents.inference_runner import _InferenceRunner
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 import stt_core
 from stt_core import (
     Audio,
     ConfigError,
-    InvalidAudioError,
     Provider,
     ProviderError,
     ProviderUnavailable,
@@ -63,20 +62,6 @@ class LiveKitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shared_inference: bool = False
     """Serve the chain's local engines from LiveKit's inference process: one model per host."""
-
-
-def livekit_settings(config: stt_core.LoadedConfig) -> LiveKitSettings:
-    try:
-        return LiveKitSettings(**config.provider_settings(SETTINGS_SECTION))
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
-        where = config.source_of(SETTINGS_SECTION)
-        raise ConfigError(f"bad [{SETTINGS_SECTION}] settings in {where}: {problems}") from None
-
-
-def is_local(provider: Provider) -> bool:
-    """Engines that run on this host (they load a model): those the inference process serves."""
-    return provider.capabilities.offline
 
 
 # -- switching it on -----------------------------------------------------------------------------
@@ -102,7 +87,7 @@ def enable_shared_inference(config: str | Path | None = None) -> None:
 
 
 def shared_inference_on(config: stt_core.LoadedConfig) -> bool:
-    return livekit_settings(config).shared_inference
+    return config.table(SETTINGS_SECTION, LiveKitSettings).shared_inference
 
 
 def register_if_configured() -> None:
@@ -128,7 +113,7 @@ class SharedEngineRunner(_InferenceRunner):
 
     def initialize(self) -> None:
         chain = stt_core.load_config(os.environ.get(stt_core.CONFIG_ENV)).build_chain()
-        self.engines = {p.name: p for p in chain.providers if is_local(p)}
+        self.engines = {p.name: p for p in chain.providers if p.capabilities.offline}  # local ones
         self._tickets: dict[str, Future[Transcript]] = {}
         self._submitted: dict[str, float] = {}  # when each ticket came in
         self._loop = asyncio.new_event_loop()
@@ -152,9 +137,9 @@ class SharedEngineRunner(_InferenceRunner):
     def _submit(self, header: dict[str, Any], pcm: bytes) -> bytes:
         engine = self.engines.get(str(header["engine"]))
         if engine is None:
-            return pack({"error": _error_dict(ProviderUnavailable(
+            return pack({"error": ProviderUnavailable(
                 f"{header['engine']} is not a local engine of the inference process's chain "
-                f"({', '.join(self.engines) or 'none'})"))})
+                f"({', '.join(self.engines) or 'none'})").to_dict()})
         self._forget_abandoned()
         audio = Audio.from_bytes(pcm, sample_rate=RATE)
         ticket = uuid.uuid4().hex
@@ -176,17 +161,17 @@ class SharedEngineRunner(_InferenceRunner):
     def _collect(self, ticket: str) -> bytes:
         future = self._tickets.get(ticket)
         if future is None:
-            return pack({"error": _error_dict(ProviderError("unknown ticket", retryable=True))})
+            return pack({"error": ProviderError("unknown ticket", retryable=True).to_dict()})
         try:
             result = future.result(timeout=COLLECT_WAIT)
         except FutureTimeout:
             return pack({"pending": True})
         except STTError as e:
             self._done(ticket)
-            return pack({"error": _error_dict(e)})
+            return pack({"error": e.to_dict()})
         except Exception as e:  # the base class maps engine errors; this is a last net
             self._done(ticket)
-            return pack({"error": _error_dict(ProviderError(f"{type(e).__name__}: {e}", retryable=True))})
+            return pack({"error": ProviderError(f"{type(e).__name__}: {e}", retryable=True).to_dict()})
         self._done(ticket)
         return pack({"transcript": result.to_dict()})
 
@@ -205,11 +190,8 @@ class SharedEngineRunner(_InferenceRunner):
 
     def _stats(self) -> dict[str, Any]:
         """What each engine did (for tests and benchmarks): FunASR's count of batched calls."""
-        stats = {}
-        for name, engine in self.engines.items():
-            loaded = getattr(engine, "_engine", None)
-            stats[name] = {"generate_calls": getattr(loaded, "generate_calls", None)}
-        return stats
+        return {name: {"generate_calls": getattr(getattr(engine, "_engine", None), "generate_calls", None)}
+                for name, engine in self.engines.items()}
 
 
 # -- the job side ----------------------------------------------------------------------------------
@@ -259,7 +241,7 @@ class SharedEngine(Provider):
             raise _ipc_error(self.name, str(e)) from e
         answer = unpack(data or b"")[0]
         if "error" in answer:
-            raise _error_from_dict(answer["error"], self.name)
+            raise STTError.from_dict(answer["error"], provider=self.name)
         return answer
 
 
@@ -297,24 +279,3 @@ def pack(header: dict[str, Any], pcm: bytes = b"") -> bytes:
 def unpack(data: bytes) -> tuple[dict[str, Any], bytes]:
     size = int.from_bytes(data[:4], "big")
     return json.loads(data[4:4 + size]), data[4 + size:]
-
-
-_ERRORS: dict[str, type[STTError]] = {
-    cls.__name__: cls for cls in (InvalidAudioError, ProviderUnavailable, ConfigError, ProviderError)
-}
-
-
-def _error_dict(error: STTError) -> dict[str, Any]:
-    kind = next((name for name, cls in _ERRORS.items() if isinstance(error, cls)), "ProviderError")
-    return {"type": kind, "message": str(error), "retryable": getattr(error, "retryable", False),
-            "status_code": getattr(error, "status_code", None)}
-
-
-def _error_from_dict(error: dict[str, Any], name: str) -> STTError:
-    kind, message = _ERRORS.get(str(error.get("type")), ProviderError), str(error.get("message"))
-    if kind is ProviderError:
-        return ProviderError(message, provider=name, retryable=bool(error.get("retryable")),
-                             status_code=error.get("status_code"))
-    if kind is ProviderUnavailable:
-        return ProviderUnavailable(message, provider=name)
-    return kind(message)

@@ -1,5 +1,5 @@
 """Any stt-core engine or fallback chain as a Pipecat STT service: ``ChainSTTService``."""
 
-from ._service import ChainSTTService, never_serves
+from ._service import PIPECAT_STOP_SECS, ChainSTTService
 
-__all__ = ["ChainSTTService", "never_serves"]
+__all__ = ["PIPECAT_STOP_SECS", "ChainSTTService"]

@@ -25,8 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from stt_core import Audio, ProviderUnavailable, telemetry
-from stt_core._audio.vad import SileroVAD, VADSettings, find_vad_model, speech_segments
+from stt_core import (
+    Audio,
+    ProviderUnavailable,
+    SileroVAD,
+    VADSettings,
+    find_vad_model,
+    speech_segments,
+    telemetry,
+)
 
 from ._errors import inference_failed, load_failed
 from ._models import (

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from stt_core import ProviderError, ProviderUnavailable
-from stt_core._text import shorten
 
 NAME = "funasr"
 
@@ -31,7 +30,7 @@ def load_failed(what: str, e: BaseException) -> ProviderUnavailable:
 
 def bad_file(path: Path, problem: str, e: BaseException) -> ProviderUnavailable:
     """One of the model's files is unreadable or foreign."""
-    return unavailable(f"{path} {problem}: {type(e).__name__}: {shorten(str(e), 200)}")
+    return unavailable(f"{path} {problem}: {type(e).__name__}: {_one_line(e)}")
 
 
 def inference_failed(e: BaseException) -> ProviderError | ProviderUnavailable:
@@ -40,3 +39,9 @@ def inference_failed(e: BaseException) -> ProviderError | ProviderUnavailable:
     if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
         return unavailable(f"funasr ran out of memory for this request: {e}")
     return ProviderError(f"funasr inference failed: {type(e).__name__}: {e}", provider=NAME)
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """What a library said, as one line of at most ``limit`` characters."""
+    said = " ".join(str(e).split())
+    return said if len(said) <= limit else said[:limit - 3] + "..."

@@ -20,12 +20,12 @@ from stt_core import (
     ProviderSettings,
     ProviderUnavailable,
     Segment,
+    SileroVAD,
     Transcript,
     Word,
+    find_vad_model,
     install_command,
 )
-from stt_core._audio.vad import INSTALL_HINT as VAD_INSTALL_HINT
-from stt_core._audio.vad import find_vad_model
 
 from ._engine import Engine, Piece, get_engine
 from ._models import (
@@ -85,7 +85,7 @@ class FunASRProvider(Provider):
                 return f"no ONNX model in {found}: {EXPORT_HINT}"
         vad = settings.vad
         if vad == ONNX_VAD and find_vad_model() is None:
-            return f"vad 'silero-onnx' needs Silero's ONNX model: {VAD_INSTALL_HINT}"
+            return f"vad 'silero-onnx' needs Silero's ONNX model: {SileroVAD.INSTALL_HINT}"
         if vad in (AUTO_VAD, ENERGY_VAD, NO_VAD, ONNX_VAD):
             return None
         if missing := torch_missing(silero=vad == SILERO_VAD):

@@ -18,7 +18,7 @@ from stt_core import Attempt, BreakerPolicy, Chain, RetryPolicy
 from stt_core.testing import FakeProvider
 from stt_core_groq._provider import GroqProvider
 
-FOX = Path(__file__).parents[1] / "fixtures" / "audio" / "fox.wav"
+FOX = Path(__file__).parents[2] / "fixtures" / "audio" / "fox.wav"
 
 
 @pytest.fixture

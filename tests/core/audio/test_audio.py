@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from stt_core import Audio, InvalidAudioError
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "audio" / "fox.wav"
+FIXTURE = Path(__file__).parents[2] / "fixtures" / "audio" / "fox.wav"
 
 
 def sine(hz: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The chain's rules, as tables: stt_core._chain.policy decides without I/O, so none of these tests
-has an event loop, a socket or a sleep. (The drivers that act on them: tests/core/test_chain.py.)"""
+has an event loop, a socket or a sleep. (The drivers that act on them: tests/core/chain/test_chain.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from stt_core import (
     BreakerPolicy,
-    CircuitBreaker,
     ConfigError,
     InvalidAudioError,
     ProviderError,
@@ -18,7 +17,7 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
 )
-from stt_core._chain.breaker import Gate
+from stt_core._chain.breaker import CircuitBreaker, Gate
 from stt_core._chain.policy import (
     FallOver,
     GiveUp,

@@ -15,7 +15,7 @@ from speech import MAX_WER, wer
 from stt_core import install_command
 from tables import provider_entries, table_rows
 
-AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
+AUDIO = Path(__file__).parents[2] / "fixtures" / "audio"
 SECRET = "gsk_live_secret_0123456789"
 NO_KEYS = {"GROQ_API_KEY": "", "DEEPGRAM_API_KEY": ""}
 
@@ -207,7 +207,7 @@ def test_several_files_as_json_lines_in_one_file_with_word_times(tmp_path: Path)
 
 
 def test_an_engines_own_warnings_stay_out_of_the_output(tmp_path: Path) -> None:
-    tiny = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+    tiny = Path(__file__).parents[2] / "fixtures" / "funasr" / "tiny-sensevoice"
     env = {"STT_FUNASR__MODEL": str(tiny), "STT_FUNASR__VAD": "none"}
     done = stt("transcribe", str(AUDIO / "chairs.wav"), "--chain", "funasr", cwd=tmp_path, env=env)
     assert done.returncode == 0 and "25 chairs" in done.stdout
@@ -331,13 +331,13 @@ def test_a_long_file_shows_progress_on_a_terminal_and_stdout_stays_the_result(tm
 def test_the_readme_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
     import re
 
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     snippet = re.search(r"```python\n(import asyncio\n.*?)```", readme, re.DOTALL)
     assert snippet, "the README's first Python snippet"
     script = tmp_path / "snippet.py"
     script.write_text(snippet.group(1))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
-                          cwd=Path(__file__).parents[2], env={**os.environ, "STT_CHAIN": "whisper"},
+                          cwd=Path(__file__).parents[3], env={**os.environ, "STT_CHAIN": "whisper"},
                           check=False)
     assert done.returncode == 0, done.stderr
     text, _, rest = done.stdout.partition(" whisper ")  # print(text, provider, attempts)
