@@ -110,6 +110,15 @@ def test_the_readme_install_from_wheels_runs_as_written_with_no_index(home: Home
     assert {"stt-core", "stt-core-whisper", "faster-whisper"} <= names
     assert not {"torch", "funasr"} & names and not [n for n in names if n.startswith("nvidia-")]
 
+    # The README's first Python example, as written, on this install (the default chain: funasr,
+    # groq, whisper, only whisper installed): English, and the engines passed are said to be not
+    # installed, with the command that installs them here, never "does not support language 'en'".
+    example = blocks(section("Using it"), "python")[0]
+    printed = home.python(example).stdout
+    assert wer("fox", printed.split(" whisper (")[0]) <= MAX_WER, printed
+    assert printed.count("is not installed") == 2 and "--find-links" in printed, printed
+    assert "does not support" not in printed, printed
+
 
 def test_a_missing_engines_hint_is_the_command_that_installs_it(home: Home, dists: Path) -> None:
     said = home.sh(f"{home.venv}/bin/stt-core transcribe examples/audio/fox.wav --chain groq,whisper").stderr

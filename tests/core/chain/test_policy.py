@@ -164,6 +164,8 @@ def test_what_a_failed_call_teaches_the_breaker(error, effect, recorded) -> None
 @pytest.mark.parametrize(("refuses", "unavailable", "cause", "expected"), [
     ("does not support language 'fr'", None, None, "does not support language 'fr'"),
     (None, "provider 'funasr' is not installed", None, "provider 'funasr' is not installed"),
+    ("does not support language 'zh'", "provider 'x' is not installed", None,  # how to install it first
+     "provider 'x' is not installed"),
     (None, "no API key", busy(), "no API key"),
     (None, None, ProviderUnavailable("groq rejected the API key (HTTP 401)", status_code=401),
      "groq rejected the API key (HTTP 401)"),
