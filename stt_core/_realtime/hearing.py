@@ -3,7 +3,7 @@ every adapter shares, in one place, so each adapter only translates events into 
 
 - ``stream``: the chain's first engine streams natively (Deepgram): the chain's stream, with its
   failover and replay of the audio since the last final;
-- ``realtime``: its first engine is local (FunASR, whisper) and a Silero model is installed:
+- ``realtime``: its first engine installed is local (FunASR, whisper) and a Silero model is installed:
   ``stt_core.realtime``, with interims, a preflight at the pause and a final per utterance;
 - ``segmented``: otherwise (cloud batch engines, or ``realtime=False``): the framework's VAD cuts
   the utterances and each goes through the chain as a live ``utterance``.
@@ -25,6 +25,7 @@ from .._audio.vad import find_vad_model
 from .._chain import Chain
 from .._errors import STTError
 from .._provider import Provider
+from .._registry import UnusableEngine
 from .._types import Capabilities, StreamEvent, Transcript
 from .session import RealtimeSettings, realtime
 
@@ -46,7 +47,10 @@ class Hearing:
     def __init__(self, engine: Provider, *, realtime: bool | None = None,
                  settings: RealtimeSettings | None = None) -> None:
         self.chain = engine if isinstance(engine, Chain) else Chain([engine])
-        self.first: Provider | None = self.chain.providers[0] if self.chain.providers else None
+        # The first engine installed: one that is not stands in, declaring nothing, so it cannot
+        # say how the chain is heard (funasr missing before whisper is still real time).
+        installed = [p for p in self.chain.providers if not isinstance(p, UnusableEngine)]
+        self.first: Provider | None = next(iter(installed or self.chain.providers), None)
         first = self.first.capabilities if self.first else Capabilities()
         can_realtime = not first.streaming and first.offline and find_vad_model() is not None
         self.mode: Mode = "stream" if first.streaming else \
