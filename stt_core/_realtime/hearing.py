@@ -3,7 +3,7 @@ every adapter shares, in one place, so each adapter only translates events into 
 
 - ``stream``: the chain's first engine streams natively (Deepgram): the chain's stream, with its
   failover and replay of the audio since the last final;
-- ``realtime``: its first engine installed is local (FunASR, whisper) and a Silero model is installed:
+- ``realtime``: its first engine that can serve is local (FunASR, whisper) and a Silero model is installed:
   ``stt_core.realtime``, with interims, a preflight at the pause and a final per utterance;
 - ``segmented``: otherwise (cloud batch engines, or ``realtime=False``): the framework's VAD cuts
   the utterances and each goes through the chain as a live ``utterance``.
@@ -47,10 +47,13 @@ class Hearing:
     def __init__(self, engine: Provider, *, realtime: bool | None = None,
                  settings: RealtimeSettings | None = None) -> None:
         self.chain = engine if isinstance(engine, Chain) else Chain([engine])
-        # The first engine installed: one that is not stands in, declaring nothing, so it cannot
-        # say how the chain is heard (funasr missing before whisper is still real time).
-        installed = [p for p in self.chain.providers if not isinstance(p, UnusableEngine)]
-        self.first: Provider | None = next(iter(installed or self.chain.providers), None)
+        # The engine that will answer first: the first that can serve here (funasr not installed,
+        # or groq with no key, before whisper: whisper's real time), else the first installed (a
+        # stand-in for one that is not declares nothing), else the first.
+        engines = self.chain.providers
+        installed = [p for p in engines if not isinstance(p, UnusableEngine)]
+        self.first: Provider | None = next(
+            (p for p in installed if p.why_unavailable() is None), next(iter(installed or engines), None))
         first = self.first.capabilities if self.first else Capabilities()
         can_realtime = not first.streaming and first.offline and find_vad_model() is not None
         self.mode: Mode = "stream" if first.streaming else \
