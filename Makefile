@@ -13,8 +13,10 @@ $(STAMP): scripts/setup.sh pyproject.toml $(wildcard providers/*/pyproject.toml 
 demo: setup
 	$(VENV)/bin/stt-core transcribe examples/audio/fox.wav
 
+# Two workers, a test file to each (its module-scoped servers and models stay in one process): much of
+# the suite waits on audio paced in real time and on sockets, and two workers overlap those waits.
 test: setup
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 # Every distribution's wheel and sdist into dist/, checked with twine (what a release publishes).
 dists: setup

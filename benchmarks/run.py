@@ -18,6 +18,8 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - concurrency: 1-16 sessions on one shared local model (``concurrency.py``);
 - real time on local engines: LiveKit's StreamAdapter with silero vs stt-core's stream (``realtime.py``);
 - real time when the engine is busy: short pauses, an engine slower than speech (``realtime_load.py``);
+- real time over the network: sessions through `stt-core serve`'s /v1/realtime vs the same
+  sessions in process (``realtime_serve.py``);
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
 - Pipecat: its ServiceSwitcher failover and its FunASR service against ChainSTTService (``pipecat_peers.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
@@ -41,6 +43,7 @@ import pipecat_peers
 import psutil
 import realtime
 import realtime_load
+import realtime_serve
 import sensevoice_runtimes
 import serve_api
 import shared_inference
@@ -51,7 +54,7 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, realtime_load, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
+    realtime, realtime_load, realtime_serve, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
 )}
 
 

@@ -2,7 +2,9 @@
 ``serve`` extra: FastAPI, uvicorn). The app is built in ``_serve``; what is public is here.
 
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
-                                    timestamp_granularities[]   (what the openai SDK sends)
+                                    timestamp_granularities[], stream   (what the openai SDK sends)
+    WS   /v1/realtime               OpenAI's Realtime API, transcription intent (GA and beta)
+    GET  /                          a page to try it in a browser
     GET  /v1/models                 the chain, as the one model it serves
     GET  /health                    liveness: the process answers
     GET  /ready                     the chain has an engine that can take a request now

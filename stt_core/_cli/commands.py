@@ -112,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="a FILE is pushed at this many times real time (default 1; 0: at once)")
     listen.add_argument("--rate", type=int, default=16_000, help="stdin PCM sample rate (default 16000)")
     listen.add_argument("--channels", type=int, default=1, help="stdin PCM channels (default 1)")
+    listen.add_argument("--url", help="listen through a remote stt-core serve (ws://host:port): its "
+                                      "/v1/realtime, --chain as the model, [serve] api_key as the key")
     listen.set_defaults(run=cmd_listen)
 
     bench = command(commands, "bench", "time each engine of the chain, and the chain, on your audio")
@@ -181,7 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"stt-core serve: no engine of the chain ({chain.model}) can serve ({reasons})")
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
-    serve(chain, settings)
+    serve(chain, settings, realtime=config.config.realtime)
     return EXIT_OK
 
 
@@ -211,10 +213,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from .listen import check_pcm_options, listen
+    from .._serve.settings import SECTION, ServeSettings
+    from .listen import check_pcm_options, listen, listen_url
 
     check_pcm_options(args.rate, args.channels)
     loaded = load_config(args.config)
+    if args.url:  # a client of a remote server: no engine is built here
+        key = ServeSettings(**loaded.provider_settings(SECTION)).api_key
+        return asyncio.run(listen_url(args.url, args.source, speed=max(0.0, args.speed), rate=args.rate,
+                                      channels=args.channels, fmt=args.format, language=args.language,
+                                      model=args.chain, settings=loaded.config.realtime,
+                                      key=key.get_secret_value() if key else None))
     chain = loaded.build_chain(names=_chain_names(args.chain))
     return asyncio.run(listen(chain, args.source, speed=max(0.0, args.speed), rate=args.rate,
                               channels=args.channels, fmt=args.format, language=args.language,

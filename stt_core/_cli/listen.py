@@ -25,6 +25,7 @@ from .._chain.chain import Chain
 from .._errors import InvalidAudioError
 from .._realtime.session import RealtimeSettings, realtime
 from .._types import StreamEvent
+from .remote import listen_remote
 from .terminal import err, one_line, out
 
 CHUNK_SECONDS = 0.02  # what a microphone delivers at a time
@@ -55,12 +56,15 @@ async def pcm(stream: BinaryIO, rate: int, channels: int) -> AsyncIterator[Audio
             yield Audio.from_bytes(data, sample_rate=rate, channels=channels)
 
 
+def source_audio(source: str, *, speed: float, rate: int, channels: int) -> AsyncIterator[Audio]:
+    if source == "-":
+        return pcm(sys.stdin.buffer, rate, channels)
+    return paced(Audio.from_file(Path(source)), speed)
+
+
 async def listen(chain: Chain, source: str, *, speed: float, rate: int, channels: int, fmt: str,
                  language: str | None, settings: RealtimeSettings) -> int:
-    if source == "-":
-        audio = pcm(sys.stdin.buffer, rate, channels)
-    else:
-        audio = paced(Audio.from_file(Path(source)), speed)
+    audio = source_audio(source, speed=speed, rate=rate, channels=channels)
     shown = _Shown(json_lines=fmt == "json")
     heard = "stdin" if source == "-" else Path(source).name
     pace = f"raw PCM, {rate} Hz, {channels} channel(s)" if source == "-" else \
@@ -75,6 +79,19 @@ async def listen(chain: Chain, source: str, *, speed: float, rate: int, channels
         finally:
             shown.done()
     return 0
+
+
+async def listen_url(url: str, source: str, *, speed: float, rate: int, channels: int, fmt: str,
+                     language: str | None, model: str | None, settings: RealtimeSettings,
+                     key: str | None) -> int:
+    """The same, through the ``/v1/realtime`` of a ``stt-core serve`` at ``url`` (``remote``)."""
+    audio = source_audio(source, speed=speed, rate=rate, channels=channels)
+    shown = _Shown(json_lines=fmt == "json")
+    try:
+        return await listen_remote(url, audio, shown, model=model, language=language, settings=settings,
+                                   key=key)
+    finally:
+        shown.done()
 
 
 class _Shown:

@@ -1,7 +1,9 @@
 """``stt-core serve``: the configured chain behind an OpenAI-compatible HTTP API (FastAPI, uvicorn).
 
     POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
-                                    timestamp_granularities[]   (what the openai SDK sends)
+                                    timestamp_granularities[], stream   (what the openai SDK sends)
+    WS   /v1/realtime               OpenAI's Realtime API, transcription intent (``realtime``)
+    GET  /                          a page to try it in a browser (``page``)
     GET  /v1/models                 the chain, as the one model it serves
     GET  /health                    liveness: the process answers
     GET  /ready                     the chain has an engine that can take a request now
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import math
 import shutil
 import tempfile
@@ -31,7 +34,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -45,8 +48,10 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
+from .._realtime.session import RealtimeSettings
 from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
+from .admission import Seats
 from .http import (
     AnswerWhenCancelled,
     BodyLimit,
@@ -58,16 +63,26 @@ from .http import (
     too_large,
     unless_the_client_leaves,
     warn_if_open,
+    websocket_protocol,
 )
+from .models import Models, UnknownEngine
+from .page import page
+from .realtime import serve_realtime
 from .settings import ServeSettings
+from .streaming import STREAMED_FORMATS, streamed
 
 MODEL_ID = "stt-core"
 
 
-def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
-    """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it)."""
+def create_app(chain: Chain, settings: ServeSettings | None = None, *,
+               realtime: RealtimeSettings | None = None) -> FastAPI:
+    """The HTTP API over ``chain``; the app owns the chain (warms it up, closes it). ``realtime``
+    is what ``/v1/realtime`` starts from (the ``[realtime]`` table) before a client's VAD settings."""
     settings = settings or ServeSettings()
     line = Line(settings.max_concurrent, settings.max_waiting)
+    named = Models(chain)  # what a request's model names
+    seats = Seats(settings.max_realtime_sessions)
+    realtime = realtime or RealtimeSettings()
 
     in_flight: set[asyncio.Task[Any]] = set()  # the requests being answered
     running: dict[str, Prometheus] = {}  # while the server runs: its /metrics
@@ -120,11 +135,21 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
             {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": chain.model},
         ]})
 
+    if settings.page:
+        @app.get("/", include_in_schema=False)
+        async def index() -> Response:
+            return page(chain, needs_key=settings.api_key is not None)
+
+    @app.websocket("/v1/realtime")
+    async def realtime_session(websocket: WebSocket) -> None:
+        await serve_realtime(websocket, models=named, settings=settings, realtime=realtime, seats=seats)
+
     @app.post("/v1/audio/transcriptions")
     async def transcriptions(request: Request) -> Response:
         if denied := _check_key(request, settings):
             return denied
         form: dict[str, Any] = {}
+        streaming = False
         try:
             try:
                 async with asyncio.timeout(settings.body_timeout):
@@ -132,17 +157,27 @@ def create_app(chain: Chain, settings: ServeSettings | None = None) -> FastAPI:
             except TimeoutError:
                 raise _Refused(408, f"the upload did not arrive within {settings.body_timeout:g} s "
                                     "(body_timeout)", code="body_timeout") from None
-            _check_servable(chain, form)
+            try:
+                engines = named.resolve(form["model"])
+            except UnknownEngine as e:
+                raise _Refused(400, str(e), param="model") from None
+            _check_servable(engines, form)
             if not line.admit():
                 raise _Refused(429, f"the server is busy ({settings.max_concurrent} requests transcribing "
                                     f"and {settings.max_waiting} waiting): retry later", "rate_limit_error",
                                headers={"Retry-After": "1"})
             try:
                 with telemetry.remote_parent(request.headers):  # the client's trace goes on here
-                    transcribing = line.in_turn(lambda: _transcribe(chain, form))
+                    if form["stream"]:
+                        answer = await streamed(engines, form, line, request,
+                                                lambda e: _error_body(e, engines, form))
+                        streaming = True  # the stream leaves its place in line when it ends
+                        return answer
+                    transcribing = line.in_turn(lambda: _transcribe(engines, form))
                     return await unless_the_client_leaves(request, transcribing)
             finally:
-                line.leave()
+                if not streaming:
+                    line.leave()
         except TooLarge:
             return too_large(settings.max_upload_mb)
         except _Refused as e:
@@ -216,8 +251,8 @@ async def _read_form(request: Request) -> dict[str, Any]:
                        param="file")
     fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
     if not fields.get("model"):
-        raise _Refused(400, "the model field is missing (any value: this server has one model, "
-                            f"{MODEL_ID!r})", param="model")
+        raise _Refused(400, f"the model field is missing ({MODEL_ID!r} or any name: the server's chain; "
+                            "an engine of it, or engines joined by commas: those)", param="model")
     response_format = fields.get("response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise _Refused(400, f"response_format {response_format!r} is not one of "
@@ -226,8 +261,17 @@ async def _read_form(request: Request) -> dict[str, Any]:
     if unknown := set(granularities) - {"word", "segment"}:
         raise _Refused(400, f"timestamp_granularities {sorted(unknown)} are not word or segment",
                        param="timestamp_granularities")
+    stream = (fields.get("stream") or "false").lower()
+    if stream not in ("true", "false"):
+        raise _Refused(400, f"stream {fields.get('stream')!r} is not true or false", param="stream")
+    if stream == "true" and response_format not in STREAMED_FORMATS:
+        raise _Refused(400, "stream=true answers with transcript.text.delta events: response_format "
+                            f"{' or '.join(STREAMED_FORMATS)}, not {response_format!r}",
+                       param="response_format")
     return {
         "upload": upload,
+        "model": fields["model"],
+        "stream": stream == "true",
         "language": fields.get("language") or None,
         "prompt": fields.get("prompt") or None,
         "response_format": response_format,
@@ -284,6 +328,12 @@ def _save(upload: IO[bytes], path: Path) -> int:
         return out.tell()
 
 
+def _error_body(e: STTError, chain: Chain, form: dict[str, Any]) -> dict[str, Any]:
+    """The chain's error as the body ``_stt_error`` answers (a streamed answer's error event)."""
+    body: dict[str, Any] = json.loads(bytes(_stt_error(e, chain, form).body))
+    return body
+
+
 def _stt_error(e: STTError, chain: Chain, form: dict[str, Any]) -> JSONResponse:
     """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
     (try again after the breakers' cool-down, or, when no wait will help, told not to retry:
@@ -317,13 +367,17 @@ def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None
                           "invalid_request_error", code="invalid_api_key")
 
 
-def serve(chain: Chain, settings: ServeSettings) -> None:
+def serve(chain: Chain, settings: ServeSettings, *, realtime: RealtimeSettings | None = None) -> None:
     """Run the server until SIGINT / SIGTERM (then finish the requests in flight)."""
     import uvicorn
 
     warn_if_open(settings)
-    uvicorn.run(create_app(chain, settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
-                http=head_timeout_protocol(settings.head_timeout))
+    uvicorn.run(create_app(chain, settings, realtime=realtime), host=settings.host, port=settings.port,
+                log_level="info", timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
+                http=head_timeout_protocol(settings.head_timeout),
+                ws=websocket_protocol(settings.head_timeout),
+                # a message over max_message_mb is read, then refused with a reason (realtime);
+                # one four times past it is cut off by the WebSocket layer itself (1009, too)
+                ws_max_size=int(4 * settings.max_message_mb * 1_000_000))
 
 

@@ -8,7 +8,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -53,6 +54,12 @@ class Line:
         that leaves while it waits leaves no coroutine behind)."""
         async with self._inside:
             return await work()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """One of the ``concurrent`` places, held for as long as the block runs (a streamed answer)."""
+        async with self._inside:
+            yield
 
 
 class TooLarge(Exception):
@@ -199,9 +206,70 @@ def head_timeout_protocol(head_timeout: float) -> type[asyncio.Protocol]:
             self._head_due.cancel()
             super().connection_lost(exc)
 
+        def handle_websocket_upgrade(self, event: Any) -> None:
+            self._head_due.cancel()  # the connection is the WebSocket protocol's now
+            super().handle_websocket_upgrade(event)
+
         def _head_overdue(self) -> None:
             waiting_for_a_head = self.cycle is None or self.cycle.response_complete
             if waiting_for_a_head and not self.transport.is_closing():
                 self.transport.close()
 
     return HeadTimeoutProtocol
+
+
+def websocket_protocol(stall_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's WebSocket protocol (websockets' sans-I/O one), cutting off a client that reads
+    nothing for ``stall_timeout`` seconds: while the server has events for it (uvicorn alone
+    would wait for ever on a full send buffer), or once the connection is closing (a close frame
+    cannot reach a client that does not read, and asyncio would keep the socket to flush it).
+    (It pauses its reading after each message until the app takes it, which is what holds back
+    a client faster than the server.)"""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class StallTimeoutProtocol(WebSocketsSansIOProtocol):
+        _stalled: asyncio.TimerHandle | None = None
+        _lost = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if (sock := transport.get_extra_info("socket")) is not None:
+                # Fixed buffers (the kernel doubles them), not ones that grow to megabytes for a
+                # client that does not read, or sends far ahead of what is transcribed: events are
+                # small and read at once; 256 kB is 4 s of base64 audio at 24 kHz.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+            close = self.transport.close
+
+            def close_within_the_timeout() -> None:
+                close()
+                self.loop.call_later(stall_timeout, self._cut_off_if_open)
+
+            self.transport.close = close_within_the_timeout  # type: ignore[method-assign]
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._stalled is None:
+                self._stalled = self.loop.call_later(stall_timeout, self._cut_off_if_open)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._resumed()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._lost = True
+            self._resumed()
+            super().connection_lost(exc)
+
+        def _resumed(self) -> None:
+            if self._stalled is not None:
+                self._stalled.cancel()
+                self._stalled = None
+
+        def _cut_off_if_open(self) -> None:
+            self._stalled = None
+            if not self._lost:
+                logger.info("cut off a WebSocket client that read nothing for %g s", stall_timeout)
+                self.transport.abort()  # connection_lost follows: the app sees the client gone
+
+    return StallTimeoutProtocol

@@ -437,7 +437,9 @@ def test_config_show_has_every_installed_engine_and_adapter(tmp_path: Path) -> N
     assert shown["serve"] == {"host": "127.0.0.1", "port": 8000, "api_key": "**********",
                               "max_upload_mb": 25.0, "max_concurrent": 4, "max_waiting": 64,
                               "shutdown_timeout": 30, "head_timeout": 10.0, "metrics": True,
-                              "body_timeout": 120.0}
+                              "body_timeout": 120.0, "page": True, "max_realtime_sessions": 8,
+                              "max_message_mb": 1.0, "max_buffer_seconds": 60.0,
+                              "realtime_idle_timeout": 60.0}
     assert shown["livekit"] == {"shared_inference": False}
     assert SECRET not in done.stdout + done.stderr
 

@@ -1,0 +1,126 @@
+"""Append-only transcript deltas for one item of a ``/v1/realtime`` session.
+
+A delta cannot be taken back: clients join them (LiveKit shows the joined deltas as its interim,
+Pipecat shows each one as it comes), so an item's deltas joined must always be a prefix of its
+final transcript. Real time gives guesses that change (interims, the preflight) and then the
+final, each recognised again from the whole utterance so far. The rule:
+
+1. **Only what three guesses in a row agree on is sent** (whisper-streaming's "local agreement",
+   with one guess more: a small or busy engine's first guesses, on a second of audio, can agree
+   twice and still be wrong): the longest common start of this guess and the two before, cut
+   back to a word that is whole in each, and never the guess's last word (it may be a word cut
+   off mid-way). A guess that disagrees with what was already sent sends nothing; a later one
+   may agree again.
+2. **At the final**: if it starts with what was sent, the rest is the last delta and the final
+   is the transcript as the engine gave it.
+3. **If the final changed a word that was already sent** (the engine, hearing the whole
+   utterance, revised its start), the sent words stand: the transcript is what was sent, then
+   the final's words from where the sent text ends in it (found by aligning the words, case
+   and punctuation aside). A client's display never changes under the user, and the transcript
+   holds every word of the final after the sent part. ``Deltas.diverged`` says it happened.
+
+Words are runs of non-space characters; in Chinese, Japanese and Korean text each character is
+one. No I/O: table-tested in tests/serve/test_deltas.py.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+_WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"  # CJK: one character, one word
+_WORD = re.compile(rf"[{_WIDE}]|[^\s{_WIDE}]+")
+_WIDE_CHAR = re.compile(rf"[{_WIDE}]")
+AGREE = 3  # guesses in a row that must agree on a word before it is sent
+
+
+def squeeze(text: str) -> str:
+    """``text`` with its spacing made single (engines differ in spaces, never in words)."""
+    return " ".join(text.split())
+
+
+def join(parts: list[str]) -> str:
+    """Transcripts of consecutive pieces as one: a space between words, none between CJK."""
+    joined = ""
+    for part in (squeeze(p) for p in parts):
+        if part:
+            joined = _glue(joined, part)
+    return joined
+
+
+@dataclass
+class Deltas:
+    """What has been sent for one item, and the guess before the latest."""
+
+    sent: str = ""
+    diverged: bool = False
+    _before: deque[str] = field(default_factory=lambda: deque(maxlen=AGREE - 1), repr=False)
+
+    def guess(self, text: str) -> str:
+        """An interim or preflight of the item: the delta to send now ("" for none)."""
+        text = squeeze(text)
+        stable = _agreed(list(self._before), text) if len(self._before) == AGREE - 1 else ""
+        self._before.append(text)
+        if len(stable) <= len(self.sent) or not stable.startswith(self.sent):
+            return ""
+        delta = stable[len(self.sent):]
+        self.sent = stable
+        return delta
+
+    def final(self, text: str) -> tuple[str, str]:
+        """The item's final: (the last delta, the transcript), the transcript starting with every
+        delta sent."""
+        text = squeeze(text)
+        if text.startswith(self.sent):
+            transcript = text
+        else:
+            self.diverged = True
+            transcript = _glue(self.sent, _after(self.sent, text))
+        delta = transcript[len(self.sent):]
+        self.sent = transcript
+        return delta, transcript
+
+
+def _agreed(before: list[str], now: str) -> str:
+    """The start of ``now`` that every guess ``before`` agrees with, in whole words, without
+    ``now``'s last word."""
+    common = len(now)
+    for guess in before:
+        common = min(common, next((i for i, (a, b) in enumerate(zip(guess, now, strict=False)) if a != b),
+                                  min(len(guess), len(now))))
+    ends = [m.end() for m in _WORD.finditer(now)][:-1]  # the last word may be cut off mid-way
+    whole = [end for end in ends if end <= common and all(_ends_word(guess, end) for guess in before)]
+    return now[:whole[-1]] if whole else ""
+
+
+def _ends_word(text: str, at: int) -> bool:
+    """Whether a word of ``text`` ends at ``at`` (not "the" of "they")."""
+    return at == len(text) or text[at].isspace() or bool(_WIDE_CHAR.match(text[at - 1:at + 1]))
+
+
+def _after(sent: str, final: str) -> str:
+    """The part of ``final`` that follows what ``sent`` said, found by aligning their words."""
+    said, words = _WORD.findall(sent), list(_WORD.finditer(final))
+    matcher = difflib.SequenceMatcher(None, [_plain(w) for w in said], [_plain(w.group()) for w in words],
+                                      autojunk=False)
+    blocks = [b for b in matcher.get_matching_blocks() if b.size]
+    if blocks:
+        i, j, n = blocks[-1].a, blocks[-1].b, blocks[-1].size
+        # the sent words after the last match stand for as many of the final's (they were changed)
+        index = j + n + (len(said) - (i + n))
+    else:
+        index = len(said)
+    return final[words[index].start():] if index < len(words) else ""
+
+
+def _plain(word: str) -> str:
+    return re.sub(r"[\W_]+", "", word.lower())
+
+
+def _glue(left: str, right: str) -> str:
+    if not left or not right:
+        return left + right
+    wide = _WIDE_CHAR.match(left[-1]) or _WIDE_CHAR.match(right[0])
+    return left + ("" if wide else " ") + right

@@ -1,0 +1,112 @@
+"""``stream=true`` on ``POST /v1/audio/transcriptions``: the answer as server-sent events, as
+OpenAI streams it (the openai SDK's ``stream=True`` reads them):
+
+    data: {"type": "transcript.text.delta", "delta": "..."}     one per piece of the file, in order
+    data: {"type": "transcript.text.done", "text": "...", "usage": {"type": "duration", "seconds": ...}}
+
+The file is cut at pauses near every ``PIECE_SECONDS`` (``file_pieces``, never decoded whole) and
+each piece's transcript is a delta as soon as the chain gives it, so a long file shows its words
+as they are transcribed. The first piece is transcribed before the answer starts: a request that
+fails at once gets the HTTP status the non-streamed one would; a later failure is an ``error``
+event (the SDK raises it) and ends the stream. The request keeps its place in line until the
+stream ends; a client that hangs up cancels the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+
+from .._audio.decode import MIN_AUDIO_SECONDS
+from .._audio.files import file_pieces
+from .._chain.chain import Chain
+from .._errors import InvalidAudioError, STTError
+from .deltas import join
+from .http import Line, unless_the_client_leaves
+
+PIECE_SECONDS = 30.0  # a delta every 30 s of audio at most (whisper's own window)
+STREAMED_FORMATS = ("json", "text")
+
+
+async def streamed(chain: Chain, form: dict[str, Any], line: Line, request: Request,
+                   error_body: Callable[[STTError], dict[str, Any]]) -> StreamingResponse:
+    """The SSE answer. It owns the request's place in line from here (``line.leave()`` when the
+    stream ends), so the caller must not leave it once this returned."""
+    held = contextlib.AsyncExitStack()  # what the stream holds until it ends
+    try:
+        path = Path(held.enter_context(tempfile.TemporaryDirectory(prefix="stt-core-serve-"))) / "upload"
+        upload: UploadFile = form["upload"]
+        if not await asyncio.to_thread(_save, upload, path):
+            raise InvalidAudioError(f"audio is empty: {upload.filename or 'the upload'} has no bytes")
+        await held.enter_async_context(line.turn())
+        events = _events(chain, path, form, upload.filename or "the upload")
+        held.push_async_callback(events.aclose)
+        first = await unless_the_client_leaves(request, anext(events))
+    except BaseException:
+        await held.aclose()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async with held:
+                yield first
+                try:
+                    async for chunk in events:
+                        yield chunk
+                except STTError as e:  # past the first piece the status is sent: an error event ends it
+                    yield _data(error_body(e))
+        finally:
+            line.leave()
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(chain: Chain, path: Path, form: dict[str, Any], name: str) -> AsyncGenerator[bytes]:
+    file = file_pieces(path, PIECE_SECONDS)
+    pieces = iter([(0.0, file.whole)]) if file.whole is not None else file.pieces
+    texts: list[str] = []
+    language: str | None = None
+    provider, seconds = "", 0.0
+    for offset, piece in pieces:
+        if piece.duration < MIN_AUDIO_SECONDS and seconds:
+            continue  # a long file's last few samples: too short to hold a word
+        try:
+            result = await chain.transcribe(piece, language=form["language"], prompt=form["prompt"])
+        except InvalidAudioError as e:  # said of the temporary file: say it of the client's
+            raise InvalidAudioError(str(e).replace(str(path), name)) from None
+        seconds = offset + piece.duration
+        language, provider = language or result.language, result.provider
+        if text := result.text.strip():
+            delta = join([*texts, text])[len(join(texts)):]
+            texts.append(text)
+            yield _data({"type": "transcript.text.delta", "delta": delta})
+        elif not texts and offset == 0:
+            yield b": nothing heard in the first piece\n\n"  # a comment: the answer starts, no text
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": join(texts),
+                            "usage": {"type": "duration", "seconds": round(file.duration or seconds, 3)},
+                            "engine": provider}
+    if language:
+        done["languages"] = [{"code": language}]
+    yield _data(done)
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def _save(upload: UploadFile, path: Path) -> int:
+    upload.file.seek(0)
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload.file, out)
+        return out.tell()

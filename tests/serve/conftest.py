@@ -1,0 +1,35 @@
+"""One ``stt-core serve`` for the real-time tests of every module here (started once per run, on
+first use: each start loads whisper and the tiny SenseVoice, so sharing it keeps CI short)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from realtime_clients import REALTIME_KEY
+from serving import ServeProcess
+
+TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+
+
+@pytest.fixture(scope="session")
+def realtime_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """Whisper first, the tiny SenseVoice behind it, behind a key, as a user would serve them."""
+    config = f"""
+chain = ["whisper", "funasr"]
+[whisper]
+model = "bundled"
+cpu_threads = 1
+[funasr]
+model = "{TINY}"
+vad = "none"
+ncpu = 1
+min_free_memory_gb = 0
+[serve]
+api_key = "{REALTIME_KEY}"
+"""
+    server = ServeProcess(tmp_path_factory.mktemp("realtime"), config)
+    yield server
+    server.stop()

@@ -1,0 +1,128 @@
+"""``/v1/realtime`` through the voice frameworks' own OpenAI services, against the shared real
+``stt-core serve``: LiveKit's ``openai.STT(use_realtime=True, base_url=...)`` inside a LiveKit
+``AgentSession`` (room-like 48 kHz audio in, the user's transcripts out), and Pipecat's
+``OpenAIRealtimeSTTService`` in a Pipecat pipeline, with the pipeline's VAD frames committing
+each turn (its default) and with the server's VAD."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from livekit.agents import Agent, AgentSession, UserInputTranscribedEvent
+from livekit.agents.utils import http_context
+from livekit.plugins import openai as livekit_openai
+from livekit.plugins import silero
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InputAudioRawFrame,
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
+)
+from pipecat.services.openai.stt import OpenAIRealtimeSTTService
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.transcriptions.language import Language
+
+from realtime_clients import REALTIME_KEY
+from serving import ServeProcess
+from speech import FIXTURES, MAX_WER, wer
+from stt_core import Audio
+
+pytestmark = pytest.mark.slow
+PIPECAT_RATE = 16_000
+
+
+# -- LiveKit -----------------------------------------------------------------------------------------
+
+
+class RoomAudio:
+    """What a room delivers: 48 kHz mono 20 ms frames, silence, the speech, then silence for ever."""
+
+    def __init__(self, name: str) -> None:
+        from livekit.agents.voice import io
+
+        from stt_core_livekit import audio_to_frames
+
+        speech = Audio.from_file(FIXTURES / f"{name}.wav").to(48_000, 1)
+        audio = Audio.concat([Audio.silence(0.5, 48_000), speech, Audio.silence(2.0, 48_000)])
+        frames = iter(audio_to_frames(audio, frame_ms=20))
+        silence = audio_to_frames(Audio.silence(0.02, 48_000))[0]
+
+        class Input(io.AudioInput):
+            async def __anext__(self) -> Any:
+                await asyncio.sleep(0.02)  # real time
+                return next(frames, silence)
+
+        self.input = Input(label=name)
+
+
+async def test_livekits_openai_stt_with_use_realtime_in_an_agent_session(
+    realtime_server: ServeProcess,
+) -> None:
+    heard: list[UserInputTranscribedEvent] = []
+    final = asyncio.Event()
+
+    def on_transcript(event: UserInputTranscribedEvent) -> None:
+        heard.append(event)
+        if event.is_final:
+            final.set()
+
+    async with http_context.open():  # what a LiveKit job gives its plugins
+        stt = livekit_openai.STT(use_realtime=True, base_url=f"{realtime_server.url}/v1",
+                                 api_key=REALTIME_KEY, model="funasr", language="en")
+        session = AgentSession(stt=stt, vad=silero.VAD.load(), turn_handling={"turn_detection": "stt"})
+        session.on("user_input_transcribed", on_transcript)
+        session.input.audio = RoomAudio("chairs").input
+        await session.start(agent=Agent(instructions="Listen."))
+        try:
+            await asyncio.wait_for(final.wait(), timeout=60)
+        finally:
+            await session.aclose()
+            await stt.aclose()
+    finals = [e.transcript for e in heard if e.is_final]
+    interims = [e.transcript for e in heard if not e.is_final]
+    assert finals and wer("chairs", finals[0]) <= MAX_WER, finals
+    assert interims, "no interim"  # (how many while the user speaks depends on the engine's speed)
+    assert all(finals[0].startswith(i) for i in interims), (interims, finals)  # deltas only appended
+
+
+# -- Pipecat -----------------------------------------------------------------------------------------
+
+
+def pipecat_frames(name: str, *, vad_frames: bool) -> list[Frame]:
+    """A fixture as a Pipecat transport delivers it (16 kHz 20 ms frames, in real time), with the
+    pipeline VAD's frames around the speech when the client commits the turns."""
+    pcm = Audio.from_file(FIXTURES / f"{name}.wav").to(PIPECAT_RATE, 1, "int16").samples.reshape(-1)
+    step = PIPECAT_RATE // 50
+    silence = [InputAudioRawFrame(bytes(2 * step), PIPECAT_RATE, 1) for _ in range(25)]  # 0.5 s
+    speech = [InputAudioRawFrame(pcm[i:i + step].tobytes(), PIPECAT_RATE, 1)
+              for i in range(0, len(pcm), step)]
+    frames: list[Frame] = [*silence]
+    frames += [VADUserStartedSpeakingFrame(start_secs=0.2)] if vad_frames else []
+    frames += [*speech, *silence]
+    frames += [VADUserStoppedSpeakingFrame(stop_secs=0.2)] if vad_frames else []
+    frames += silence * 3
+    paced = [item for frame in frames for item in (frame, SleepFrame(sleep=0.02))]
+    return [*paced, SleepFrame(sleep=2.0)]  # a margin: the final is due during the silence before it
+
+
+@pytest.mark.parametrize("server_vad", [False, True], ids=["pipeline VAD commits", "server VAD"])
+async def test_pipecats_openai_realtime_stt_service_in_a_pipeline(realtime_server: ServeProcess,
+                                                                  server_vad: bool) -> None:
+    service = OpenAIRealtimeSTTService(
+        api_key=REALTIME_KEY, base_url=f"ws://127.0.0.1:{realtime_server.port}/v1/realtime",
+        settings=OpenAIRealtimeSTTService.Settings(model="funasr", language=Language.EN),
+        turn_detection={"type": "server_vad"} if server_vad else False)
+    down, up = await run_test(service, frames_to_send=pipecat_frames("chairs", vad_frames=not server_vad))
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    interims = [f for f in down if isinstance(f, InterimTranscriptionFrame)]
+    assert not [f for f in up if isinstance(f, ErrorFrame)], up
+    assert len(finals) == 1 and wer("chairs", finals[0].text) <= MAX_WER, finals
+    assert finals[0].result["engine"] == "funasr"  # the server's completed event, as Pipecat keeps it
+    assert interims and down.index(interims[0]) < down.index(finals[0])
+    # Pipecat shows each delta as it comes: append-only, they add up to the final
+    assert "".join(f.text for f in interims) == finals[0].text
