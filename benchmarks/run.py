@@ -23,6 +23,8 @@ asserted in the test suite. Each section is a module of its own (the protocol: `
 - VADs on long audio: energy, stt-core's Silero on onnxruntime, torch silero-vad (``vad_cuts.py``);
 - Pipecat: its ServiceSwitcher failover and its FunASR service against ChainSTTService (``pipecat_peers.py``);
 - the bundled whisper's compute types on both GEMM backends (``whisper_compute.py``);
+- quality: each engine's confidence on speech in its language, another language, silence and noise,
+  the re-ask rate at the default ``min_confidence``, and what a re-ask costs (``quality.py``);
 - start-up: import and `stt-core providers` time, the first utterance (``startup.py``);
 - GPU: FunASR on cuda:0 where CUDA is available, "not measured" elsewhere (``gpu.py``).
 """
@@ -41,6 +43,7 @@ import gpu
 import overhead
 import pipecat_peers
 import psutil
+import quality
 import realtime
 import realtime_load
 import realtime_serve
@@ -54,7 +57,8 @@ from common import DOC, publish
 
 SECTIONS = {module.__name__: module for module in (
     shared_inference, overhead, failover, failover_peers, sensevoice_runtimes, serve_api, concurrency,
-    realtime, realtime_load, realtime_serve, vad_cuts, pipecat_peers, whisper_compute, startup, gpu,
+    realtime, realtime_load, realtime_serve, vad_cuts, pipecat_peers, whisper_compute, quality, startup,
+    gpu,
 )}
 
 

@@ -6,7 +6,15 @@
 """
 
 from ._audio import Audio, AudioSource, SileroVAD, VADSettings, as_audio, find_vad_model, speech_segments
-from ._chain import BreakerPolicy, Chain, RetryPolicy
+from ._chain import (
+    DEFAULT_MIN_CONFIDENCE,
+    BreakerPolicy,
+    Chain,
+    QualityPolicy,
+    RetryPolicy,
+    WhisperWindow,
+    whisper_speech,
+)
 from ._config import CONFIG_ENV, DEFAULT_CHAIN, LoadedConfig, STTConfig, load_config
 from ._errors import (
     AllProvidersFailed,
@@ -32,12 +40,15 @@ from ._registry import (
 )
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
+from .openai_api import WHISPER_LANGUAGES
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CHAIN",
+    "DEFAULT_MIN_CONFIDENCE",
+    "WHISPER_LANGUAGES",
     "AllProvidersFailed",
     "ApiKey",
     "Attempt",
@@ -57,6 +68,7 @@ __all__ = [
     "ProviderSettings",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "QualityPolicy",
     "RealtimeSettings",
     "Registry",
     "RetryPolicy",
@@ -67,6 +79,7 @@ __all__ = [
     "StreamEvent",
     "Transcript",
     "VADSettings",
+    "WhisperWindow",
     "Word",
     "__version__",
     "as_audio",
@@ -84,4 +97,5 @@ __all__ = [
     "registry",
     "speech_segments",
     "transcribe_file",
+    "whisper_speech",
 ]

@@ -14,8 +14,8 @@
 
 Every other table is a provider's settings, validated by that provider's own model when the
 chain is built; a table's name is the name of that engine in the chain, in errors and in
-transcripts, and its provider is the one of that name unless ``provider`` says otherwise. The
-seed's environment names are kept as aliases (``_ALIASES``).
+transcripts; its provider is the one of that name unless ``provider`` says otherwise (``provider``
+and ``min_confidence`` are the chain's keys). The seed's environment names are aliases (``_ALIASES``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
+from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
 from ._errors import ConfigError
 from ._provider import Provider, did_you_mean, validation_problems
 from ._realtime import RealtimeSettings
@@ -77,6 +78,7 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "OPENAI_API_KEY": ("openai", "api_key", str),
 }
 PROVIDER_KEY = "provider"  # in a table: which provider this engine is (default: the table's name)
+CHAIN_KEYS = (PROVIDER_KEY, "min_confidence")  # in a table: the chain's, not the provider's
 
 
 # Every number has a bound a sane deployment stays far inside: a value past it is a typo or an
@@ -135,6 +137,9 @@ class STTConfig(BaseSettings):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
     """A streaming engine that takes audio and says nothing for this long has failed."""
+    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    """Re-ask a less confident answer (or one in a language its engine does not transcribe); 0: off."""
+    max_reasks: int = Field(1, ge=0, le=MAX_CHAIN)  # re-asks of cloud engines (paid calls) per request
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerPolicy = BreakerPolicy()
     realtime: RealtimeSettings = RealtimeSettings()
@@ -184,10 +189,9 @@ class LoadedConfig:
         return "the environment"
 
     def provider_settings(self, name: str) -> dict[str, Any]:
-        """Engine ``name``'s table, less the ``provider`` key that says which provider it is."""
-        section = dict(self.config.provider_sections.get(name, {}))
-        section.pop(PROVIDER_KEY, None)
-        return section
+        """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
+        section = self.config.provider_sections.get(name, {})
+        return {key: value for key, value in section.items() if key not in CHAIN_KEYS}
 
     def provider_of(self, name: str) -> str:
         """The provider engine ``name`` is: its table's ``provider``, or the name itself."""
@@ -231,10 +235,16 @@ class LoadedConfig:
         if adapt is not None:
             engines = [adapt(engine) for engine in engines]
         c = self.config
+        try:  # the top keys and each engine's own line
+            quality = QualityPolicy.from_tables(c.min_confidence, c.max_reasks, c.provider_sections, order)
+        except ValidationError as e:
+            problems = validation_problems(e).replace("per_engine.", "")
+            raise ConfigError(f"bad min_confidence: {problems}") from None
         return Chain(
             engines,
             retry=c.retry,
             breaker=c.breaker,
+            quality=quality,
             attempt_timeout=c.attempt_timeout,
             hedge_after=c.hedge_after,
             stream_stall_timeout=c.stream_stall_timeout,
@@ -286,6 +296,7 @@ class LoadedConfig:
             "attempt_timeout": c.attempt_timeout,
             "hedge_after": c.model_dump(include={"hedge_after"})["hedge_after"],  # "p95" as written
             "stream_stall_timeout": c.stream_stall_timeout,
+            "min_confidence": c.min_confidence, "max_reasks": c.max_reasks,
             "retry": c.retry.model_dump(),
             "breaker": c.breaker.model_dump(),
             "realtime": c.realtime.model_dump(),
@@ -296,6 +307,7 @@ class LoadedConfig:
         for name in sorted(engines):
             kind = self.provider_of(name)
             table = {PROVIDER_KEY: kind} if kind != name else {}
+            table |= {k: v for k, v in c.provider_sections.get(name, {}).items() if k == "min_confidence"}
             if kind in plugins and (name in c.provider_sections or name in c.chain_order):
                 shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
             elif kind in plugins:  # installed, not configured: its defaults (and environment)

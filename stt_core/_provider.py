@@ -249,7 +249,7 @@ class Provider(abc.ABC):
         result = await self.transcribe(joined, language=language)
         yield StreamEvent(
             "final", result.text, start=0.0, end=joined.duration,
-            language=result.language, provider=result.provider,
+            language=result.language, confidence=result.confidence, provider=result.provider,
         )
 
     async def _aclose(self) -> None:

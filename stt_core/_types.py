@@ -14,7 +14,9 @@ from pydantic import ConfigDict
 # sane deployment stays far inside: past it is a typo or an attack, refused with the key's name.
 SETTINGS_MODEL = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped", "cancelled"]
+AttemptOutcome = Literal["ok", "error", "timeout", "unavailable", "skipped", "cancelled", "low_confidence"]
+"""``low_confidence``: the engine answered, and the chain doubted the answer and asked the next
+engine (``Attempt.error`` says why: its confidence, or a language it does not transcribe)."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,11 @@ class Capabilities:
     offline: bool = False
 
     def supports_language(self, language: str | None) -> bool:
+        """Whether it takes ``language`` ('en-US' counts as 'en'; ``None`` and 'auto': detect)."""
         if language is None or language == "auto" or self.languages is None:
             return True
-        return language.lower() in self.languages
+        code = language.lower()
+        return code in self.languages or code.replace("_", "-").split("-")[0] in self.languages
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class Attempt:
 class Transcript:
     text: str
     language: str | None = None
+    confidence: float | None = None
+    """The engine's confidence in the whole answer, 0 to 1, from its own signals (each provider
+    documents how); ``None`` when it gives none. The chain re-asks below ``min_confidence``."""
     segments: tuple[Segment, ...] = ()
     duration: float | None = None
     provider: str = ""
@@ -94,6 +101,7 @@ class Transcript:
         return cls(
             text=" ".join(t.text for _, t in pieces if t.text),
             language=next((t.language for _, t in pieces if t.language), None),
+            confidence=_weighted_confidence([t for _, t in pieces]),
             segments=tuple(s.shifted(offset) for offset, t in pieces for s in t.segments),
             duration=duration,
             provider=last.provider,
@@ -115,7 +123,8 @@ class Transcript:
             for s in data.get("segments") or ()
         )
         return cls(
-            text=data["text"], language=data.get("language"), segments=segments,
+            text=data["text"], language=data.get("language"), confidence=data.get("confidence"),
+            segments=segments,
             duration=data.get("duration"), provider=data.get("provider", ""), model=data.get("model"),
             latency=data.get("latency", 0.0),
             attempts=tuple(Attempt(**a) for a in data.get("attempts") or ()),
@@ -182,6 +191,14 @@ class StreamEvent:
         return dataclasses.replace(
             self, start=move(self.start), end=move(self.end), words=words
         )
+
+
+def _weighted_confidence(pieces: Sequence[Transcript]) -> float | None:
+    """The pieces' confidences, weighted by their durations (None when no piece has one)."""
+    known = [(t.confidence, t.duration or 1.0) for t in pieces if t.confidence is not None]
+    if not known:
+        return None
+    return sum(c * d for c, d in known) / sum(d for _, d in known)
 
 
 def _cue_time(seconds: float, decimal: str) -> str:

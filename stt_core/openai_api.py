@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ._audio.audio import Audio
+from ._chain.quality import WhisperWindow, finite, whisper_speech
 from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
 from ._provider import ApiKey, Provider, ProviderSettings
 from ._types import Capabilities, Segment, Transcript, Word
@@ -30,6 +31,13 @@ from ._types import Capabilities, Segment, Transcript, Word
 SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
 NO_KEY = "none"  # the SDKs insist on a key; a server that asks for none ignores it
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+# The languages Whisper models transcribe (faster-whisper's list; a test holds the two equal).
+_WHISPER_CODES = (
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr "
+    "ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc "
+    "pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo yue zh"
+)
+WHISPER_LANGUAGES = frozenset(_WHISPER_CODES.split())
 
 
 class OpenAICompatibleSettings(ProviderSettings):
@@ -60,12 +68,15 @@ class OpenAICompatibleProvider(Provider):
     client_class: ClassVar[str]
     """Its async client's class name in that module: ``AsyncOpenAI``, ``AsyncGroq``."""
     Settings: ClassVar[type[ProviderSettings]] = OpenAICompatibleSettings
-    capabilities = Capabilities(word_timestamps=True)
+    capabilities = Capabilities(languages=WHISPER_LANGUAGES, word_timestamps=True)
 
     def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
         super().__init__(settings, **fields)
         self.settings: OpenAICompatibleSettings
         self._client: Any = None
+        model = self.settings.model.lower().rsplit("/", 1)[-1]  # Systran/faster-distil-whisper-large-v3
+        if model.endswith((".en", "-en")) or model.startswith(("distil-", "faster-distil-")):  # English only
+            self.capabilities = Capabilities(languages=frozenset({"en"}), word_timestamps=True)
 
     def new_client(self) -> Any:
         """The SDK's async client for these settings, with ``max_retries=0``."""
@@ -244,20 +255,28 @@ def transcript_from_response(data: dict[str, Any] | str, language: str | None = 
         return Transcript(text=data.strip(), language=language)
     words = sorted((Word(str(w.get("word", "")).strip(), *times) for w in data.get("words") or ()
                     if (times := _span(w)) is not None), key=lambda w: w.start)
+    raw = [s for s in data.get("segments") or () if _span(s) is not None]
+    text = str(data.get("text", "")).strip()
+    confidence = finite(data.get("confidence"))  # stt-core serve's own; else Whisper's signals
+    windows = [w for s in raw if (w := WhisperWindow.from_segment(s)) is not None]
+    if windows and len(windows) == len(raw):  # every segment says how sure the model was
+        kept, judged = whisper_speech(windows)
+        confidence = judged if confidence is None else confidence
+        if len(kept) < len(raw):  # silence and phantoms ("Thank you.") are no speech
+            raw, words = [raw[i] for i in kept], words if kept else []
+            text = " ".join(str(s.get("text", "")).strip() for s in raw)
     segments = []
-    for s in data.get("segments") or ():
-        if (times := _span(s)) is None:
-            continue
-        start, end = times
+    for s in raw:
+        start, end = _span(s) or (0.0, 0.0)
         inside = tuple(w for w in words if start <= w.start < end)
         segments.append(Segment(str(s.get("text", "")).strip(), start, end, words=inside))
     segments.sort(key=lambda s: s.start)
-    text = str(data.get("text", "")).strip()
     if words and not segments:
         segments.append(Segment(text, words[0].start, words[-1].end, words=tuple(words)))
     return Transcript(
         text=text,
         language=language_code(data.get("language")) or language,
+        confidence=None if confidence is None else min(1.0, max(0.0, confidence)),
         segments=tuple(segments),
         duration=_seconds(data.get("duration")),
     )
@@ -299,11 +318,13 @@ def response_body(
         "language": language_name(transcript.language),
         "duration": transcript.duration if transcript.duration is not None else _end(transcript),
         "text": transcript.text,
+        "confidence": transcript.confidence,  # stt-core's own field: the answering engine's, 0 to 1
     }
-    if "segment" in granularities:
+    if "segment" in granularities:  # a segment's confidence as Whisper's average log probability
         body["segments"] = [
             {"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
-             "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0}
+             "temperature": 0.0, "avg_logprob": math.log(s.confidence) if s.confidence else 0.0,
+             "compression_ratio": 0.0, "no_speech_prob": 0.0}
             for i, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:

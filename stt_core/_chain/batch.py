@@ -1,4 +1,5 @@
-"""The batch driver: a request goes to the chain's engines in order until one answers.
+"""The batch driver: a request goes to the chain's engines in order until one answers (an answer
+the chain doubts counts as none; when every answer is doubted, the best of them is given).
 
 With ``hedge_after`` set, the engine started last (the front) that has not answered in time races
 the next one beside it; that one becomes the front, and may be raced in turn. The next engine also
@@ -30,7 +31,7 @@ async def first_answer(
         for link in links:
             with contextlib.suppress(Unanswered):
                 return await links.answer(link, call, request)
-        raise request.failed()
+        return request.best_doubted()
     return await _race(links, call, request, hedge_after)
 
 
@@ -53,7 +54,7 @@ async def _race(
                 delay = policy.hedge_delay(hedge_after, front_link.latencies)
                 hedge_at = None if delay is None else loop.time() + delay
             if not racing:
-                raise request.failed()
+                return request.best_doubted()
             timeout = None if hedge_at is None else max(0.0, hedge_at - loop.time())
             done, _ = await asyncio.wait(racing, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:  # the front is slow: the next engine races it, if one could answer now

@@ -5,6 +5,9 @@ serve (no key, no model), its breaker is open or it asked to be left alone (429 
 Otherwise call it. A retryable failure falls over to the next engine at once when one can take
 the request; the last such engine is retried with backoff, honouring Retry-After (tenacity).
 With ``hedge_after`` set, an engine that has not answered in time races the rest of the chain.
+An answer the chain doubts (less confident than ``min_confidence``, or in a language its engine
+does not transcribe: ``quality``) is re-asked of the next engine that can take the request; when
+every answer is doubted, the most confident is given.
 Unavailable or misconfigured engines are passed at once, bad audio goes straight back to the
 caller, and when nobody answered, ``AllProvidersFailed`` lists every cause.
 
@@ -31,6 +34,7 @@ from . import batch, streams
 from .breaker import BreakerPolicy, CircuitBreaker
 from .links import Link, Links, Request
 from .policy import Purpose, RetryPolicy, hedge_setting
+from .quality import QualityPolicy
 from .tape import Tape
 
 # Why the current request was asked, with its tighter bound: set by ``Chain.transcribe`` around the
@@ -47,6 +51,8 @@ class Chain(Provider):
         providers: the engines, in the order they are tried.
         retry: how often and how patiently each engine is called (``[retry]``).
         breaker: when an engine is skipped and how it is tried again (``[breaker]``).
+        quality: when an answer is doubted and re-asked of the next engine (``min_confidence``,
+            ``max_reasks``, each engine's ``min_confidence``; ``QualityPolicy(min_confidence=0)``: never).
         attempt_timeout: seconds one call to one engine may take (``None``: no bound).
         hedge_after: seconds, or a percentile of an engine's own recent latencies (``"p95"``),
             after which the next engine races an engine that has not answered (``None``: off).
@@ -64,6 +70,7 @@ class Chain(Provider):
         *,
         retry: RetryPolicy | None = None,
         breaker: BreakerPolicy | None = None,
+        quality: QualityPolicy | None = None,
         attempt_timeout: float | None = 60.0,
         hedge_after: float | str | None = None,
         stream_stall_timeout: float | None = 10.0,
@@ -73,12 +80,15 @@ class Chain(Provider):
         super().__init__()
         self.retry = retry or RetryPolicy()
         self.breaker_policy = breaker or BreakerPolicy()
+        self.quality = quality or QualityPolicy()
+        if unknown := set(self.quality.per_engine) - {p.name for p in providers}:
+            raise ValueError(f"min_confidence is set for {', '.join(sorted(unknown))}, not in the chain")
         self.attempt_timeout = attempt_timeout
         self.hedge_after = hedge_setting(hedge_after)
         self.stream_stall_timeout = stream_stall_timeout
         self.on_attempt = on_attempt
         self.links = Links([Link(p, self.breaker_policy, clock) for p in providers],
-                           retry=self.retry, attempt_timeout=attempt_timeout)
+                           retry=self.retry, attempt_timeout=attempt_timeout, judging=self.quality)
         declared = [p.capabilities for p in providers]
         languages = [c.languages for c in declared]
         self.capabilities = Capabilities(

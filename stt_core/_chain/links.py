@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState
 from tenacity.wait import wait_exponential_jitter
@@ -34,18 +33,22 @@ from .._errors import (
 from .._provider import Provider
 from .._registry import UnusableEngine
 from .._text import first_line
-from .._types import Attempt, AttemptOutcome
-from . import policy
+from .._types import Attempt, AttemptOutcome, Transcript
+from . import policy, quality
 from .breaker import BreakerPolicy, CircuitBreaker, Gate
 
 logger = logging.getLogger("stt_core.chain")
-T = TypeVar("T")
 
 _LATENCIES_KEPT = 100  # recent answers per engine, for a percentile hedge delay
 
 
 class Unanswered(Exception):
     """An engine could not answer this request, and the next one may (the cause is recorded)."""
+
+
+class Doubted(Exception):
+    """An engine answered and the chain doubts the answer (``quality.judge``): the next engine is
+    asked, and the answer is kept in case no engine does better."""
 
 
 class Link:
@@ -145,6 +148,18 @@ class Request:
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
     declined: set[str] = field(default_factory=set)  # engines passed for what they declare (language...)
     hedged: bool = False  # an engine was raced by the next one
+    doubted: list[tuple[Transcript, frozenset[str] | None]] = field(default_factory=list)
+    """Answers the chain doubted, each with its engine's languages (``quality.best`` picks)."""
+    cloud_reasks: int = 0  # cloud engines asked after a doubted answer
+
+    def heard_nothing(self) -> bool:
+        return any(not answer.text.strip() for answer, _ in self.doubted)
+
+    def best_doubted(self) -> Transcript:
+        """When no engine's answer was accepted: the best of the doubted ones (``quality.best``)."""
+        if not self.doubted:
+            raise self.failed()
+        return quality.best(self.doubted).replace(attempts=tuple(self.attempts))
     purpose: policy.Purpose = "request"
     attempt_timeout: float | None = None  # tighter than the chain's, for this request
 
@@ -167,6 +182,7 @@ class Links:
     ordered: Sequence[Link]
     retry: policy.RetryPolicy
     attempt_timeout: float | None
+    judging: quality.QualityPolicy = field(default_factory=quality.QualityPolicy)
 
     def __post_init__(self) -> None:
         self._backoff = wait_exponential_jitter(
@@ -175,6 +191,11 @@ class Links:
 
     def __iter__(self) -> Iterator[Link]:
         return iter(self.ordered)
+
+    def after(self, link: Link) -> Links:
+        """The links after ``link``, under the same policies."""
+        later = self.ordered[self.ordered.index(link) + 1:]
+        return Links(later, self.retry, self.attempt_timeout, self.judging)
 
     def could_answer_after(self, link: Link, request: Request) -> bool:
         """Whether an engine after ``link`` could take this request now."""
@@ -187,7 +208,7 @@ class Links:
         refuses = link.refuses(request.language, request.word_timestamps)
         while True:
             decision = policy.admit(
-                refuses=refuses,
+                refuses=refuses or self.reask_refusal(link, request),
                 gate=link.gate(),
                 later=self.could_answer_after(link, request),
                 may_hold=may_hold,
@@ -210,7 +231,27 @@ class Links:
             return None
         if decision.probe:
             link.breaker.start_probe()
+        if request.doubted and not link.provider.capabilities.offline:
+            request.cloud_reasks += 1
         return decision
+
+    def reask_refusal(self, link: Link, request: Request) -> str | None:
+        """Why ``link`` is not asked after a doubted answer (``quality.may_reask``), or ``None``."""
+        if not request.doubted:
+            return None
+        return quality.may_reask(offline=link.provider.capabilities.offline,
+                                 cloud_reasks=request.cloud_reasks, max_reasks=self.judging.max_reasks)
+
+    def judged(self, link: Link, answer: Transcript, request: Request) -> quality.Accept | quality.Reask:
+        """What the chain makes of ``link``'s answer (``quality.judge``)."""
+        return quality.judge(answer, min_confidence=self.judging.min_confidence_of(link.name),
+                             languages=link.provider.capabilities.languages,
+                             heard_nothing_before=request.heard_nothing())
+
+    def doubt(self, link: Link, answer: Transcript, request: Request, reason: str) -> None:
+        """Keep a doubted answer for ``best_doubted``."""
+        request.doubted.append((answer, link.provider.capabilities.languages))
+        logger.info("%s: answer doubted (%s): asking the next engine", link.name, reason)
 
     def tries(self, link: Link, call: policy.Plan, request: Request) -> AsyncRetrying:
         """The retry loop for ``call`` at ``link`` (tenacity), deciding by ``policy.after_failure``:
@@ -237,6 +278,8 @@ class Links:
         becomes ``Unanswered`` (its cause recorded); bad audio and cancellation go on up."""
         try:
             yield
+        except Doubted as e:
+            raise Unanswered from e
         except ProviderError as e:
             request.causes.append((link.name, e))
             raise Unanswered from e
@@ -249,8 +292,11 @@ class Links:
                 raise Unanswered from e
             raise
 
-    async def answer(self, link: Link, call: Callable[[Provider], Awaitable[T]], request: Request) -> T:
-        """``link``'s answer to a batch request, with the retries its admission allows."""
+    async def answer(
+        self, link: Link, call: Callable[[Provider], Awaitable[Transcript]], request: Request
+    ) -> Transcript:
+        """``link``'s answer to a batch request, with the retries its admission allows; an answer
+        the chain doubts is kept on the request and falls over (``Unanswered``) like a failure."""
         admitted = await self.admit(link, request)
         if admitted is None:
             raise Unanswered
@@ -261,9 +307,11 @@ class Links:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def attempt(
-        self, link: Link, call: Callable[[Provider], Awaitable[T]], limit: float | None, request: Request
-    ) -> T:
-        """One call, bounded by ``limit``; the breaker learns its outcome."""
+        self, link: Link, call: Callable[[Provider], Awaitable[Transcript]], limit: float | None,
+        request: Request,
+    ) -> Transcript:
+        """One call, bounded by ``limit``; the breaker learns its outcome, and the answer is judged
+        (``Doubted`` when the next engine should be asked)."""
         started = time.perf_counter()
         local = link.provider.capabilities.offline
         with telemetry.attempt(link.name, link.provider.model, local=local) as traced:
@@ -280,15 +328,26 @@ class Links:
             except asyncio.CancelledError:
                 request.record(link, "cancelled", time.perf_counter() - started)
                 raise
-        self.succeeded(link, request, started)
+            verdict = self.judged(link, result, request)
+            if isinstance(verdict, quality.Reask):
+                traced["outcome"] = "low_confidence"
+        self.succeeded(link, request, started, verdict)
+        if isinstance(verdict, quality.Reask):
+            self.doubt(link, result, request, verdict.reason)
+            raise Doubted(verdict.reason)
         return result
 
-    def succeeded(self, link: Link, request: Request, started: float) -> None:
+    def succeeded(self, link: Link, request: Request, started: float,
+                  verdict: quality.Accept | quality.Reask | None = None) -> None:
+        """A call that answered: the engine works (whatever the chain makes of its answer)."""
         latency = time.perf_counter() - started
         link.latencies.append(latency)
         link.loaded = True
         link.breaker.record_success()
-        request.record(link, "ok", latency)
+        if isinstance(verdict, quality.Reask):
+            request.record(link, "low_confidence", latency, verdict.reason)
+        else:
+            request.record(link, "ok", latency)
 
     def failed(self, link: Link, request: Request, error: STTError, started: float) -> AttemptOutcome:
         """Record a failed call, and teach the engine's breaker what it means; the outcome."""

@@ -5,6 +5,9 @@ replayed from the tape, so no word is lost and none is heard twice. Its silence 
 engine that streams natively must say something within ``stall`` seconds of being given audio;
 one that answers at the end must do so within the attempt timeout of the end of the input. The
 driver awaits those deadlines; the tape says when they move.
+
+A final result with text is judged as a batch answer is (``quality``): one the chain doubts is
+re-asked of the later engines, with the audio it covers, and the better answer is the final.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from .._errors import ProviderTimeout, STTError
-from .._types import StreamEvent
+from .._provider import Provider
+from .._types import StreamEvent, Transcript
+from . import batch, quality
 from .links import Link, Links, Request, Unanswered
 from .tape import Tape
 
@@ -34,7 +39,8 @@ async def stream_through(
                     with attempt:
                         started = time.perf_counter()
                         try:
-                            async for event in _engine_events(link, tape, request, stall, call.timeout):
+                            events = _engine_events(links, link, tape, request, stall, call.timeout)
+                            async for event in events:
                                 yield event
                         except STTError as e:
                             links.failed(link, request, e, started)
@@ -47,7 +53,7 @@ async def stream_through(
 
 
 async def _engine_events(
-    link: Link, tape: Tape, request: Request, stall: float | None, after_end: float | None
+    links: Links, link: Link, tape: Tape, request: Request, stall: float | None, after_end: float | None
 ) -> AsyncIterator[StreamEvent]:
     """One engine's events for the replayed and live audio, on the stream's clock. Final results
     commit the audio they cover, if they are believable."""
@@ -65,6 +71,7 @@ async def _engine_events(
             tape.answered()
             event = event.shifted(offset)
             if event.is_final:
+                event = await _judged(links, link, event, tape, request)
                 tape.commit(event.end, link.name)
             yield event
     finally:
@@ -72,6 +79,34 @@ async def _engine_events(
             await events.aclose()
         with contextlib.suppress(RuntimeError):
             await replay.aclose()
+
+
+async def _judged(links: Links, link: Link, event: StreamEvent, tape: Tape, request: Request) -> StreamEvent:
+    """``event``, or, if the chain doubts it, the best answer of the later engines for its audio
+    (a final with no text is silence: never re-asked in a live stream)."""
+    answer = Transcript(event.text, language=event.language, confidence=event.confidence,
+                        provider=link.name, duration=None)
+    verdict = links.judged(link, answer, request)
+    audio = tape.heard(event.start, event.end) if event.text.strip() else None
+    if isinstance(verdict, quality.Accept) or audio is None:
+        return event
+    request.record(link, "low_confidence", 0.0, verdict.reason)
+    asked = Request(request.language, on_attempt=request.on_attempt)
+    links.doubt(link, answer, asked, verdict.reason)
+
+    def call(provider: Provider) -> Any:
+        return provider.transcribe(audio, language=request.language)
+
+    try:
+        result = await batch.first_answer(links.after(link), call, asked, hedge_after=None)
+    except STTError:  # nobody else could take it: the doubted final stands
+        return event
+    finally:
+        request.attempts.extend(asked.attempts)
+    if result.text == event.text and result.provider == link.name:
+        return event
+    return StreamEvent("final", result.text, start=event.start, end=event.end, language=result.language,
+                       confidence=result.confidence, provider=result.provider)
 
 
 async def _next_in_time(

@@ -92,6 +92,16 @@ class Tape:
         if self._next is not None and not self._next.done():
             self._next.cancel()
 
+    def heard(self, start: float | None, end: float | None) -> Audio | None:
+        """The kept audio from ``start`` to ``end`` (stream seconds; ``None``: from the first kept
+        or to the last), as one clip: what a final result covers, to re-ask another engine."""
+        first = self.replay_start if start is None else max(start, self.replay_start)
+        pieces = [chunk.slice(max(0.0, first - at), None if end is None else max(0.0, end - at))
+                  for at, chunk in self._kept
+                  if at + chunk.duration > first and (end is None or at < end)]
+        pieces = [piece for piece in pieces if piece.num_frames]
+        return Audio.concat(pieces) if pieces else None
+
     def commit(self, end: float | None, provider: str) -> None:
         """Forget the audio before ``end``: a final result covers it. ``None``: keep all.
 

@@ -105,7 +105,8 @@ class _Shown:
     def event(self, event: StreamEvent) -> None:
         if self.json_lines:
             fields = {"type": event.type, "text": event.text, "start": _ms(event.start),
-                      "end": _ms(event.end), "language": event.language, "provider": event.provider or None}
+                      "end": _ms(event.end), "language": event.language, "confidence": event.confidence,
+                      "provider": event.provider or None}
             if event.error is not None:
                 fields["error"] = one_line(str(event.error))
             print(json.dumps(fields), flush=True)

@@ -78,7 +78,8 @@ def _show(entry: Listed) -> None:
     caps = entry.capabilities
     features = [name for key, name in (("streaming", "streaming"), ("word_timestamps", "word times"),
                                        ("offline", "offline")) if caps[key]]
-    languages = "any language" if caps["languages"] is None else ", ".join(caps["languages"])
+    languages = ("any language" if caps["languages"] is None else f"{len(caps['languages'])} languages"
+                 if len(caps["languages"]) > 8 else ", ".join(caps["languages"]))
     made_by = " ".join(part for part in (entry.distribution, entry.version) if part) or "-"
     about = "; ".join(part for part in (", ".join(features), languages) if part)
     _print(f"{entry.name}  {made_by}: {about}", "bold", (0, len(entry.name)))

@@ -342,7 +342,8 @@ class Session:
     def _event(self, kind: str, result: Transcript, utterance: Utterance, end: int) -> StreamEvent:
         return StreamEvent(kind, result.text, start=utterance.speech,  # type: ignore[arg-type]
                            end=utterance.end if kind == "final" else utterance.seconds(end),
-                           language=result.language, provider=result.provider)
+                           language=result.language, confidence=result.confidence,
+                           provider=result.provider)
 
     def _warn_behind(self) -> None:
         """An utterance ended while the one before still awaits its final: the engine is slower

@@ -32,6 +32,8 @@ class FakeProvider(Provider):
     the block's mean level times 1000, so tests can see exactly which audio an engine got.
     Streaming is native: an interim event per chunk, a final one every ``final_every`` chunks,
     and a dropped stream (retryable ``ProviderError``) after ``fail_stream_after`` chunks.
+    Answers carry ``confidence`` (default: none, so the chain never doubts them) and the
+    language asked for, else ``settings.language`` if it declares it, else one it declares.
     """
 
     name = "fake"
@@ -51,6 +53,7 @@ class FakeProvider(Provider):
         echo: bool = False,
         final_every: int = 1,
         fail_stream_after: int | None = None,
+        confidence: float | None = None,
         **fields: Any,
     ) -> None:
         super().__init__(settings, **fields)
@@ -64,6 +67,7 @@ class FakeProvider(Provider):
         self.echo = echo
         self.final_every = final_every
         self.fail_stream_after = fail_stream_after
+        self.confidence = confidence
         self.calls: list[Audio] = []
         self.streams: list[list[Audio]] = []
         self.health_checks = 0
@@ -84,10 +88,13 @@ class FakeProvider(Provider):
             return item
         text = item if item is not None else (echo_text(audio) if self.echo else self.settings.text)  # type: ignore[attr-defined]
         segment = Segment(text, 0.0, audio.duration, confidence=0.9)
-        return Transcript(
-            text, language=language or self.settings.language,  # type: ignore[attr-defined]
-            segments=(segment,),
-        )
+        return Transcript(text, language=language or self._language(), confidence=self.confidence,
+                          segments=(segment,))
+
+    def _language(self) -> str | None:
+        own: str | None = self.settings.language  # type: ignore[attr-defined]
+        declared = self.capabilities.languages
+        return own if not declared or own in declared else min(declared)
 
     async def _stream(
         self, audio: AsyncIterable[Audio], *, language: str | None
@@ -117,7 +124,8 @@ class FakeProvider(Provider):
 
     def _event(self, kind: str, pieces: list[Audio], start: float, end: float) -> StreamEvent:
         text = echo_text(Audio.concat(pieces)) if self.echo else self.settings.text  # type: ignore[attr-defined]
-        return StreamEvent(kind, text, start=start, end=end, provider=self.name)  # type: ignore[arg-type]
+        return StreamEvent(kind, text, start=start, end=end, confidence=self.confidence,  # type: ignore[arg-type]
+                           provider=self.name)
 
     async def health(self) -> bool | None:
         self.health_checks += 1

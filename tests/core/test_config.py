@@ -168,3 +168,35 @@ def test_redacted_hides_secrets_of_installed_and_unknown_providers(
     assert shown["fake"]["api_key"] == "**********"
     assert shown["deepgram"]["api_key"] == "**********"
     assert shown["fake"]["text"] == "hello world"  # defaults are shown too
+
+
+def test_min_confidence_at_the_top_per_engine_and_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Registry
+) -> None:
+    defaults = load_config().config
+    assert (defaults.min_confidence, defaults.max_reasks) == (0.5, 1)  # on by default
+    path = write(tmp_path, 'chain = ["fake", "other"]\nmin_confidence = 0.6\nmax_reasks = 2\n'
+                           '[fake]\nmin_confidence = 0.3\ntext = "hi"\n[other]\nprovider = "fake"\n')
+    chain = load_config(path).build_chain(plugins=plugins)
+    assert (chain.quality.min_confidence, chain.quality.max_reasks) == (0.6, 2)
+    assert chain.quality.per_engine == {"fake": 0.3}  # the chain's key: the provider never sees it
+    assert chain.providers[0].settings.text == "hi"  # type: ignore[attr-defined]
+    shown = load_config(path).redacted(plugins)
+    assert (shown["min_confidence"], shown["max_reasks"], shown["fake"]["min_confidence"]) == (0.6, 2, 0.3)
+    assert "min_confidence" not in shown["other"]
+    monkeypatch.setenv("STT_MIN_CONFIDENCE", "0")
+    monkeypatch.setenv("STT_OTHER__MIN_CONFIDENCE", "0.45")
+    chain = load_config(path).build_chain(plugins=plugins)
+    assert chain.quality.min_confidence == 0 and chain.quality.per_engine == {"fake": 0.3, "other": 0.45}
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("min_confidence = 2\n", "min_confidence: Input should be less than or equal to 1"),
+    ("max_reasks = -1\n", "max_reasks: Input should be greater than or equal to 0"),
+    ('chain = ["fake"]\n[fake]\nmin_confidence = "high"\n', r"bad min_confidence: fake: .*number"),
+    ('chain = ["fake"]\n[fake]\nmin_confidence = 1.5\n', "bad min_confidence: fake: .*less than or equal"),
+])
+def test_bad_min_confidence_is_a_config_error_naming_it(tmp_path: Path, plugins: Registry, text: str,
+                                                         match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text)).build_chain(plugins=plugins)

@@ -219,3 +219,25 @@ async def test_the_real_deepgram_api() -> None:
     clip = Audio.from_file(AUDIO / "fox.wav")
     finals = [e async for e in p.stream(frames(clip, pace=0.1)) if e.is_final]
     assert "fox" in " ".join(e.text for e in finals).lower()
+
+
+# -- confidence (quality-aware routing, #35) ---------------------------------------------------------
+
+
+async def test_confidence_and_the_detected_language_come_through_the_sdk(deepgram: FakeDeepgram) -> None:
+    deepgram.confidence, deepgram.detected_language = 0.41, "de"
+    clip = Audio.from_file(AUDIO / "two_utterances.wav")
+    result = await provider(deepgram).transcribe(clip)  # no language: Deepgram is asked to detect it
+    assert (result.confidence, result.language) == (0.41, "de")
+    assert deepgram.batch_requests[0][0]["detect_language"] == "true"
+    told = await provider(deepgram, language="en").transcribe(clip)
+    assert told.language == "en" and "detect_language" not in deepgram.batch_requests[1][0]
+    finals = [e async for e in provider(deepgram).stream(frames(clip)) if e.is_final]
+    assert finals and all(e.confidence == 0.41 for e in finals)
+
+
+def test_nova_models_declare_their_languages() -> None:
+    nova3 = DeepgramProvider(api_key=KEY).capabilities
+    assert all(nova3.supports_language(code) for code in ("de", "en-US", "multi"))
+    assert not nova3.supports_language("yue") and not nova3.supports_language("cy")
+    assert DeepgramProvider(api_key=KEY, model="whisper-large").capabilities.languages is None

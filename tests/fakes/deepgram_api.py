@@ -14,6 +14,8 @@ of streamed audio (over all sockets), when the socket dies with no close frame (
 it too, unless ``drop_once``), and live ``mode``s: ``"mute"`` takes
 audio and says nothing (pings still answered), ``"skipped"`` sends only messages the SDK skips,
 ``"bogus_final"`` sends an empty final result claiming to end at 1000 s after the first audio.
+Every answer carries ``confidence`` (its best alternative's); a batch request with
+``detect_language=true`` is answered in ``detected_language``, one with ``language`` in that one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ RATE = 16_000
 @dataclass
 class FakeDeepgram:
     utterances: list[tuple[float, float, str]] = field(default_factory=list)
+    confidence: float = 0.98
+    detected_language: str = "en"
     faults: deque[str] = field(default_factory=deque)
     slow_seconds: float = 3.0
     drop_after: float | None = None
@@ -94,8 +98,9 @@ class FakeDeepgram:
                          "created": "2026-11-24T00:00:00.000Z", "duration": audio.duration, "channels": 1,
                          "models": ["30089e05"], "model_info": {}},
             "results": {"channels": [{
-                "detected_language": request.query.get("language", "en"),
-                "alternatives": [{"transcript": transcript, "confidence": 0.98,
+                "detected_language": (self.detected_language if request.query.get("detect_language") == "true"
+                                      else request.query.get("language", "en")),
+                "alternatives": [{"transcript": transcript, "confidence": self.confidence,
                                   "words": _words(self.utterances)}],
             }]},
         })
@@ -125,7 +130,7 @@ class FakeDeepgram:
             words = text.split()
             if not final:
                 words = words[: max(1, len(words) // 2)]
-            await ws.send_json(_results(start, end, " ".join(words), final, from_finalize))
+            await ws.send_json(_results(start, end, " ".join(words), final, from_finalize, self.confidence))
 
         async for message in ws:
             if message.type == WSMsgType.BINARY:
@@ -138,7 +143,7 @@ class FakeDeepgram:
                     await ws.send_json({"type": "SpeechStarted", "channel": [0], "timestamp": received})
                     continue
                 if self.mode == "bogus_final" and first:
-                    await ws.send_json(_results(0.0, 1000.0, "", True, False))
+                    await ws.send_json(_results(0.0, 1000.0, "", True, False, self.confidence))
                 if self.drop_after is not None and received >= self.drop_after:
                     assert request.transport is not None
                     request.transport.abort()  # dies with no close frame, as a network fault does
@@ -182,11 +187,13 @@ def _words(utterances: list[tuple[float, float, str]]) -> list[dict[str, object]
     return out
 
 
-def _results(start: float, end: float, text: str, final: bool, from_finalize: bool) -> dict[str, object]:
+def _results(
+    start: float, end: float, text: str, final: bool, from_finalize: bool, confidence: float
+) -> dict[str, object]:
     return {
         "type": "Results", "channel_index": [0, 1], "duration": end - start, "start": start,
         "is_final": final, "speech_final": final, "from_finalize": from_finalize,
-        "channel": {"alternatives": [{"transcript": text, "confidence": 0.95,
+        "channel": {"alternatives": [{"transcript": text, "confidence": confidence,
                                       "words": _words([(start, end, text)])}]},
         "metadata": {"request_id": str(uuid.uuid4()),
                      "model_info": {"name": "general-nova-3", "version": "2025-04-17.21547",

@@ -46,6 +46,10 @@ class Received:
 class FakeGroq:
     text: str = "hello from groq"
     language: str = "english"
+    avg_logprob: float = -0.2  # the Whisper signals each verbose_json segment carries
+    no_speech_prob: float = 0.01
+    temperature: float = 0.0
+    compression_ratio: float = 1.1
     faults: deque[str] = field(default_factory=deque)
     retry_after: str = "1"
     slow_seconds: float = 3.0
@@ -178,8 +182,8 @@ class FakeGroq:
             "text": " " + text,
             "segments": [{
                 "id": 0, "seek": 0, "start": 0.0, "end": audio.duration, "text": " " + text,
-                "tokens": [50364, 2425], "temperature": 0.0, "avg_logprob": -0.2,
-                "compression_ratio": 1.1, "no_speech_prob": 0.01,
+                "tokens": [50364, 2425], "temperature": self.temperature, "avg_logprob": self.avg_logprob,
+                "compression_ratio": self.compression_ratio, "no_speech_prob": self.no_speech_prob,
             }],
             "words": [{"word": w, "start": i * step, "end": (i + 1) * step} for i, w in enumerate(words)],
             "x_groq": {"id": f"req_{number:04d}"},

@@ -331,3 +331,20 @@ async def test_running_out_of_memory_moves_the_request_on_and_opens_no_breaker(
         first = result.attempts[0]
         assert first.outcome == "unavailable" and "ran out of memory" in (first.error or "")
     assert chain.breakers[0].state == "closed"
+
+
+# -- confidence (quality-aware routing, #35) ---------------------------------------------------------
+
+
+async def test_confidence_from_the_ctc_posteriors_on_onnx_and_none_on_torch() -> None:
+    from stt_core import Audio
+
+    onnx = funasr(vad="none")
+    learnt = await onnx.transcribe(AUDIO / "zh_hello.wav")
+    assert learnt.language == "zh" and learnt.confidence is not None and learnt.confidence > 0.9
+    heard_nothing = await onnx.transcribe(Audio.silence(2.0))
+    assert heard_nothing.text == ""
+    assert heard_nothing.confidence is not None and heard_nothing.confidence > 0.5  # sure of it
+    assert onnx.capabilities.languages == frozenset({"zh", "en", "yue", "ja", "ko"})
+    torch = await funasr(vad="none", backend="torch").transcribe(AUDIO / "zh_hello.wav")
+    assert torch.text == learnt.text and torch.confidence is None  # funasr's generate() gives none

@@ -175,3 +175,28 @@ class TestGroqConformance(ProviderConformance):
 async def test_the_real_groq_api() -> None:
     result = await GroqProvider(api_key=os.environ["GROQ_API_KEY"]).transcribe(AUDIO / "fox.wav")
     assert "fox" in result.text.lower()
+
+
+# -- confidence (quality-aware routing, #35) ---------------------------------------------------------
+
+
+async def test_confidence_comes_from_verbose_json_whisper_signals(groq: FakeGroq) -> None:
+    clip = Audio.from_file(AUDIO / "fox.wav")
+    async with provider(groq) as p:
+        sure = await p.transcribe(clip)
+        groq.avg_logprob, groq.temperature = -0.95, 0.4  # unsure: and it fell back to sampling
+        unsure = await p.transcribe(clip)
+        groq.text, groq.avg_logprob, groq.no_speech_prob, groq.temperature = "Thank you.", -1.1, 0.6, 0.0
+        phantom = await p.transcribe(clip)
+    assert sure.confidence is not None and sure.confidence > 0.75  # avg_logprob -0.2
+    assert unsure.confidence is not None and unsure.confidence < 0.3 and unsure.text == "hello from groq"
+    assert phantom.text == "" and not phantom.segments and not phantom.words  # near-silence is no speech
+
+
+def test_whisper_models_declare_whispers_languages_and_english_only_ones_english() -> None:
+    from stt_core_openai._provider import OpenAIProvider
+
+    assert GroqProvider(api_key=KEY).capabilities.languages == stt_core.WHISPER_LANGUAGES
+    assert OpenAIProvider(api_key=KEY).capabilities.languages == stt_core.WHISPER_LANGUAGES  # whisper-1
+    for model in ("distil-whisper-large-v3-en", "Systran/faster-distil-whisper-large-v3", "small.en"):
+        assert GroqProvider(api_key=KEY, model=model).capabilities.languages == {"en"}, model

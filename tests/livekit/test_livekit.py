@@ -87,6 +87,14 @@ async def test_recognize_livekit_frames_through_whisper(whisper: stt_core.Provid
     assert jiwer.wer(references, hypotheses) <= 0.12
 
 
+async def test_recognize_gives_the_answer_the_chain_judged_with_its_confidence() -> None:
+    doubted = FakeProvider(name="local", text="and if we have three", confidence=0.2)
+    sure = FakeProvider(name="next", text="ni hao shi jie", confidence=0.93)
+    event = await STT(Chain([doubted, sure])).recognize(livekit_frames("fox"))
+    (best,) = event.alternatives
+    assert (best.text, best.confidence, best.metadata["provider"]) == ("ni hao shi jie", 0.93, "next")
+
+
 async def test_a_frame_too_short_or_no_frames_is_bad_audio_that_no_engine_is_sent(
     whisper: stt_core.Provider,
 ) -> None:

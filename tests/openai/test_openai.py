@@ -238,3 +238,18 @@ async def test_nan_infinite_negative_and_unordered_times_become_valid_output(
     assert "NaN" not in body and "Infinity" not in body and "-1" not in body
     if response_format == "verbose_json":
         assert json.loads(body)["segments"][0]["start"] == 0.0
+
+
+async def test_confidence_from_verbose_json_whisper_signals_through_the_openai_sdk(
+    openai: FakeOpenAI,
+) -> None:
+    async with provider(openai) as p:
+        sure = await p.transcribe(AUDIO / "fox.wav")
+        openai.avg_logprob, openai.temperature = -0.95, 0.4  # unsure, and it fell back to sampling
+        unsure = await p.transcribe(AUDIO / "fox.wav")
+        openai.text, openai.avg_logprob, openai.no_speech_prob = "Thank you.", -1.1, 0.6
+        openai.temperature = 0.0
+        phantom = await p.transcribe(AUDIO / "fox.wav")
+    assert sure.confidence is not None and sure.confidence > 0.75  # avg_logprob -0.2
+    assert unsure.confidence is not None and unsure.confidence < 0.3 and unsure.text == "hello from openai"
+    assert phantom.text == "" and not phantom.segments  # near-silence is no speech

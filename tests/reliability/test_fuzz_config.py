@@ -16,14 +16,16 @@ import stt_core
 from stt_core import ConfigError
 
 KEYS = ["chain", "provider", "attempt_timeout", "retry", "breaker", "whisper", "funasr", "groq", "deepgram",
-        "attempts", "max_retry_after", "failures", "cooldown", "model", "api_key", "language", "vad", "x"]
+        "attempts", "max_retry_after", "failures", "cooldown", "model", "api_key", "language", "vad",
+        "min_confidence", "max_reasks", "x"]
 scalars = st.one_of(st.text(max_size=20), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.booleans(), st.lists(st.text(max_size=8), max_size=4))
 sections = st.dictionaries(st.sampled_from(KEYS), scalars, max_size=4)
 tables = st.dictionaries(st.sampled_from(KEYS), st.one_of(scalars, sections), max_size=6)
 ENV_NAMES = ["STT_CHAIN", "STT_ATTEMPT_TIMEOUT", "STT_RETRY__ATTEMPTS", "STT_BREAKER__COOLDOWN",
              "STT_WHISPER__BEAM_SIZE", "STT_PROVIDER", "FUNASR_USE_ITN", "FUNASR_MAX_SEGMENT_TIME",
-             "FUNASR_USE_EXTERNAL_VAD", "STT_GROQ__TIMEOUT", "STT_NOPE"]
+             "FUNASR_USE_EXTERNAL_VAD", "STT_GROQ__TIMEOUT", "STT_MIN_CONFIDENCE", "STT_MAX_REASKS",
+             "STT_WHISPER__MIN_CONFIDENCE", "STT_NOPE"]
 env_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                    max_size=20)
 

@@ -85,6 +85,22 @@ async def test_chinese_goes_to_sensevoice_behind_it(local_server: ServeProcess) 
     assert raw.headers["x-stt-provider"] == "funasr"
 
 
+async def test_mandarin_without_a_language_is_reasked_and_verbose_json_carries_confidence(
+    local_server: ServeProcess,
+) -> None:
+    """No language given: whisper tiny.en answers Mandarin in English, the chain doubts it and
+    SenseVoice answers; the confidence reaches the openai SDK, and stt-core's openai provider."""
+    async with _client(local_server) as client:
+        raw = await client.audio.transcriptions.with_raw_response.create(
+            file=(FIXTURES / "zh_hello.wav").open("rb"), model="whisper-1", response_format="verbose_json")
+        answer = raw.http_response.json()
+    assert (answer["text"], raw.headers["x-stt-provider"]) == ("你好世界。", "funasr")
+    assert 0.5 <= answer["confidence"] <= 1
+    async with OpenAIProvider(api_key=SERVER_KEY, base_url=f"{local_server.url}/v1") as upstream:
+        heard = await upstream.transcribe(FIXTURES / "fox.wav")
+    assert heard.confidence is not None and 0.5 <= heard.confidence <= 1  # whisper's, as served
+
+
 async def test_every_response_format(local_server: ServeProcess) -> None:
     fox = (FIXTURES / "fox.wav").read_bytes()
     async with _client(local_server) as client:

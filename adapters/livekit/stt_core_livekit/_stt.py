@@ -275,12 +275,16 @@ def _one_try(options: APIConnectOptions) -> APIConnectOptions:
 
 
 def _speech_data(result: Transcript) -> stt.SpeechData:
-    """A recognised utterance as LiveKit's, through the same conversion as a stream's final."""
+    """A recognised utterance as LiveKit's, through the same conversion as a stream's final; its
+    confidence the engine's own for the whole answer (what the chain judged), else its segments'."""
     confidences = [s.confidence for s in result.segments if s.confidence is not None]
+    confidence = result.confidence
+    if confidence is None and confidences:
+        confidence = sum(confidences) / len(confidences)
     final = StreamEvent("final", result.text, start=result.segments[0].start if result.segments else 0.0,
                         end=result.segments[-1].end if result.segments else (result.duration or 0.0),
                         language=result.language, words=result.words, provider=result.provider,
-                        confidence=sum(confidences) / len(confidences) if confidences else None)
+                        confidence=confidence)
     return _stream_data(final, 0.0, None, {"model": result.model, **result.metadata})
 
 

@@ -3,6 +3,11 @@ API for ``stream``, through the official ``deepgram-sdk`` (async client, v7).
 
 The SDK's retries and stream reconnection are off: the chain owns retries and stream failover.
 Every SDK and transport error is mapped to the stt-core tree in ``_map_error``.
+
+Confidence (``Transcript.confidence``, and each final's ``StreamEvent.confidence``) is Deepgram's
+own for its best alternative. Without a language, a batch request asks Deepgram to detect it
+(``detect_language``), so ``Transcript.language`` is what it heard. The languages it declares are
+the model's (Nova-3's and Nova-2's published lists; any for another model).
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16_000
 _END_OF_INPUT = None
+_NOVA_2 = ("bg ca cs da de el en es et fi fr hi hu id it ja ko lt lv ms nl no pl pt ro ru sk sv th tr uk vi "
+           "zh")
+_NOVA_3 = _NOVA_2 + " be bn bs hr kn mk mr sl sr ta te tl"
+MODEL_LANGUAGES = {"nova-2": frozenset(_NOVA_2.split()), "nova-3": frozenset(_NOVA_3.split())}
+"""What each model transcribes, from Deepgram's model and language overview (2026)."""
 
 
 class DeepgramSettings(ProviderSettings):
@@ -64,6 +74,10 @@ class DeepgramProvider(Provider):
         super().__init__(settings, **fields)
         self.settings: DeepgramSettings
         self._client: AsyncDeepgramClient | None = None
+        family = "-".join(self.settings.model.split("-")[:2])  # nova-3-medical is nova-3's
+        if languages := MODEL_LANGUAGES.get(family):
+            self.capabilities = Capabilities(streaming=True, languages=languages | {"multi"},
+                                             word_timestamps=True)
 
     @classmethod
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
@@ -80,8 +94,9 @@ class DeepgramProvider(Provider):
         settings = self.settings
         body = audio.to(sample_rate=SAMPLE_RATE, channels=1).encode("FLAC")
         try:
+            chosen = _language(language or settings.language)
             response = await self._deepgram().listen.v1.media.transcribe_file(
-                request=body, model=settings.model, language=_language(language or settings.language),
+                request=body, model=settings.model, language=chosen, detect_language=chosen is None or None,
                 smart_format=settings.smart_format, punctuate=settings.punctuate,
                 request_options={"timeout_in_seconds": int(settings.timeout) or 1},
             )
@@ -100,7 +115,8 @@ class DeepgramProvider(Provider):
             segments = (Segment(best.transcript, words[0].start, words[-1].end, best.confidence, words),)
         return Transcript(
             text=best.transcript,
-            language=getattr(channel, "detected_language", None) or _language(language or settings.language),
+            language=getattr(channel, "detected_language", None) or chosen,
+            confidence=best.confidence,
             segments=segments,
             duration=getattr(response.metadata, "duration", None),
             metadata={"request_id": getattr(response.metadata, "request_id", None)},

@@ -77,6 +77,7 @@ class Piece:
     emotion: str | None
     event: str | None
     words: tuple[tuple[str, float, float], ...] = ()
+    confidence: float | None = None  # the CTC posteriors' (onnx backend); funasr's generate() gives none
 
 
 @dataclass
@@ -219,7 +220,8 @@ class Engine:
                 for word, (begin, finish) in zip(result.get("words", ()), result.get("timestamp", ()),
                                                  strict=False)
             )
-            pieces[i].append(Piece(start, end, text, language, emotion, event, words))
+            confidence = result.get("confidence")
+            pieces[i].append(Piece(start, end, text, language, emotion, event, words, confidence))
         for job, job_pieces in zip(jobs, pieces, strict=True):
             job.future.set_result(job_pieces)
 

@@ -30,6 +30,7 @@ OPSET = 18
 _LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
 _WITH_ITN, _WITHOUT_ITN = 14, 15
 _BLANK = 0
+_TAG_FRAMES = 4  # the first output frames read the query: language, emotion, event, text style
 INPUTS = {"speech", "speech_lengths", "language", "textnorm"}
 OUTPUTS = ("ctc_logits", "encoder_out_lens")
 
@@ -161,6 +162,10 @@ class OnnxSenseVoice:
 
     def token_ids(self, batch: list[np.ndarray], options: Options) -> list[list[int]]:
         """The tokens greedy CTC decoding reads from the model, per clip (tags included)."""
+        return [ids for ids, _ in self.decoded(batch, options)]
+
+    def decoded(self, batch: list[np.ndarray], options: Options) -> list[tuple[list[int], float]]:
+        """Per clip, the tokens greedy CTC decoding reads and its confidence (``ctc_confidence``)."""
         feats, lengths = self.features(batch)
         size = len(batch)
         logits, out_lengths = self._session.run(
@@ -172,15 +177,30 @@ class OnnxSenseVoice:
                 "textnorm": np.full(size, _WITH_ITN if options.use_itn else _WITHOUT_ITN, dtype=np.int32),
             },
         )
-        ids = []
+        decoded = []
         for row, n in zip(logits, out_lengths, strict=True):
-            best = row[: int(n)].argmax(-1)
+            frames = row[: int(n)]
+            best = frames.argmax(-1)
             keep = np.concatenate(([True], best[1:] != best[:-1])) & (best != _BLANK)  # CTC collapse
-            ids.append(best[keep].tolist())
-        return ids
+            decoded.append((best[keep].tolist(), ctc_confidence(frames, best, keep)))
+        return decoded
 
     def __call__(self, batch: list[np.ndarray], options: Options) -> list[dict[str, Any]]:
-        return [{"text": self._tokenizer.decode(ids)} for ids in self.token_ids(batch, options)]
+        return [{"text": self._tokenizer.decode(ids), "confidence": confidence}
+                for ids, confidence in self.decoded(batch, options)]
+
+
+def ctc_confidence(frames: np.ndarray, best: np.ndarray, keep: np.ndarray) -> float:
+    """How sure the model is of what it read: the mean posterior of each token it emitted (at the
+    frame it first appears; the four tag frames count as tokens), or, when it read only tags, the
+    mean posterior of silence (blank) over the speech frames."""
+    shifted = frames - frames.max(-1, keepdims=True)
+    posteriors = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
+    chosen = posteriors[np.arange(len(best)), best]
+    if keep[_TAG_FRAMES:].any():
+        return float(chosen[keep].mean())
+    speech = posteriors[_TAG_FRAMES:, _BLANK]
+    return float(speech.mean()) if speech.size else 0.0
 
 
 def model_files(model_dir: Path) -> dict[str, Any]:

@@ -4,6 +4,11 @@ By default it runs the model's int8 ONNX export on onnxruntime, with neither tor
 the process (``_onnx``): the fastest CPU path, and the smallest install. ``backend = "torch"``
 runs funasr's own ``AutoModel`` (word timestamps; GPUs through torch); funasr (11-19 s to import)
 is then imported when the engine first loads, never when the plugin registers.
+
+Confidence (``Transcript.confidence``, onnx backend): per piece, the mean CTC posterior of the
+tokens the model read (its language, emotion and event tags included), or of silence where it
+read none; pieces weighted by their length. The torch backend gives none (funasr's ``generate()``
+does not return the posteriors). The language is SenseVoice's own tag, one of its five.
 """
 
 from __future__ import annotations
@@ -210,6 +215,7 @@ def _transcript(pieces: list[Piece], duration: float) -> Transcript:
     return Transcript(
         text=_join([p.text for p in spoken]),
         language=dominant("language"),
+        confidence=_confidence(pieces),
         segments=segments,
         duration=duration,
         metadata={
@@ -221,6 +227,16 @@ def _transcript(pieces: list[Piece], duration: float) -> Transcript:
             ],
         },
     )
+
+
+def _confidence(pieces: list[Piece]) -> float | None:
+    """The pieces' confidences weighted by their length: of what was said, or, if nothing was,
+    that nothing was."""
+    spoken = [p for p in pieces if p.text] or pieces
+    known = [(p.confidence, max(p.end - p.start, 1e-3)) for p in spoken if p.confidence is not None]
+    if not known:
+        return None
+    return sum(c * d for c, d in known) / sum(d for _, d in known)
 
 
 def _join(texts: list[str]) -> str:

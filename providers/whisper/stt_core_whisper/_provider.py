@@ -1,5 +1,11 @@
 """The ``whisper`` provider: faster-whisper (CTranslate2) running locally.
 
+Confidence (``Transcript.confidence``) comes from the model's own signals per 30 s window, judged
+by ``stt_core.whisper_speech``: windows it rates as no speech, and phantoms on near-silence ("Thank
+you.", words on a loop), are left out; the rest are scored by their words' probabilities (so words
+are always aligned; they are returned only when asked for), less for repeated word pairs, a
+fallback to sampling (a window decoded again at a temperature above 0) and looping text.
+
 faster_whisper is imported when a model is first loaded, never when the plugin registers.
 One model instance per process per settings is shared by every request and every provider
 object (CTranslate2 models are thread-safe); inference runs in a worker thread.
@@ -18,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from stt_core import (
+    WHISPER_LANGUAGES,
     Audio,
     Capabilities,
     Provider,
@@ -26,8 +33,10 @@ from stt_core import (
     ProviderUnavailable,
     Segment,
     Transcript,
+    WhisperWindow,
     Word,
     install_command,
+    whisper_speech,
 )
 
 if TYPE_CHECKING:
@@ -63,9 +72,9 @@ class WhisperSettings(ProviderSettings):
     """faster-whisper's Silero VAD (its ONNX file ships in the wheel) before decoding. 'auto': on for
     audio longer than one 30 s window, where Whisper invents words on long silence ("You You
     You"); off for shorter audio (a voice turn a VAD has already cut), so no short word is lost."""
-    no_speech_threshold: float = Field(0.8, ge=0, le=1)
-    """Segments the model rates likelier than this to be no speech are dropped: Whisper's
-    well-known inventions on silence ("You", ".")."""
+    no_speech_threshold: float = Field(0.8, ge=0.01, le=1)
+    """Windows the model rates likelier than this to be no speech are dropped (and are not decoded
+    again at higher temperatures): Whisper's well-known inventions on silence ("You", ".")."""
     word_timestamps: bool = False
     language: str | None = None
     download_root: str | None = None
@@ -74,13 +83,13 @@ class WhisperSettings(ProviderSettings):
 class WhisperProvider(Provider):
     name = "whisper"
     Settings = WhisperSettings
-    capabilities = Capabilities(word_timestamps=True, offline=True)
+    capabilities = Capabilities(languages=WHISPER_LANGUAGES, word_timestamps=True, offline=True)
 
     def __init__(self, settings: ProviderSettings | None = None, /, **fields: Any) -> None:
         super().__init__(settings, **fields)
         self.settings: WhisperSettings
         self._whisper: WhisperModel | None = None  # taken from the process-wide cache once
-        if _english_only(self.settings.model):
+        if _english_only(self.settings.model):  # an English-only model hears any speech as English
             self.capabilities = Capabilities(
                 languages=frozenset({"en"}), word_timestamps=True, offline=True
             )
@@ -151,6 +160,7 @@ class WhisperProvider(Provider):
         given_up: threading.Event,
     ) -> Transcript:
         model = self._model()
+        threshold = self.settings.no_speech_threshold
         try:
             segments_iter, info = model.transcribe(
                 samples,
@@ -158,19 +168,22 @@ class WhisperProvider(Provider):
                 initial_prompt=prompt,
                 beam_size=self.settings.beam_size,
                 vad_filter=_use_vad(self.settings.vad_filter, len(samples)),
-                word_timestamps=word_timestamps,
+                word_timestamps=True,  # the words' probabilities are the surest signal of confidence
+                no_speech_threshold=threshold,
             )
-            segments = []
+            decoded = []
             for s in segments_iter:  # decoding happens while iterating, a window at a time
                 if given_up.is_set():
                     break
-                if s.no_speech_prob <= self.settings.no_speech_threshold:
-                    segments.append(_segment(s))
+                decoded.append(s)
         except RuntimeError as e:
             raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
+        kept, confidence = whisper_speech([_window(s) for s in decoded], no_speech_threshold=threshold)
+        segments = [_segment(decoded[i], word_timestamps) for i in kept]
         return Transcript(
             text=" ".join(s.text for s in segments).strip(),
             language=info.language,
+            confidence=confidence,
             segments=tuple(segments),
             duration=info.duration,
             metadata={"language_probability": info.language_probability},
@@ -266,13 +279,23 @@ def _default_compute_type(model: str, device: str) -> str:
     return "float32" if model == BUNDLED else "int8"
 
 
-def _segment(s: Any) -> Segment:
+def _segment(s: Any, word_timestamps: bool) -> Segment:
     words = tuple(Word(w.word.strip(), w.start, w.end, w.probability) for w in (s.words or ()))
-    return Segment(s.text.strip(), s.start, s.end, confidence=math.exp(s.avg_logprob), words=words)
+    return Segment(s.text.strip(), s.start, s.end, confidence=math.exp(s.avg_logprob),
+                   words=words if word_timestamps else ())
+
+
+def _window(s: Any) -> WhisperWindow:
+    """A faster-whisper segment's signals."""
+    return WhisperWindow(s.text, s.avg_logprob, s.no_speech_prob, s.compression_ratio, s.temperature or 0.0,
+                         tuple(w.probability for w in (s.words or ())), len(s.tokens))
 
 
 def _english_only(model: str) -> bool:
-    return model == BUNDLED or model.endswith(".en")
+    """tiny.en and every ``*.en``, and the distil-whisper models (distil-large-v3 and the rest were
+    distilled on English speech only): each hears any speech as English."""
+    name = Path(model).name.lower()
+    return model == BUNDLED or name.endswith(".en") or name.startswith(("distil-", "faster-distil-"))
 
 
 def _looks_like_path(model: str) -> bool:

@@ -2,7 +2,8 @@
 
 Fall over at once when another engine can answer; retry only the last; a 429's Retry-After holds the
 engine for every request; hedging cancels the slower call cleanly; a down engine with a health check
-is probed in the background and used again within seconds, never with a user's request.
+is probed in the background and used again within seconds, never with a user's request; a low
+answer is re-asked of the next engine, and of a second cloud engine only while max_reasks allows.
 """
 
 from __future__ import annotations
@@ -143,3 +144,24 @@ async def test_an_engine_whose_health_passes_while_it_fails_is_probed_less_and_l
     # (0.2 s, 0.4 s, 0.8 s): not every other request, as a health check taken at its word would give.
     assert groq.attempts <= 4
     assert groq.health_checks >= 2
+
+
+# -- a low answer (quality-aware routing, #35) ---------------------------------------------------
+
+
+async def test_a_low_groq_answer_is_reasked_of_the_next_engine_and_a_second_cloud_one_is_not(
+    groq: FakeGroq,
+) -> None:
+    groq.avg_logprob = -1.5
+    after = FakeProvider(name="whisper", text="the local answer", confidence=0.9)
+    chain = Chain([groq_engine(groq), after])
+    result = await chain.transcribe(FOX)
+    assert (result.provider, result.text) == ("whisper", "the local answer")
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("groq", "low_confidence"),
+                                                                   ("whisper", "ok")]
+    assert len(groq.requests) == 1  # asked once
+    local_first = Chain([FakeProvider(name="whisper", text="local", confidence=0.1),
+                         groq_engine(groq), GroqProvider(api_key=KEY, base_url=groq.url).named("groq2")])
+    result = await local_first.transcribe(FOX)
+    assert [a.outcome for a in result.attempts] == ["low_confidence", "low_confidence", "skipped"]
+    assert result.provider == "groq" and len(groq.requests) == 2  # max_reasks = 1: one paid re-ask

@@ -476,6 +476,7 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert kinds[0] == "speech_start" and kinds[-1] == "final" and "speech_end" in kinds
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
+    assert 0.5 <= events[-1]["confidence"] <= 1  # finals carry their engine's confidence
 
 
 
@@ -523,3 +524,13 @@ def test_listen_on_a_terminal_says_it_listens_marks_speech_and_dims_interims(tmp
 def test_listen_refuses_impossible_pcm_options_in_one_line(option: list[str], named: str) -> None:
     done = stt("listen", "-", *option)
     assert done.returncode == 2 and named in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_json_output_carries_the_confidence(tmp_path: Path) -> None:
+    import json
+
+    done = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "whisper", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert 0.5 <= shown["confidence"] <= 1 and shown["language"] == "en"
+    assert shown["attempts"][0]["outcome"] == "ok"

@@ -144,3 +144,14 @@ async def test_a_preflight_overtaken_by_speech_is_dropped_not_sent() -> None:
     assert [e.type for e in events if e.type in ("speech_start", "final")] == ["speech_start", "final"]
     final = next(e for e in events if e.type == "final")
     assert final.end is not None and final.end > spans[2][1] - 0.5
+
+
+async def test_real_time_finals_are_judged_and_interims_are_not() -> None:
+    audio, _ = conversation(("fox",))
+    doubted = FakeProvider(name="local", text="and if we have three", confidence=0.2)
+    sure = FakeProvider(name="next", text="the quick brown fox", confidence=0.9)
+    events = await events_of(Chain([doubted, sure]), audio)
+    (final,) = [e for e in events if e.type == "final"]
+    assert (final.provider, final.text, final.confidence) == ("next", "the quick brown fox", 0.9)
+    interims = [e for e in events if e.type == "interim"]
+    assert interims and all(e.text == "and if we have three" for e in interims)  # as the local engine heard

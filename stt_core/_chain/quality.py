@@ -1,0 +1,251 @@
+"""How the chain judges an answer, as decisions without I/O (``policy``'s rules are about failures;
+these are about answers that came back).
+
+Each engine computes ``Transcript.confidence`` (0 to 1, or ``None``) from its own signals, on a
+common scale: at or above ``DEFAULT_MIN_CONFIDENCE`` it believes its own answer (the benchmark in
+docs/benchmarks.md calibrates the bundled engines to that line). Per answer, ``judge``::
+
+    judging off (min_confidence 0) ─► Accept
+    its language is one the engine does not transcribe ─► Reask
+    the engine gives no confidence ─► Accept (nothing to judge by)
+    no text (no speech heard):
+        confidence >= min_confidence, or an engine before it heard nothing too ─► Accept
+        otherwise ─► Reask                     (so silence costs at most two calls)
+    confidence < min_confidence ─► Reask
+    otherwise ─► Accept
+
+Before an engine is asked after a doubted answer, ``may_reask``: a cloud engine (one that is not
+``offline``: each call is paid) only while the request's re-asks of cloud engines are under
+``max_reasks``. An engine whose answer is doubted is not retried: no engine is asked twice.
+
+When no answer is accepted, ``best`` picks the one to give: the most confident of those in a
+language their engine transcribes, else the most confident of all.
+
+``whisper_speech`` is that scale for a Whisper model's own signals, per 30 s window (faster-whisper's
+segments, and ``verbose_json``'s from OpenAI, Groq or any server of Whisper): which windows hold
+speech (not silence, not a phantom), and how sure the model is of them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from .._types import SETTINGS_MODEL, Transcript
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+"""The line every engine's confidence is calibrated to (docs/benchmarks.md, "Quality")."""
+
+
+class QualityPolicy(BaseModel):
+    """When the chain doubts an answer and asks the next engine. What ``min_confidence`` and
+    ``max_reasks`` (top level of stt.toml) and each engine's ``min_confidence`` build."""
+
+    model_config = SETTINGS_MODEL
+    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    """An answer less confident than this is re-asked of the next engine; 0 turns judging off."""
+    max_reasks: int = Field(1, ge=0, le=32)
+    """Re-asks of cloud engines per request (each is a paid call); local engines are re-asked
+    without this limit (each at most once per request)."""
+    per_engine: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """``min_confidence`` for one engine, by its name in the chain (``[whisper] min_confidence``)."""
+
+    @classmethod
+    def from_tables(cls, min_confidence: float, max_reasks: int, tables: Mapping[str, Mapping[str, Any]],
+                    engines: Sequence[str]) -> QualityPolicy:
+        """The top keys, and the ``min_confidence`` of each engine of ``engines`` whose table has one."""
+        per_engine = {name: tables[name]["min_confidence"] for name in engines
+                      if "min_confidence" in tables.get(name, {})}
+        return cls(min_confidence=min_confidence, max_reasks=max_reasks, per_engine=per_engine)
+
+    def min_confidence_of(self, engine: str) -> float:
+        return self.per_engine.get(engine, self.min_confidence)
+
+
+@dataclass(frozen=True)
+class Accept:
+    pass
+
+
+@dataclass(frozen=True)
+class Reask:
+    reason: str
+
+
+def judge(
+    answer: Transcript,
+    *,
+    min_confidence: float,
+    languages: frozenset[str] | None,
+    heard_nothing_before: bool,
+) -> Accept | Reask:
+    """Whether to give ``answer`` or ask the next engine. ``languages``: what its engine declares
+    it transcribes (``None``: any); ``heard_nothing_before``: an earlier engine answered no text."""
+    if min_confidence <= 0:
+        return Accept()
+    if not language_ok(answer.language, languages):
+        return Reask(f"answered in {answer.language!r}, which it does not transcribe")
+    confidence = answer.confidence
+    if confidence is None:
+        return Accept()
+    if not answer.text.strip():
+        if confidence >= min_confidence or heard_nothing_before:
+            return Accept()
+        return Reask(f"heard no speech, with confidence {confidence:.2f} < {min_confidence:g}")
+    if confidence < min_confidence:
+        return Reask(f"confidence {confidence:.2f} < {min_confidence:g}")
+    return Accept()
+
+
+def language_ok(language: str | None, languages: frozenset[str] | None) -> bool:
+    """Whether an answer's language is one its engine transcribes ('en-US' counts as 'en')."""
+    if not language or languages is None:
+        return True
+    code = language.lower()
+    return code in languages or code.split("-")[0] in languages
+
+
+def may_reask(*, offline: bool, cloud_reasks: int, max_reasks: int) -> str | None:
+    """Why an engine is not asked after a doubted answer, or ``None``: it may be."""
+    if offline or cloud_reasks < max_reasks:
+        return None
+    return f"not re-asked: max_reasks ({max_reasks}) re-asks of cloud engines already made"
+
+
+def best(answers: Sequence[tuple[Transcript, frozenset[str] | None]]) -> Transcript:
+    """The answer to give when every one was doubted (each with its engine's languages): the most
+    confident in a language its engine transcribes, else the most confident; the first on a tie."""
+    def rank(item: tuple[int, tuple[Transcript, frozenset[str] | None]]) -> tuple[bool, float, int]:
+        index, (answer, languages) = item
+        return language_ok(answer.language, languages), answer.confidence or 0.0, -index
+
+    return max(enumerate(answers), key=rank)[1][0]
+
+
+# -- Whisper's own signals, on this scale ---------------------------------------------------------
+
+WORDS_LINE = 0.61
+"""The mean word probability the bundled tiny.en gives at the line between clean English (0.62 and
+up on the benchmark's clips when it was set, bar one misheard clip) and speech in another language
+(0.60 and down): it maps to ``DEFAULT_MIN_CONFIDENCE``."""
+LOGPROB_LINE = -0.7
+"""Without word probabilities (``verbose_json`` has none), a window's average token log
+probability maps instead: -0.7, between a clean answer's (above -0.5) and the -1.0 at which
+Whisper itself decodes again, is the line."""
+FELL_BACK = 0.6  # a window decoded again with sampling (temperature > 0): the model was unsure
+REPETITIVE = 2.4  # Whisper's own compression ratio line for text that loops
+# What Whisper says over silence and noise, learnt from subtitled videos (lower case, no punctuation).
+PHANTOMS = frozenset({
+    "you", "thank you", "thanks", "thank you very much", "thank you so much", "bye", "bye bye", "so",
+    "okay", "oh", "uh", "um", "hmm", "yeah", "i", "the", "thanks for watching", "thank you for watching",
+    "thank you so much for watching", "please subscribe", "subscribe", "music", "applause",
+})
+_PHANTOM_OPENINGS = ("thanks for watching", "thank you for watching", "thank you so much for watching",
+                     "please subscribe", "subtitles by", "see you in the next")
+
+
+@dataclass(frozen=True)
+class WhisperWindow:
+    """What a Whisper model says of one window it decoded (a faster-whisper or verbose_json segment)."""
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+    word_probabilities: tuple[float, ...] = ()
+    tokens: int = 1
+
+    @classmethod
+    def from_segment(cls, segment: Mapping[str, Any]) -> WhisperWindow | None:
+        """A ``verbose_json`` segment's signals (Whisper's own names), or ``None`` where it lacks
+        them (not every server sends them)."""
+        logprob, no_speech = finite(segment.get("avg_logprob")), finite(segment.get("no_speech_prob"))
+        if logprob is None or no_speech is None:
+            return None
+        tokens = segment.get("tokens")
+        return cls(str(segment.get("text", "")), logprob, no_speech,
+                   compression_ratio=finite(segment.get("compression_ratio")) or 0.0,
+                   temperature=finite(segment.get("temperature")) or 0.0,
+                   tokens=len(tokens) if isinstance(tokens, list) else 1)
+
+
+def finite(value: object) -> float | None:
+    """A finite number from an upstream's answer, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def whisper_speech(
+    windows: Sequence[WhisperWindow], *, no_speech_threshold: float = 0.8
+) -> tuple[list[int], float]:
+    """Which ``windows`` hold speech (their indices), and the confidence of the answer they make.
+
+    A window is no speech when the model rates it likelier than ``no_speech_threshold`` to be
+    none, or when it says a known phantom ("Thank you.") or loops on the same words while rating
+    it at least 0.3 likely to be none (or below Whisper's own -1.0 log probability): a phantom is
+    left out, not re-asked. Confidence of speech: the mean word probability (else the average log
+    probability), times the share of its word pairs that do not repeat, times 0.6 if a window fell
+    back to sampling and 0.5 if it loops (compression ratio over 2.4), mapped so ``WORDS_LINE``
+    (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the confidence that there
+    is none: the least no-speech probability of the windows left out, mapped so
+    ``no_speech_threshold`` is ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is
+    not sure enough); with no windows at all (the engine skipped them as silence), the line.
+    """
+    kept = [i for i, w in enumerate(windows) if not _no_speech(w, no_speech_threshold)]
+    if not kept:
+        least = min((w.no_speech_prob for w in windows), default=no_speech_threshold)
+        return [], _on_scale(least, no_speech_threshold)
+    speech = [windows[i] for i in kept]
+    words = [p for w in speech for p in w.word_probabilities]
+    if words:
+        score, line = sum(words) / len(words), WORDS_LINE
+    else:
+        tokens = sum(max(1, w.tokens) for w in speech)
+        score = math.exp(sum(w.avg_logprob * max(1, w.tokens) for w in speech) / tokens)
+        line = math.exp(LOGPROB_LINE)
+    score *= 1 - repeated_pairs(" ".join(w.text for w in speech))
+    if any(w.temperature > 0 for w in speech):
+        score *= FELL_BACK
+    if any(w.compression_ratio > REPETITIVE for w in speech):
+        score *= 0.5
+    return kept, _on_scale(score, line)
+
+
+def repeated_pairs(text: str) -> float:
+    """The share of a text's word pairs that it has said before ("three, three, four" has none;
+    "gen 1 gen 1 gen 1" has 3 of 5): speech seldom repeats itself within a few seconds."""
+    words = re.findall(r"\w+", text.lower())
+    pairs = list(itertools.pairwise(words))
+    return (len(pairs) - len(set(pairs))) / len(pairs) if pairs else 0.0
+
+
+def phantom(text: str) -> bool:
+    """Whether ``text`` is what Whisper says over silence: a known phrase, or words on a loop."""
+    plain = " ".join(re.findall(r"[\w']+", text.lower()))
+    return (not plain or plain in PHANTOMS or plain.startswith(_PHANTOM_OPENINGS)
+            or repeated_pairs(plain) >= 0.5)
+
+
+def _no_speech(window: WhisperWindow, threshold: float) -> bool:
+    if window.no_speech_prob > threshold or not re.search(r"\w", window.text):
+        return True
+    unsure = window.no_speech_prob >= 0.3 or window.avg_logprob < -1.0
+    return unsure and phantom(window.text)
+
+
+def _on_scale(score: float, line: float) -> float:
+    """``score`` mapped onto [0, 1] so that ``line`` lands on ``DEFAULT_MIN_CONFIDENCE``, keeping
+    the order (a power of the score: 0 stays 0, 1 stays 1)."""
+    if score <= 0:
+        return 0.0
+    if score >= 1:
+        return 1.0
+    return float(DEFAULT_MIN_CONFIDENCE ** (math.log(score) / math.log(line)))

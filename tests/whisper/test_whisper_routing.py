@@ -1,0 +1,63 @@
+"""Quality-aware routing on real engines: the bundled whisper tiny.en, then the tiny SenseVoice
+(tests/fixtures/funasr, real funasr code on onnxruntime). Mandarin (espeak-ng ``cmn``) comes back
+from tiny.en as fluent English; the chain must doubt it and ask SenseVoice. English stays on
+whisper, and silence is an empty text in at most two attempts.
+
+tiny.en runs float32 on a CPU, so these hold with ``CT2_USE_MKL=0`` too (the int8 kernels are the
+ones that differ between Intel and AMD)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stt_core
+from speech import MAX_WER, wer
+from stt_core import Audio, Chain
+
+ROOT = Path(__file__).parents[2]
+AUDIO = ROOT / "tests" / "fixtures" / "audio"
+TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
+# What the tiny SenseVoice was trained to say (it has heard only these two Mandarin clips).
+KNOWN = {"zh_hello": "你好世界。"}
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    whisper = stt_core.get_provider("whisper", model="bundled")
+    sensevoice = stt_core.get_provider("funasr", model=str(TINY), vad="none")
+    return Chain([whisper, sensevoice])
+
+
+def run(chain: Chain, audio: Audio | Path) -> stt_core.Transcript:
+    return asyncio.run(chain.transcribe(audio))
+
+
+@pytest.mark.parametrize("name", ["zh_hello", "zh_food"])
+def test_mandarin_is_doubted_on_whisper_tiny_en_and_answered_by_sensevoice(chain: Chain, name: str) -> None:
+    result = run(chain, AUDIO / f"{name}.wav")
+    whisper, sensevoice = result.attempts
+    assert (whisper.provider, whisper.outcome) == ("whisper", "low_confidence"), whisper
+    assert (sensevoice.provider, sensevoice.outcome) == ("funasr", "ok")
+    assert result.provider == "funasr" and result.language == "zh"
+    if name in KNOWN:
+        assert result.text == KNOWN[name]
+
+
+@pytest.mark.parametrize("name", ["fox", "lights", "meeting"])
+def test_english_stays_on_whisper(chain: Chain, name: str) -> None:
+    result = run(chain, AUDIO / f"{name}.wav")
+    assert [(a.provider, a.outcome) for a in result.attempts] == [("whisper", "ok")]
+    assert result.confidence is not None and result.confidence >= 0.5
+    assert wer(name, result.text) <= MAX_WER, result.text
+
+
+def test_silence_is_an_empty_text_in_at_most_two_attempts(chain: Chain) -> None:
+    rng = np.random.default_rng(0)
+    for quiet in (np.zeros(48_000, np.float32), (rng.standard_normal(48_000) * 0.001).astype(np.float32)):
+        result = run(chain, Audio(quiet, 16_000))
+        assert result.text == "", result
+        assert len(result.attempts) <= 2, result.attempts
