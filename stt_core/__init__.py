@@ -29,7 +29,15 @@ from ._errors import (
 )
 from ._provider import ApiKey, Provider, ProviderSettings, transcribe_file
 from ._realtime import Hearing, RealtimeSettings, queued_audio, realtime
-from ._registry import PluginError, ProviderInfo, Registry, get_provider, list_providers, registry
+from ._registry import (
+    PluginError,
+    ProviderInfo,
+    Registry,
+    get_provider,
+    install_command,
+    list_providers,
+    registry,
+)
 from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
 from .hookspecs import hookimpl, hookspec
 from .openai_api import WHISPER_LANGUAGES
@@ -80,6 +88,7 @@ __all__ = [
     "get_provider",
     "hookimpl",
     "hookspec",
+    "install_command",
     "list_providers",
     "load_config",
     "parse_retry_after",

@@ -117,8 +117,8 @@ def _make(meter: Any) -> _Instruments:
         audio=meter.create_counter("stt_core.audio.duration", unit="s",
                                    description="Seconds of audio transcribed, by the engine that answered"),
         failovers=meter.create_counter("stt_core.failovers", unit="{request}",
-                                       description="Requests answered by another engine than the first "
-                                                   "tried, or by none"),
+                                       description="Requests that moved from the engine they were meant "
+                                                   "for to another one (or, after two, to none)"),
         breaker=meter.create_counter("stt_core.breaker.transitions", unit="{transition}",
                                      description="Circuit breaker state changes, by engine and new state"),
         queue=meter.create_up_down_counter("stt_core.queue.depth", unit="{request}",
@@ -151,12 +151,17 @@ class RequestTrace:
             self.span = _tracer().start_span(OPERATION, kind=SpanKind.INTERNAL, attributes=attributes)
 
     def ended(self, attempts: tuple[Any, ...] | list[Any], *, answered: Any = None, hedged: bool = False,
-              error: BaseException | None = None) -> None:
-        """``answered``: the Transcript, or None when ``error`` (every engine failed)."""
-        tried = [a.provider for a in attempts if a.outcome != "skipped"]
+              error: BaseException | None = None, declined: set[str] | frozenset[str] = frozenset()) -> None:
+        """``answered``: the Transcript, or None when ``error`` (every engine failed); ``declined``:
+        the engines passed for what they declare (a language, word times), which it never meant
+        to call."""
+        tried = [a.provider for a in attempts if a.outcome not in ("skipped", "unavailable")]
         engine = answered.provider if answered is not None else "none"
-        passed = any(a.outcome == "skipped" for a in attempts)
-        fell_over = passed or (bool(tried) and (answered is None or tried[0] != engine))
+        # A failover is a move away from the engine this request was meant for (the first one that
+        # could take it and is here: a breaker's or a Retry-After's skip counts, one passed for its
+        # language or for being unable to serve at all does not) to another, or to none after two.
+        meant = [a.provider for a in attempts if a.outcome != "unavailable" and a.provider not in declined]
+        fell_over = bool(meant) and meant[0] != engine and (answered is not None or len(set(meant)) > 1)
         cancelled = isinstance(error, asyncio.CancelledError)
         outcome = "ok" if answered is not None else "cancelled" if cancelled else "failed"
         took = time.perf_counter() - self.started
@@ -165,7 +170,7 @@ class RequestTrace:
             if answered is not None:
                 made.audio.add(self.audio_seconds, {"stt_core.engine": engine})
             if fell_over and not cancelled:
-                made.failovers.add(1, {"stt_core.from": tried[0] if tried else "none", "stt_core.to": engine})
+                made.failovers.add(1, {"stt_core.from": meant[0], "stt_core.to": engine})
         if self.span is None:
             return
         attributes: dict[str, Any] = {"stt_core.fell_over": fell_over, "stt_core.hedged": hedged,

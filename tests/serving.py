@@ -1,4 +1,5 @@
-"""``stt-core serve`` as a user starts it, in its own process, for the serve tests."""
+"""``stt-core serve`` for the serve tests: as a user starts it, in its own process, or its app on
+uvicorn in a thread of this one (``running``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import psutil
+import uvicorn
+
+from stt_core import Chain
+from stt_core.server import ServeSettings, create_app
 
 
 def free_port() -> int:
@@ -62,3 +69,22 @@ class ServeProcess:
             self.process.send_signal(signal.SIGTERM)
         assert self.process.wait(timeout=60) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in self.log.read_text()
+
+
+@contextlib.asynccontextmanager
+async def running(chain: Chain, **settings: object) -> AsyncIterator[str]:
+    """The app on uvicorn, on a thread of its own (its own loop); the test's loop stays free to
+    run the fake APIs the chain calls."""
+    config = uvicorn.Config(create_app(chain, ServeSettings(**settings)), host="127.0.0.1",  # type: ignore[arg-type]
+                            port=free_port(), lifespan="on", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, 30)

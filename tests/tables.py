@@ -1,4 +1,5 @@
-"""Reading the tables the stt-core command prints (rich), whatever the terminal's width."""
+"""Reading what the stt-core command prints: its tables (rich) and its provider list, whatever the
+terminal's width."""
 
 from __future__ import annotations
 
@@ -20,3 +21,23 @@ def table_rows(text: str) -> dict[str, list[str]]:
                 if cell:
                     parts.append(cell)
     return {name: [" ".join(parts) for parts in cells] for name, cells in rows.items()}
+
+
+def provider_entries(text: str) -> dict[str, dict[str, str]]:
+    """``stt-core providers``' entries by name: ``about`` (distribution, version, capabilities),
+    ``can serve`` and ``model``, each joined back into one line where it wrapped."""
+    entries: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    key = ""
+    for line in text.splitlines():
+        if line.startswith("    ") and current is not None:  # a wrapped line goes on the one above
+            current[key] += " " + line.strip()
+        elif line.startswith("  ") and current is not None:
+            key, _, value = line.strip().partition(": ")
+            current[key] = value
+        elif line and not line.startswith(("failed to load", "No engine", " ")):
+            name, _, about = line.partition("  ")
+            current, key = entries.setdefault(name, {"about": about}), "about"
+        else:
+            current = None
+    return entries

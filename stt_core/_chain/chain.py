@@ -27,7 +27,7 @@ from contextvars import ContextVar
 
 from .. import telemetry
 from .._audio.audio import Audio, AudioSource
-from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError, refused_key
+from .._errors import AllProvidersFailed, ConfigError, ProviderUnavailable, STTError
 from .._provider import Provider
 from .._types import Attempt, Capabilities, StreamEvent, Transcript
 from . import batch, streams
@@ -113,21 +113,26 @@ class Chain(Provider):
     def __repr__(self) -> str:
         return f"Chain({self.model})"
 
-    def never_serves(self, error: STTError) -> bool:
-        """Whether no engine of the chain can ever serve, judged after ``error``: each one either
-        says it cannot (no key, no model: its own check) or refused its credentials or config. A
-        breaker, a 429, a 5xx or a timeout pass, so an adapter stays usable after those."""
-        causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
-        for provider in self.providers:
-            cause = causes.get(provider.name)
-            if not (provider.why_unavailable() or refused_key(cause) or isinstance(cause, ConfigError)):
-                return False
-        return bool(self.providers)
-
     def ready(self) -> list[str]:
         """The engines that could take a request now (installed, configured, model loaded, breaker
         not open), judged without calling them: what a readiness check reports."""
         return [link.name for link in self.links if link.loaded and link.could_answer(None, False)]
+
+    def never_serves(self, error: STTError | None = None, *, language: str | None = None,
+                     word_timestamps: bool = False) -> dict[str, str]:
+        """Why each engine will not take such a request until the install or config changes (not
+        installed, no key or model, a refused key or config, a language or word times it does not
+        declare), judged without calling them and from ``error``, what a request got; empty when
+        one may. A breaker, a 429, a 5xx or a timeout pass, so an adapter stays usable after those.
+        What ``stt-core serve`` refuses to start on, and answers without Retry-After."""
+        causes = dict(error.errors) if isinstance(error, AllProvidersFailed) else {}
+        reasons = {}
+        for link in self.links:
+            reason = link.never_takes(language, word_timestamps, causes.get(link.name))
+            if reason is None:
+                return {}
+            reasons[link.name] = reason
+        return reasons
 
     async def warmup(self) -> None:
         for link in self.links:
@@ -178,9 +183,9 @@ class Chain(Provider):
             with traced.current():  # each attempt's span is a child of the request's
                 result = await batch.first_answer(self.links, call, request, hedge_after=self.hedge_after)
         except BaseException as e:
-            traced.ended(request.attempts, hedged=request.hedged, error=e)
+            traced.ended(request.attempts, hedged=request.hedged, error=e, declined=request.declined)
             raise
-        traced.ended(request.attempts, answered=result, hedged=request.hedged)
+        traced.ended(request.attempts, answered=result, hedged=request.hedged, declined=request.declined)
         return result.replace(attempts=tuple(request.attempts))
 
     async def _stream(

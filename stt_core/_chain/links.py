@@ -31,6 +31,7 @@ from .._errors import (
     STTError,
 )
 from .._provider import Provider
+from .._registry import UnusableEngine
 from .._text import first_line
 from .._types import Attempt, AttemptOutcome, Transcript
 from . import policy, quality
@@ -68,7 +69,11 @@ class Link:
         return self.provider.name
 
     def refuses(self, language: str | None, word_timestamps: bool) -> str | None:
-        """Why this engine cannot take the request, judged from what it declares."""
+        """Why this engine cannot take the request, judged from what it declares. One that is not
+        here (not installed, cannot be built) declares nothing: it is not judged by that, so its own
+        reason, with how to install it, is what the request records."""
+        if isinstance(self.provider, UnusableEngine):
+            return None
         if not self.provider.capabilities.supports_language(language):
             return f"does not support language {language!r}"
         if word_timestamps and not self.provider.capabilities.word_timestamps:
@@ -85,6 +90,13 @@ class Link:
             or self.gate().action == "skip"
             or self.provider.why_unavailable()  # a check that raises says so here, not a crash
         )
+
+    def never_takes(self, language: str | None, word_timestamps: bool,
+                    cause: BaseException | None = None) -> str | None:
+        """Why it will not take such a request until its install or config changes (``cause``:
+        what a request got from it), or ``None`` when waiting may help."""
+        return policy.never_takes(refuses=self.refuses(language, word_timestamps),
+                                  unavailable=self.provider.why_unavailable(), cause=cause)
 
     def watch(self) -> None:
         """Probe an open engine's ``health()`` in the background until it passes (in the running
@@ -134,6 +146,7 @@ class Request:
     attempts: list[Attempt] = field(default_factory=list)
     causes: list[tuple[str, BaseException]] = field(default_factory=list)
     opened: set[Link] = field(default_factory=set)  # links whose breaker this request's failures opened
+    declined: set[str] = field(default_factory=set)  # engines passed for what they declare (language...)
     hedged: bool = False  # an engine was raced by the next one
     doubted: list[tuple[Transcript, frozenset[str] | None]] = field(default_factory=list)
     """Answers the chain doubted, each with its engine's languages (``quality.best`` picks)."""
@@ -192,10 +205,10 @@ class Links:
     async def admit(self, link: Link, request: Request) -> policy.Plan | None:
         """How to call ``link`` for this request, or ``None`` (skipped, the reason recorded)."""
         may_hold = True
+        refuses = link.refuses(request.language, request.word_timestamps)
         while True:
             decision = policy.admit(
-                refuses=(link.refuses(request.language, request.word_timestamps)
-                         or self.reask_refusal(link, request)),
+                refuses=refuses or self.reask_refusal(link, request),
                 gate=link.gate(),
                 later=self.could_answer_after(link, request),
                 may_hold=may_hold,
@@ -211,6 +224,8 @@ class Links:
         if isinstance(decision, policy.Skip):
             if link.breaker.state == "open" and link.has_health:
                 link.watch()  # skipped while open: make sure someone is probing it
+            if refuses:
+                request.declined.add(link.name)
             request.record(link, "skipped", 0.0, decision.reason)
             request.causes.append((link.name, ProviderUnavailable(decision.reason, provider=link.name)))
             return None

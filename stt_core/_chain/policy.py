@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from .._errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from .._errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable, refused_key
 from .._types import SETTINGS_MODEL, AttemptOutcome
 from .breaker import Gate
 
@@ -117,6 +117,18 @@ def admit(
         return Plan(1, timeout, probe=True)
     retries = retry.retry_before_fallover or not later
     return Plan(retry.attempts if retries else 1, attempt_timeout)
+
+
+def never_takes(*, refuses: str | None, unavailable: str | None, cause: BaseException | None) -> str | None:
+    """Why an engine will not take such a request until its install or config changes, or
+    ``None`` when waiting may help. ``refuses``: what it declares (a language, word times);
+    ``unavailable``: its own check (not installed, no key, no model); ``cause``: what a request
+    got from it (a refused key, a config error). A breaker, a Retry-After and failed calls clear."""
+    if unavailable or refuses:  # not installed says how to install; that comes first
+        return unavailable or refuses
+    if refused_key(cause) or isinstance(cause, ConfigError):
+        return str(cause)
+    return None
 
 
 def may_retry_into(gate_closed: bool, *, opened_by_this_request: bool) -> bool:

@@ -24,10 +24,10 @@ from rich.table import Table
 from .. import __version__
 from .._audio.audio import Audio
 from .._chain.chain import Chain
-from .._config import LoadedConfig, load_config
+from .._config import load_config
 from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
 from .._provider import Provider, transcribe_file, validation_problems
-from .._registry import registry
+from .._registry import install_command, registry
 from .._types import Transcript
 from .terminal import StatusLines, err, error, one_line, out, progress
 
@@ -81,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     providers = command(commands, "providers", "installed providers and whether they can serve")
+    providers.add_argument("--json", action="store_true", help="as JSON, for scripts")
     providers.set_defaults(run=cmd_providers)
 
     transcribe = command(commands, "transcribe", "transcribe audio files through the chain")
@@ -89,8 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--language", help="language code, e.g. en, zh (default: detect)")
     transcribe.add_argument("--format", choices=FORMATS, default="text",
                             help="text, json (one object per line per file), srt or vtt subtitles")
+    transcribe.add_argument("--word-timestamps", action="store_true",
+                            help="ask for each word's times (json: segments' words; engines that give "
+                                 "them take the request first)")
     outputs = transcribe.add_mutually_exclusive_group()
-    outputs.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the result here (one FILE)")
+    outputs.add_argument("-o", "--output", type=Path, metavar="FILE",
+                         help="write the result here (several inputs: as json or text, one after another)")
     outputs.add_argument("--output-dir", type=Path, metavar="DIR",
                          help="write one file per input, named after it (meeting.wav -> DIR/meeting.srt)")
     transcribe.add_argument("--quiet", action="store_true", help="do not report the chain's attempts")
@@ -147,54 +152,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_providers(args: argparse.Namespace) -> int:
-    plugins = registry()
-    try:
-        config: LoadedConfig | None = load_config(args.config)
-    except ConfigError as e:
-        err.print(f"warning: {e}; showing providers with default settings", markup=False)
-        config = None
-    table = Table(title="stt-core providers")
-    table.add_column("name", no_wrap=True)
-    for column in ("distribution", "version", "can serve", "model", "capabilities"):
-        table.add_column(column, overflow="fold")  # wrap long paths and reasons, never cut them
-    for info in plugins:
-        cls = info.provider_class
-        model, caps = None, cls.capabilities
-        try:
-            settings = cls.build_settings(config.provider_settings(info.name) if config else {})
-            provider = cls(settings)
-            caps = provider.capabilities  # an instance may narrow them (an English-only model)
-            reason, model = provider.why_unavailable(), cls.model_status(settings)
-        except Exception as e:  # bad settings, or a plugin's class or check that raises
-            reason = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-        features = [
-            name
-            for name, present in (
-                ("streaming", caps.streaming),
-                ("word times", caps.word_timestamps),
-                ("offline", caps.offline),
-            )
-            if present
-        ]
-        languages = ("any language" if caps.languages is None else f"{len(caps.languages)} languages"
-                     if len(caps.languages) > 8 else ",".join(sorted(caps.languages)))
-        table.add_row(
-            info.name,
-            info.distribution or "-",
-            info.version or "-",
-            "[green]yes[/]" if reason is None else f"[red]no[/]: {escape(reason)}",
-            escape(model or "-"),
-            ", ".join([*features, languages]),
-        )
-    out.print(table)
-    if not table.rows:
-        out.print("No engine is installed. For one that works offline: pip install 'stt-core[whisper]'; "
-                  "cloud ones: 'stt-core[groq]', 'stt-core[deepgram]'; SenseVoice: 'stt-core[funasr]'.",
-                  markup=False)
-    for problem in plugins.plugin_errors:
-        which = problem.provider or problem.entry_point
-        out.print(f"[red]failed to load[/] {escape(f'{problem.distribution} ({which})')}: "
-                  f"{escape(str(problem.error))}")
+    from .providers import show_providers
+
+    show_providers(as_json=args.json, config_path=args.config)
     return EXIT_OK
 
 
@@ -213,7 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..server import SECTION, ServeSettings, serve
     except ImportError as e:
         raise ConfigError(f"stt-core serve needs FastAPI and uvicorn ({e.name} is missing): "
-                          "pip install 'stt-core[serve]'") from None
+                          f"{install_command('serve')}") from None
     config = load_config(args.config)
     given = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     try:
@@ -226,10 +186,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from stt_core_ray import serve_on_ray
         except ImportError as e:
             raise ConfigError(f"stt-core serve --ray needs Ray Serve ({e.name} is missing): "
-                              "pip install 'stt-core[ray]'") from None
+                              f"{install_command('ray')}") from None
         serve_on_ray(config, settings, names=_chain_names(args.chain), address=args.ray_address)
         return EXIT_OK
     chain = config.build_chain(names=_chain_names(args.chain))
+    if never := chain.never_serves():  # every request would get 503: say why now, and do not start
+        reasons = "; ".join(f"{name}: {reason}" for name, reason in never.items())
+        raise ConfigError(f"stt-core serve: no engine of the chain ({chain.model}) can serve ({reasons})")
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
     serve(chain, settings, realtime=config.config.realtime)
@@ -251,8 +214,9 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
     several = len(args.files) > 1
-    if several and args.output:
-        raise ConfigError("-o takes one input file; for several, use --output-dir DIR")
+    if several and args.output and args.format in ("srt", "vtt"):
+        raise ConfigError(f"-o takes one input file as {args.format} (several would not be one valid file): "
+                          "use --output-dir DIR (one file per input)")
     if several and args.format in ("srt", "vtt") and not args.output_dir:
         raise ConfigError(f"several files as {args.format} on stdout would not be one valid file: "
                           "use --output-dir DIR (one file per input)")
@@ -298,9 +262,11 @@ async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
     """Each engine on its own, then the chain: load, first call, and the median of ``repeats``
     calls, on this machine. (benchmarks/ in the repository compares stt_core with the engines.)"""
     table = Table(title=f"stt-core bench: {audio.duration:.1f} s of audio, median of {repeats} calls, "
-                        f"chain {chain.model}")
+                        f"chain {chain.model}",
+                  caption="speed: seconds of audio transcribed per second of the median call "
+                          "(over 1: faster than real time)")
     table.add_column("engine", no_wrap=True)
-    for column in ("load ms", "first call ms", "median ms", "x real time", "result"):
+    for column in ("load ms", "first call ms", "median ms", "speed audio s/s", "result"):
         table.add_column(column, overflow="fold")
     served = False
     async with chain:
@@ -341,19 +307,23 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
     worst = EXIT_OK
     files = [Path("/dev/stdin" if f == "-" else f) for f in args.files]  # "-": the audio on stdin
     report = StatusLines(quiet=args.quiet)
+    if args.output:  # written one result after another (several inputs as json lines or text)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("", encoding="utf-8")
     async with chain:
         with progress(len(files)) as shown:
             for path in files:
                 shown.file_started(path.name)
                 try:
                     result = await transcribe_file(chain, path, language=args.language,
+                                                   word_timestamps=args.word_timestamps,
                                                    progress=shown.piece_done if err.is_terminal else None)
                 except (InvalidAudioError, ConfigError) as e:
                     error(_about(path, e))
                     worst = max(worst, EXIT_BAD_INPUT)
                 except AllProvidersFailed as e:
                     report.file(path, e.attempts)
-                    error(_about(path, e))
+                    error(_about(path, report.failed(e)))
                     worst = max(worst, EXIT_FAILED)
                 else:
                     report.file(path, result.attempts)
@@ -362,7 +332,7 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
     return worst
 
 
-def _about(path: Path, e: STTError) -> str:
+def _about(path: Path, e: STTError | str) -> str:
     """The error about ``path``, naming it once (a decoding error names its file already)."""
     return str(e) if str(path) in str(e) else f"{path}: {e}"
 
@@ -371,16 +341,17 @@ def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, s
     """The result in its format: into its own file (-o, --output-dir) or on stdout, which stays
     one valid document (JSON gives one object per line per file)."""
     rendered = _render(path, result, args.format)
+    if several and args.format == "text":
+        rendered = f"# {path}\n{rendered}"
     target = args.output or (args.output_dir / f"{path.stem}.{_EXTENSIONS[args.format]}"
                              if args.output_dir else None)
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(rendered + "\n", encoding="utf-8")
+        with target.open("a" if args.output else "w", encoding="utf-8") as written:  # -o: after the others
+            written.write(rendered + "\n")
         if not args.quiet:
             err.print(one_line(f"{path.name}: wrote {target}"), markup=False)
         return
-    if several and args.format == "text":
-        sys.stdout.write(f"# {path}\n")
     sys.stdout.write(rendered + "\n")
     sys.stdout.flush()
 

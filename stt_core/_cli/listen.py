@@ -4,6 +4,10 @@ A file is read and pushed at the speed it would be spoken (``--speed``); ``-`` r
 stdin as it arrives (16-bit little-endian, ``--rate`` Hz, ``--channels``: what ``arecord -f S16_LE``
 writes). On a terminal the interim transcript is one line, rewritten as it changes, and each final
 is printed on a line of its own; ``--format json`` prints every event, one object per line.
+
+stderr says what it is doing: loading the engines (a local model can take seconds on a slow CPU),
+then listening. On a terminal the live line marks speech as soon as the VAD hears it, and interims
+are dim (they will change); finals are printed plain.
 """
 
 from __future__ import annotations
@@ -62,7 +66,13 @@ async def listen(chain: Chain, source: str, *, speed: float, rate: int, channels
                  language: str | None, settings: RealtimeSettings) -> int:
     audio = source_audio(source, speed=speed, rate=rate, channels=channels)
     shown = _Shown(json_lines=fmt == "json")
+    heard = "stdin" if source == "-" else Path(source).name
+    pace = f"raw PCM, {rate} Hz, {channels} channel(s)" if source == "-" else \
+        "at once" if speed == 0 else f"at {speed:g}x real time"
     async with chain:
+        err.print(f"stt-core listen: loading {chain.model} ...", markup=False)
+        await chain.warmup()  # before the audio starts: the first words do not wait for a model
+        err.print(f"listening to {heard} ({pace}) through {chain.model}; Ctrl+C stops", markup=False)
         try:
             async for event in realtime(chain, audio, language=language, settings=settings):
                 shown.event(event)
@@ -94,18 +104,17 @@ class _Shown:
 
     def event(self, event: StreamEvent) -> None:
         if self.json_lines:
-            fields = {"type": event.type, "text": event.text, "start": event.start, "end": event.end,
-                      "language": event.language, "confidence": event.confidence,
+            fields = {"type": event.type, "text": event.text, "start": _ms(event.start),
+                      "end": _ms(event.end), "language": event.language, "confidence": event.confidence,
                       "provider": event.provider or None}
             if event.error is not None:
                 fields["error"] = one_line(str(event.error))
             print(json.dumps(fields), flush=True)
             return
-        if event.type in ("interim", "preflight") and self.live and event.text:
-            self._clear()
-            out.file.write(one_line(event.text)[: max(10, out.width - 1)])
-            out.file.flush()
-            self._interim = True
+        if event.type == "speech_start" and self.live:
+            self._live(f"{_SPEAKING} speech ...")
+        elif event.type in ("interim", "preflight") and self.live and event.text:
+            self._live(f"{_SPEAKING} {one_line(event.text)}")
         elif event.type == "final":
             self._clear()
             print(event.text, flush=True)
@@ -114,6 +123,13 @@ class _Shown:
             err.print(f"({event.start or 0:.1f}-{event.end or 0:.1f} s not transcribed: "
                       f"{one_line(str(event.error))})", markup=False)
 
+    def _live(self, text: str) -> None:
+        """``text`` on the live line, dim: it is not what was said yet, only what is heard so far."""
+        self._clear()
+        out.file.write(f"{_DIM}{text[: max(10, out.width - 1)]}{_PLAIN}")
+        out.file.flush()
+        self._interim = True
+
     def _clear(self) -> None:
         if self._interim:
             out.file.write("\r\x1b[2K")
@@ -121,6 +137,15 @@ class _Shown:
 
     def done(self) -> None:
         self._clear()
+
+
+_DIM, _PLAIN = "\x1b[2m", "\x1b[0m"
+_SPEAKING = "\u25cf"  # a dot on the live line while someone speaks
+
+
+def _ms(seconds: float | None) -> float | None:
+    """Times in JSON to the millisecond (sums of 20 ms chunks print as 7.390000000000001)."""
+    return None if seconds is None else round(seconds, 3)
 
 
 def check_pcm_options(rate: int, channels: int) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+from .._errors import AllProvidersFailed
+from .._text import first_line
 from .._types import Attempt
 
 # Piped output has no terminal width: rich would fold tables to 80 columns, splitting headers and
@@ -67,6 +69,16 @@ class StatusLines:
             parts.append(f"{engine} {outcome}{times} ({sum(a.latency for a in same):.2f}s){detail}")
         if parts:
             err.print(one_line(f"{path.name}: {'; '.join(parts)}"), markup=False)
+
+    def failed(self, error: AllProvidersFailed) -> str:
+        """Why no engine answered, each reason said once: one already said on a line of its own
+        (an engine that is not installed or has no key) is named, not repeated."""
+        said = [(name, cause, (name, str(cause)) in self._said) for name, cause in error.errors]
+        if not any(already for _, _, already in said):
+            return str(error)
+        causes = [f"{name}: as said above" if already else f"{name}: {first_line(cause)}"
+                  for name, cause, already in said]
+        return f"no provider could transcribe the audio ({'; '.join(causes)})"
 
 
 _PROGRESS_AFTER = 1.0  # seconds a file takes before its progress shows: a quick one shows none

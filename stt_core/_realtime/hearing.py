@@ -3,7 +3,7 @@ every adapter shares, in one place, so each adapter only translates events into 
 
 - ``stream``: the chain's first engine streams natively (Deepgram): the chain's stream, with its
   failover and replay of the audio since the last final;
-- ``realtime``: its first engine is local (FunASR, whisper) and a Silero model is installed:
+- ``realtime``: its first engine that can serve is local (FunASR, whisper) and a Silero model is installed:
   ``stt_core.realtime``, with interims, a preflight at the pause and a final per utterance;
 - ``segmented``: otherwise (cloud batch engines, or ``realtime=False``): the framework's VAD cuts
   the utterances and each goes through the chain as a live ``utterance``.
@@ -25,6 +25,7 @@ from .._audio.vad import find_vad_model
 from .._chain import Chain
 from .._errors import STTError
 from .._provider import Provider
+from .._registry import UnusableEngine
 from .._types import Capabilities, StreamEvent, Transcript
 from .session import RealtimeSettings, realtime
 
@@ -46,7 +47,13 @@ class Hearing:
     def __init__(self, engine: Provider, *, realtime: bool | None = None,
                  settings: RealtimeSettings | None = None) -> None:
         self.chain = engine if isinstance(engine, Chain) else Chain([engine])
-        self.first: Provider | None = self.chain.providers[0] if self.chain.providers else None
+        # The engine that will answer first: the first that can serve here (funasr not installed,
+        # or groq with no key, before whisper: whisper's real time), else the first installed (a
+        # stand-in for one that is not declares nothing), else the first.
+        engines = self.chain.providers
+        installed = [p for p in engines if not isinstance(p, UnusableEngine)]
+        self.first: Provider | None = next(
+            (p for p in installed if p.why_unavailable() is None), next(iter(installed or engines), None))
         first = self.first.capabilities if self.first else Capabilities()
         can_realtime = not first.streaming and first.offline and find_vad_model() is not None
         self.mode: Mode = "stream" if first.streaming else \
@@ -74,7 +81,7 @@ class Hearing:
 
     def never_serves(self, error: STTError) -> bool:
         """``Chain.never_serves``: when an adapter should say it cannot work (not just failed)."""
-        return self.chain.never_serves(error)
+        return bool(self.chain.never_serves(error))
 
     def model_of(self, engine: str) -> str | None:
         """The model of the chain's engine named ``engine`` (what answered an event)."""

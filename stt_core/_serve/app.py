@@ -49,6 +49,7 @@ from .._errors import (
     STTError,
 )
 from .._realtime.session import RealtimeSettings
+from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
 from .admission import Seats
 from .http import (
@@ -169,7 +170,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
                 with telemetry.remote_parent(request.headers):  # the client's trace goes on here
                     if form["stream"]:
                         answer = await streamed(engines, form, line, request,
-                                                lambda e: _error_body(e, engines))
+                                                lambda e: _error_body(e, engines, form))
                         streaming = True  # the stream leaves its place in line when it ends
                         return answer
                     transcribing = line.in_turn(lambda: _transcribe(engines, form))
@@ -182,7 +183,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
         except _Refused as e:
             return error_response(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
         except STTError as e:
-            return _stt_error(e, chain)
+            return _stt_error(e, chain, form)
         except ClientLeft:
             return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:
@@ -203,12 +204,17 @@ class Prometheus:
         try:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
             from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
             from prometheus_client import CollectorRegistry
         except ImportError as e:
-            raise ConfigError(f"/metrics needs the serve extra: pip install 'stt-core[serve]' ({e}); "
+            raise ConfigError(f"/metrics needs the serve extra: {install_command('serve')} ({e}); "
                               "or set [serve] metrics = false") from e
         self.registry = CollectorRegistry()
-        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)])
+        resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, where set
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            resource = Resource.create({SERVICE_NAME: "stt-core"})
+        self.provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=self.registry)],
+                                      resource=resource)
         telemetry.add_meter_provider(self.provider)
 
     def text(self) -> tuple[bytes, str]:
@@ -275,7 +281,11 @@ async def _read_form(request: Request) -> dict[str, Any]:
 
 def _check_servable(chain: Chain, form: dict[str, Any]) -> None:
     """A request no engine of the chain declares it can take is the client's to change (400 naming
-    the parameter), not a 503 the client would retry: no wait makes it servable."""
+    the parameter), not a 503 the client would retry: no wait makes it servable. Judged only when
+    every engine is installed: one that is not declares nothing, and the chain's own answer (503,
+    naming it and how to install it) is the true one."""
+    if any(isinstance(engine, UnusableEngine) for engine in chain.providers):
+        return
     language = form["language"]
     if not chain.capabilities.supports_language(language):
         raise _Refused(400, f"language {language!r} is not taken by any engine of the chain ({chain.model}): "
@@ -318,21 +328,26 @@ def _save(upload: IO[bytes], path: Path) -> int:
         return out.tell()
 
 
-def _error_body(e: STTError, chain: Chain) -> dict[str, Any]:
+def _error_body(e: STTError, chain: Chain, form: dict[str, Any]) -> dict[str, Any]:
     """The chain's error as the body ``_stt_error`` answers (a streamed answer's error event)."""
-    body: dict[str, Any] = json.loads(bytes(_stt_error(e, chain).body))
+    body: dict[str, Any] = json.loads(bytes(_stt_error(e, chain, form).body))
     return body
 
 
-def _stt_error(e: STTError, chain: Chain) -> JSONResponse:
+def _stt_error(e: STTError, chain: Chain, form: dict[str, Any]) -> JSONResponse:
     """The chain's error as an honest status: 400 bad input; 503 when no engine could take it
-    (try again after the breakers' cool-down); 504 when they ran out of time; 502 when they failed."""
+    (try again after the breakers' cool-down, or, when no wait will help, told not to retry:
+    OpenAI's ``x-should-retry: false``, which its SDKs obey); 504 when they ran out of time; 502
+    when they failed."""
     if isinstance(e, InvalidAudioError):
         return error_response(400, str(e), "invalid_request_error", param="file", code="invalid_audio")
     if isinstance(e, ConfigError):
         return error_response(400, str(e), "invalid_request_error")
     causes = [cause for _, cause in e.errors] if isinstance(e, AllProvidersFailed) else [e]
     if all(isinstance(c, ProviderUnavailable) for c in causes):
+        if chain.never_serves(e, language=form["language"], word_timestamps="word" in form["granularities"]):
+            return error_response(503, str(e), "server_error", code="unavailable",
+                                  headers={"x-should-retry": "false"})
         wait = max(1, math.ceil(chain.breaker_policy.cooldown))
         return error_response(503, str(e), "server_error", code="unavailable",
                               headers={"Retry-After": str(wait)})

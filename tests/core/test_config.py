@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stt_core import ConfigError, Registry, load_config
+from stt_core import AllProvidersFailed, Audio, Capabilities, ConfigError, Registry, load_config
 from stt_core.testing import FakeProvider
 
 SECRET = "sk-test-0123456789abcdef"
@@ -152,7 +152,32 @@ def test_missing_config_file() -> None:
 def test_not_installed_providers_become_unavailable_links(plugins: Registry) -> None:
     chain = load_config().build_chain(plugins=plugins, names=["funasr", "fake"])
     assert [p.name for p in chain.providers] == ["funasr", "fake"]
-    assert "pip install 'stt-core[funasr]'" in (chain.providers[0].why_unavailable() or "")
+    # How to install it, as this checkout installs it: the repository's own directory, which pip
+    # can install (`pip install 'stt-core[funasr]'` fails while stt-core is not on the index).
+    root = Path(__file__).parents[2]
+    assert f"pip install -e '{root / 'providers' / 'funasr'}'" in (chain.providers[0].why_unavailable() or "")
+
+
+async def test_an_engine_that_is_not_installed_says_so_when_a_language_is_given(plugins: Registry) -> None:
+    """Not "does not support language 'en'": it declares nothing, so its own reason is recorded,
+    with how to install it (the README's Python example printed the first on a whisper install)."""
+    english = FakeProvider(capabilities=Capabilities(languages=frozenset({"en"}), offline=True))
+    chain = load_config().build_chain(plugins=plugins, names=["funasr", "fake"],
+                                      adapt=lambda p: p if p.name == "funasr" else english)
+    async with chain:
+        result = await chain.transcribe(Audio.silence(0.5), language="en")
+        with pytest.raises(AllProvidersFailed) as failed:
+            await chain.transcribe(Audio.silence(0.5), language="zh")
+    funasr = result.attempts[0]
+    assert (funasr.provider, funasr.outcome) == ("funasr", "unavailable") and result.provider == "fake"
+    assert "provider 'funasr' is not installed" in (funasr.error or "")
+    assert "does not support" not in (funasr.error or "")
+    said = str(failed.value)  # Chinese: funasr is missing, and the English-only engine says so
+    assert "funasr: provider 'funasr' is not installed" in said
+    assert "fake: does not support language 'zh'" in said
+    assert chain.never_serves(failed.value, language="zh") == {
+        "funasr": chain.providers[0].why_unavailable(), "fake": "does not support language 'zh'"}
+    assert chain.never_serves(language="en") == {}
 
 
 def test_redacted_hides_secrets_of_installed_and_unknown_providers(

@@ -13,7 +13,7 @@ import pytest
 
 from stt_core import Chain, ConfigError, Registry, hookspecs
 from stt_core.testing import FakeProvider
-from tables import table_rows
+from tables import provider_entries
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "plugin-example"
@@ -93,7 +93,7 @@ def test_cli_lists_broken_plugins_and_honours_load_plugins_env(site: Path) -> No
     assert "good" in shown.stdout and "stt-broken" in shown.stdout and "needs libfoo" in shown.stdout
     env["STT_CORE_LOAD_PLUGINS"] = ""
     shown = subprocess.run([*STT_CORE, "providers"], env=env, capture_output=True, text=True, check=True)
-    rows = table_rows(shown.stdout)
+    rows = provider_entries(shown.stdout)
     assert "good" not in rows and "whisper" not in rows and "No engine is installed" in shown.stdout
 
 
@@ -279,10 +279,10 @@ def test_one_bad_class_costs_only_itself_not_the_plugins_other_engines(site: Pat
 
     listed = cli("providers")
     assert listed.returncode == 0, listed.stderr
-    rows = table_rows(listed.stdout)
-    assert rows["broken-reason"][3].startswith("no: broken-reason could not tell whether it can serve: "
-                                               "KeyError")
-    assert rows["broken-ctor"][3].startswith("no: RuntimeError: cannot build me")
+    rows = provider_entries(listed.stdout)
+    assert rows["broken-reason"]["can serve"].startswith("no: broken-reason could not tell whether it can "
+                                                         "serve: KeyError")
+    assert rows["broken-ctor"]["can serve"].startswith("no: RuntimeError: cannot build me")
     assert ("failed to load stt-core-broken (broken-abstract): TypeError: BrokenAbstract ('broken-abstract') "
             "does not implement _transcribe") in listed.stdout
 

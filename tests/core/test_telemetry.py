@@ -25,7 +25,8 @@ from fakes.deepgram_api import KEY as DEEPGRAM_KEY
 from fakes.deepgram_api import FakeDeepgram
 from fakes.groq_api import KEY, FakeGroq
 from speech import FIXTURES, MAX_WER, wer
-from stt_core import Audio, BreakerPolicy, Chain, RetryPolicy, telemetry
+from stt_core import Audio, BreakerPolicy, Capabilities, Chain, RetryPolicy, telemetry
+from stt_core._registry import UnusableEngine
 from stt_core.testing import FakeProvider
 from stt_core_deepgram._provider import DeepgramProvider
 from stt_core_groq._provider import GroqProvider
@@ -220,3 +221,39 @@ asyncio.run(main())
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == ["up", True, False]
+
+
+async def test_a_failover_is_only_a_real_move_to_another_engine(otel: Recorded) -> None:
+    """Not an engine that is not installed (every request would count: 100 % on a whisper-only
+    install), not one passed for what it declares (whisper -> whisper for word times): only a
+    move from the engine a request was meant for to another."""
+    plain = Capabilities(offline=True)  # no word times
+    missing = UnusableEngine("funasr", "provider 'funasr' is not installed")
+    chain = Chain([missing, FakeProvider(name="whisper", capabilities=plain),
+                   FakeProvider(name="groq", script=[])], retry=RetryPolicy(attempts=1))
+    assert (await chain.transcribe(Audio.silence(0.5))).provider == "whisper"
+    assert (await chain.transcribe(Audio.silence(0.5), word_timestamps=True)).provider == "groq"
+    assert otel.points("stt_core.failovers") == []
+    requests = [s for s in otel.spans.get_finished_spans() if s.name == "speech_to_text"]
+    assert [s.attributes["stt_core.fell_over"] for s in requests if s.attributes] == [False, False]
+
+    chain.providers[1].script.append(stt_core.ProviderError("busy", retryable=True))  # type: ignore[attr-defined]
+    assert (await chain.transcribe(Audio.silence(0.5))).provider == "groq"
+    (failover,) = otel.points("stt_core.failovers")
+    assert failover.value == 1 and failover.attributes == {"stt_core.from": "whisper", "stt_core.to": "groq"}
+
+
+async def test_metrics_name_their_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics' target_info: stt-core, not unknown_service:python3; OTEL_SERVICE_NAME wins."""
+    from stt_core._serve.app import Prometheus
+
+    for name, expected in ((None, "stt-core"), ("edge-stt", "edge-stt")):
+        if name:
+            monkeypatch.setenv("OTEL_SERVICE_NAME", name)
+        prometheus = Prometheus()
+        try:
+            await Chain([FakeProvider()]).transcribe(Audio.silence(0.5))
+            text = prometheus.text()[0].decode()
+        finally:
+            prometheus.close()
+        assert f'service_name="{expected}"' in text and "unknown_service" not in text

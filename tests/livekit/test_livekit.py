@@ -343,6 +343,15 @@ def test_the_example_agent_runs_offline_on_a_file(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_the_example_agents_help_lists_the_file_mode_and_livekits_commands() -> None:
+    example = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
+    done = subprocess.run([sys.executable, str(example), "--help"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "100"}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: python examples/livekit_agent.py file AUDIO\n"), done.stdout
+    assert all(command in done.stdout for command in ("console", "start", "dev"))  # and LiveKit's own
+
+
 # -- observability ---------------------------------------------------------------------------------
 
 

@@ -262,6 +262,18 @@ def test_the_example_runs_offline_on_a_file() -> None:
         <= MAX_WER, final
 
 
+def test_the_example_exits_1_and_says_why_when_every_engine_failed(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "examples" / "pipecat_agent.py"
+    (tmp_path / "stt.toml").write_text('chain = ["groq"]\n')  # and no key: no engine can answer
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "GROQ_"))}
+    done = subprocess.run([sys.executable, str(example), "file", str(FIXTURES / "lights.wav")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**env, "STT_CONFIG": str(tmp_path / "stt.toml")})
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "error: ChainSTTService#0: no provider could transcribe the audio (groq: no API key" in done.stderr
+    assert not [line for line in done.stdout.splitlines() if line.startswith("final: ")]
+
+
 async def test_the_chains_spans_are_children_of_pipecats_turn_span(groq: FakeGroq) -> None:
     """With Pipecat's tracing on (``PipelineWorker(enable_tracing=True)``), a request's span goes
     under Pipecat's own turn span. Pipecat traces through the global tracer provider, so this sets

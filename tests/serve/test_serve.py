@@ -8,10 +8,8 @@ against the fake Groq API for the faults.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,14 +18,13 @@ import httpx
 import jiwer
 import openai
 import pytest
-import uvicorn
 
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
-from serving import ServeProcess, free_port
+from serving import ServeProcess, running
 from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
 from stt_core import Audio, Chain, RetryPolicy
-from stt_core.server import ServeSettings, create_app
+from stt_core.server import ServeSettings
 from stt_core_groq._provider import GroqProvider
 from stt_core_openai._provider import OpenAIProvider
 
@@ -229,25 +226,6 @@ async def test_a_body_that_is_not_multipart_is_400(local_server: ServeProcess) -
 # -- in this process: uvicorn in a thread, for chains over fakes ------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def running(chain: Chain, **settings: object) -> AsyncIterator[str]:
-    """The app on uvicorn, on a thread of its own (its own loop); the test's loop stays free to
-    run the fake APIs the chain calls."""
-    config = uvicorn.Config(create_app(chain, ServeSettings(**settings)), host="127.0.0.1",  # type: ignore[arg-type]
-                            port=free_port(), lifespan="on", log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive(), "uvicorn did not start"
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        await asyncio.to_thread(thread.join, 30)
-
-
 @pytest.fixture
 async def groq(serve) -> FakeGroq:  # type: ignore[no-untyped-def]
     fake = FakeGroq()
@@ -289,19 +267,6 @@ async def test_the_openai_sdk_sees_a_rate_limit_error_when_busy(groq: FakeGroq) 
         first, second = await asyncio.gather(call(), call(), return_exceptions=True)
     errors = [r for r in (first, second) if isinstance(r, BaseException)]
     assert len(errors) == 1 and isinstance(errors[0], openai.RateLimitError)
-
-
-async def test_no_engine_can_serve_is_503_with_retry_after(groq: FakeGroq) -> None:
-    chain = Chain([GroqProvider(base_url=groq.url)])  # no key: unavailable before any call
-    async with running(chain) as url, httpx.AsyncClient(base_url=url) as http:
-        answer = await http.post("/v1/audio/transcriptions",
-                                 files={"file": ("f.wav", (FIXTURES / "fox.wav").read_bytes())},
-                                 data={"model": "m"})
-        ready = await http.get("/ready")
-    assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
-    assert "no API key" in answer.json()["error"]["message"]
-    assert ready.status_code == 503 and ready.json()["ready"] is False
-    assert groq.attempts == 0
 
 
 async def test_a_wav_whose_header_claims_hours_is_transcribed_as_far_as_it_goes_with_a_warning(

@@ -44,6 +44,7 @@ from ._models import (
     ONNX_VAD,
     SILERO_VAD,
     find_model,
+    find_serving_model,
     hub_id,
     is_path,
     torch_missing,
@@ -289,7 +290,8 @@ _engines_lock = threading.Lock()
 
 def get_engine(settings: FunASRSettings) -> Engine:
     """The engine for ``settings``, loading it on first use; one per process per settings."""
-    model_dir = find_model(settings.model, settings.hub)
+    model_dir = find_model(settings.model, settings.hub) if settings.backend == "torch" else \
+        find_serving_model(settings.model, settings.hub, quantize=settings.quantize)
     if model_dir is None:
         raise ProviderUnavailable(f"funasr model {settings.model!r} not found", provider="funasr")
     key = (model_dir.resolve(), hub_id(settings.vad, settings.hub), settings.device, settings.backend,

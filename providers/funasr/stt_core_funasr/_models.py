@@ -8,6 +8,11 @@ without any network call, in:
 2. the hub's own cache, for models funasr or modelscope downloaded before
    (``$MODELSCOPE_CACHE`` or ``~/.cache/modelscope/hub``; the Hugging Face cache for ``hub = "hf"``).
 
+The ONNX backend serves a model from its own directory once exported there, or from the ONNX
+export its authors publish (``iic/SenseVoiceSmall-onnx`` on ModelScope, the int8 model_quant.onnx,
+with the tokenizer from the model's own repository, which the export's leaves out): that is what
+``stt-core models download funasr`` fetches where no torch is installed to export the model.
+
 Nothing here imports funasr: ``stt-core providers`` uses it to say what is missing.
 """
 
@@ -18,7 +23,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from stt_core import ProviderUnavailable
+from stt_core import ProviderUnavailable, install_command
 
 DEFAULT_MODEL = "iic/SenseVoiceSmall"
 FSMN_VAD = "fsmn-vad"
@@ -35,13 +40,21 @@ _SHORT_NAMES = {
     "hf": {FSMN_VAD: "funasr/fsmn-vad", DEFAULT_MODEL: "FunAudioLLM/SenseVoiceSmall"},
 }
 _CONFIG_FILES = ("config.yaml", "configuration.json")
+_SITES = {"ms": "ModelScope", "hf": "Hugging Face"}
+
+# ONNX exports that a model's authors publish, by (hub, model): funasr's own export (the inputs and
+# outputs ``_onnx`` reads), made by the team that trained it.
+PUBLISHED_ONNX = {("ms", DEFAULT_MODEL): "iic/SenseVoiceSmall-onnx"}
+PUBLISHED_MB = 240  # its model_quant.onnx, the int8 model
+ONNX_FILES = {True: "model_quant.onnx", False: "model.onnx"}  # by `quantize`
+TOKENIZER = "*.bpe.model"
 
 
 # What runs funasr on torch (the export, backend "torch", the silero and fsmn VADs) needs, and how
 # to install it: torch is never pulled in by our extras (pip would take a CUDA build of several GB),
 # so the hint names the CPU build's command first.
 TORCH_HINT = ("install torch first (pip install torch --index-url https://download.pytorch.org/whl/cpu, "
-              "or the CUDA build you want), then pip install 'stt-core-funasr[torch]'")
+              f"or the CUDA build you want), then {install_command('funasr-torch')}")
 
 
 def torch_missing(*, silero: bool = False) -> str | None:
@@ -52,6 +65,11 @@ def torch_missing(*, silero: bool = False) -> str | None:
         return None
     how = TORCH_HINT + (" silero-vad" if silero else "")
     return f"{module} is not installed: {how}"
+
+
+def can_export() -> bool:
+    """Whether this install can make the ONNX files (the export runs funasr on torch)."""
+    return first_missing(("torch", "funasr", "onnx")) is None
 
 
 def first_missing(modules: Iterable[str]) -> str | None:
@@ -87,6 +105,50 @@ def find_model(model: str, hub: str) -> Path | None:
     return None
 
 
+def published_onnx(model: str, hub: str) -> str | None:
+    """The hub id of the ONNX export published for ``model``, or ``None``."""
+    return None if is_path(model) else PUBLISHED_ONNX.get((hub, hub_id(model, hub)))
+
+
+def find_serving_model(model: str, hub: str, *, quantize: bool) -> Path | None:
+    """The directory the ONNX backend serves ``model`` from: its own, exported; else its published
+    export (the ONNX file and the tokenizer); else its own without the export (made on first load
+    where torch is installed); ``None`` when none is on this machine."""
+    found, onnx = find_model(model, hub), ONNX_FILES[quantize]
+    if found is not None and (found / onnx).is_file():
+        return found
+    if (published := published_onnx(model, hub)) is not None:
+        export = find_model(published, hub)
+        if export is not None and (export / onnx).is_file() and any(export.glob(TOKENIZER)):
+            return export
+    return found
+
+
+def serving_missing_reason(model: str, hub: str, *, quantize: bool) -> str | None:
+    """Why the ONNX backend has no ``model`` to serve, with exactly what getting one takes on this
+    install (no torch: the published export, or the export's own needs); ``None`` if it has."""
+    if is_path(model):
+        return missing_reason("model", model, hub)
+    if find_serving_model(model, hub, quantize=quantize) is not None:
+        return None
+    option = "" if model == DEFAULT_MODEL else f" --model {model}"
+    site, repo, published = _SITES[hub], hub_id(model, hub), published_onnx(model, hub)
+    unreachable = "where ModelScope cannot be reached" if hub == "ms" else "without network"
+    copy = (f"{unreachable}, copy an exported model directory ({ONNX_FILES[quantize]}, am.mvn, config.yaml "
+            "and the *.bpe.model tokenizer) to this machine and set [funasr] model to it")
+    if can_export():
+        fetch = f"{repo} from {site} into {models_dir()}, exported to ONNX there"
+    elif published is not None:
+        fetch = (f"its ONNX export, {published}, and the tokenizer from {site}, about {PUBLISHED_MB} MB, "
+                 f"into {models_dir()}: no torch needed")
+    else:
+        return (f"model {model!r} is not downloaded, and no ONNX export of it is published: serving it "
+                "needs one, made once where torch and funasr are installed "
+                f"({TORCH_HINT}) by `stt-core models download funasr{option}` ({repo} from {site}); {copy}")
+    run = f"run `stt-core models download funasr{option}`"
+    return f"model {model!r} is not downloaded: {run} ({fetch}); {copy}"
+
+
 def missing_reason(what: str, model: str, hub: str) -> str | None:
     """Why ``model`` cannot be loaded from disk, with how to fix it; ``None`` if it can."""
     if is_path(model):
@@ -100,7 +162,7 @@ def missing_reason(what: str, model: str, hub: str) -> str | None:
         option = "" if model == DEFAULT_MODEL else f" --model {model}"
         return (
             f"{what} {model!r} is not downloaded: run `stt-core models download funasr{option}` "
-            f"(into {models_dir()}), or set it to a local model directory"
+            f"(from {_SITES[hub]} into {models_dir()}), or set it to a local model directory"
         )
     return None
 
@@ -112,24 +174,39 @@ def download(model: str, *, hub: str, target: Path | None = None) -> Path:
     """
     repo = hub_id(model, hub)
     target = target or models_dir() / repo
+    _fetch(repo, hub, target)
+    return target
+
+
+def download_published(model: str, published: str, *, target: Path | None = None) -> Path:
+    """The published ONNX export of ``model`` (ModelScope's ``published``) into ``target`` (default
+    ``models_dir()/<its hub id>``), with the model's tokenizer, which the export's repository
+    leaves out, from the model's own."""
+    target = target or models_dir() / published
+    _fetch(published, "ms", target)
+    if not any(target.glob(TOKENIZER)):
+        _fetch(hub_id(model, "ms"), "ms", target, only=TOKENIZER)
+    return target
+
+
+def _fetch(repo: str, hub: str, target: Path, *, only: str | None = None) -> None:
     target.mkdir(parents=True, exist_ok=True)
     try:
         if hub == "ms":
             from modelscope import snapshot_download
 
-            snapshot_download(repo, local_dir=str(target))
+            snapshot_download(repo, local_dir=str(target), allow_file_pattern=only)
         else:
             from huggingface_hub import snapshot_download as hf_snapshot_download
 
-            hf_snapshot_download(repo, local_dir=str(target))
+            hf_snapshot_download(repo, local_dir=str(target), allow_patterns=only)
     except Exception as e:  # the hub clients raise their own (and requests') errors
-        site = "ModelScope" if hub == "ms" else "Hugging Face"
         raise ProviderUnavailable(
-            f"cannot download {repo!r} from {site}: {type(e).__name__}: {e}. "
-            f"Without network, copy the model directory to this machine and set funasr.model to it",
+            f"cannot download {repo!r} from {_SITES[hub]}: {type(e).__name__}: {e}. Without network, "
+            "copy the model directory (for serving: model_quant.onnx, am.mvn, config.yaml and the "
+            "*.bpe.model tokenizer) to this machine and set [funasr] model to it",
             provider="funasr",
         ) from e
-    return target
 
 
 def _is_model_dir(path: Path) -> bool:

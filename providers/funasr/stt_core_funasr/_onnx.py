@@ -20,7 +20,7 @@ import numpy as np
 from stt_core import ProviderUnavailable
 
 from ._errors import bad_file
-from ._models import TORCH_HINT, first_missing
+from ._models import ONNX_FILES, TORCH_HINT, can_export
 from ._settings import SAMPLE_RATE, FunASRSettings, Options
 from ._torch import auto_model
 
@@ -36,12 +36,7 @@ OUTPUTS = ("ctc_logits", "encoder_out_lens")
 
 
 def onnx_file(model_dir: Path, *, quantize: bool) -> Path:
-    return model_dir / ("model_quant.onnx" if quantize else "model.onnx")
-
-
-def can_export() -> bool:
-    """Whether this install can make the ONNX files (the export runs funasr on torch)."""
-    return first_missing(("torch", "funasr", "onnx")) is None
+    return model_dir / ONNX_FILES[quantize]
 
 
 EXPORT_HINT = (f"run `stt-core models export funasr` where torch and funasr are installed ({TORCH_HINT}), "

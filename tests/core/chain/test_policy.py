@@ -32,6 +32,7 @@ from stt_core._chain.policy import (
     hedge_delay,
     hedge_setting,
     may_retry_into,
+    never_takes,
     outcome,
 )
 
@@ -158,6 +159,26 @@ def test_a_request_never_retries_into_a_breaker_another_request_opened(closed, o
 def test_what_a_failed_call_teaches_the_breaker(error, effect, recorded) -> None:  # type: ignore[no-untyped-def]
     assert breaker_effect(error) == effect
     assert outcome(error) == recorded
+
+
+@pytest.mark.parametrize(("refuses", "unavailable", "cause", "expected"), [
+    ("does not support language 'fr'", None, None, "does not support language 'fr'"),
+    (None, "provider 'funasr' is not installed", None, "provider 'funasr' is not installed"),
+    ("does not support language 'zh'", "provider 'x' is not installed", None,  # how to install it first
+     "provider 'x' is not installed"),
+    (None, "no API key", busy(), "no API key"),
+    (None, None, ProviderUnavailable("groq rejected the API key (HTTP 401)", status_code=401),
+     "groq rejected the API key (HTTP 401)"),
+    (None, None, ProviderError("refused (HTTP 403)", status_code=403), "refused (HTTP 403)"),
+    (None, None, ConfigError("bad model name"), "bad model name"),
+    (None, None, None, None),  # nothing known against it
+    (None, None, ProviderUnavailable("circuit breaker open"), None),  # it clears
+    (None, None, busy(5.0, status=429), None),  # so does a rate limit
+    (None, None, busy(status=503), None),
+    (None, None, ProviderTimeout("slow"), None),
+])
+def test_what_will_not_clear_by_waiting(refuses, unavailable, cause, expected) -> None:  # type: ignore[no-untyped-def]
+    assert never_takes(refuses=refuses, unavailable=unavailable, cause=cause) == expected
 
 
 class Clock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from speech import MAX_WER, wer
-from tables import table_rows
+from stt_core import install_command
+from tables import provider_entries, table_rows
 
 AUDIO = Path(__file__).parents[2] / "fixtures" / "audio"
 SECRET = "gsk_live_secret_0123456789"
@@ -66,10 +68,16 @@ def test_bad_config_is_exit_2(tmp_path: Path) -> None:
 
 def test_every_provider_failing_is_exit_1_with_each_reason(tmp_path: Path) -> None:
     # Engines that exist but cannot serve here: no model downloaded, no key.
-    run = stt("transcribe", str(AUDIO / "fox.wav"), "--chain", "funasr,groq", cwd=tmp_path, env=NO_KEYS)
+    fox = str(AUDIO / "fox.wav")
+    run = stt("transcribe", fox, fox, "--chain", "funasr,groq", cwd=tmp_path, env=NO_KEYS)
     assert run.returncode == 1
-    last = run.stderr.strip().splitlines()[-1]
-    assert "no provider could transcribe" in last and "funasr" in last and "groq: no API key" in last
+    said = run.stderr.strip().splitlines()
+    assert said[0].startswith("funasr unavailable: model 'iic/SenseVoiceSmall' is not downloaded")
+    assert said[1] == "groq unavailable: no API key: set GROQ_API_KEY (or [groq] api_key)"
+    assert said[2:] == [f"error: {fox}: no provider could transcribe the audio (funasr: as said above; "
+                        "groq: as said above)"] * 2  # each reason once, however many files
+    quiet = stt("transcribe", fox, "--chain", "funasr,groq", "--quiet", cwd=tmp_path, env=NO_KEYS)
+    assert quiet.returncode == 1 and "groq: no API key" in quiet.stderr  # not said above: said here
 
 
 def test_config_show_redacts_secrets(tmp_path: Path) -> None:
@@ -98,6 +106,10 @@ def test_bench_bad_input_is_exit_2(tmp_path: Path) -> None:
 def test_bench_with_no_engine_that_can_serve_is_exit_1(tmp_path: Path) -> None:
     run = stt("bench", str(AUDIO / "fox.wav"), "--chain", "funasr,groq", cwd=tmp_path, env=NO_KEYS)
     assert run.returncode == 1, run.stderr
+    header = next(line for line in run.stdout.splitlines() if "engine" in line)
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [  # each number names its unit
+        "engine", "load ms", "first call ms", "median ms", "speed audio s/s", "result"]
+    assert "speed: seconds of audio transcribed per second" in run.stdout
     rows = table_rows(run.stdout)
     assert rows["funasr"][-1].startswith("skipped: model 'iic/SenseVoiceSmall' is not downloaded")
     assert rows["groq"][-1].startswith("skipped: no API key")
@@ -178,6 +190,22 @@ def test_json_for_several_files_is_one_object_per_line(tmp_path: Path) -> None:
     assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [fox, lights]
 
 
+def test_several_files_as_json_lines_in_one_file_with_word_times(tmp_path: Path) -> None:
+    fox, lights = str(AUDIO / "fox.wav"), str(AUDIO / "lights.wav")
+    done = stt("transcribe", fox, lights, "--chain", "whisper", "--format", "json", "--word-timestamps",
+               "-o", "out/all.jsonl", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    results = [json.loads(line) for line in (tmp_path / "out" / "all.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in results] == [fox, lights]
+    for result, name in zip(results, ("fox", "lights"), strict=True):
+        words = [w for segment in result["segments"] for w in segment["words"]]
+        assert wer(name, " ".join(w["text"] for w in words)) <= MAX_WER, words
+        assert all(w["start"] <= w["end"] for w in words)
+    refused = stt("transcribe", fox, lights, "--format", "srt", "-o", "all.srt", cwd=tmp_path)
+    assert refused.returncode == 2 and "use --output-dir DIR" in refused.stderr
+
+
 def test_an_engines_own_warnings_stay_out_of_the_output(tmp_path: Path) -> None:
     tiny = Path(__file__).parents[2] / "fixtures" / "funasr" / "tiny-sensevoice"
     env = {"STT_FUNASR__MODEL": str(tiny), "STT_FUNASR__VAD": "none"}
@@ -240,16 +268,30 @@ def test_a_truncated_wav_is_transcribed_with_a_warning(tmp_path: Path) -> None:
     assert "truncated" in result["metadata"]["warnings"][0] and result["text"]
 
 
-def test_tables_stay_readable_when_piped_and_an_empty_install_gets_a_hint(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped, as `stt-core providers | less`
-    shown = subprocess.run([sys.executable, "-m", "stt_core.cli", "providers"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120, check=True)
-    header = next(line for line in shown.stdout.splitlines() if "distribution" in line)
-    assert "name" in header and "can serve" in header and "capabilities" in header  # not split
-    none = subprocess.run([sys.executable, "-m", "stt_core.cli", "providers"], cwd=tmp_path,
-                          env={**env, "STT_CORE_LOAD_PLUGINS": ""}, capture_output=True, text=True,
-                          timeout=120, check=True)
-    assert "No engine is installed" in none.stdout and "stt-core[whisper]" in none.stdout
+def test_providers_reads_at_80_columns_with_no_word_cut_and_as_json(tmp_path: Path) -> None:
+    def providers(*args: str, **env: str) -> str:
+        return subprocess.run([sys.executable, "-m", "stt_core.cli", "providers", *args], cwd=tmp_path,
+                              env={**os.environ, **NO_KEYS, **env}, capture_output=True, text=True,
+                              timeout=120, check=True).stdout
+
+    shown, listed = providers(COLUMNS="80"), json.loads(providers("--json"))
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 or " " not in line.strip() for line in lines), shown  # a path keeps its line
+    assert len(lines) <= 4 * len(listed["providers"]), shown  # it was 45 lines for 5 engines
+    entries = provider_entries(shown)
+    assert sorted(entries) == sorted(p["name"] for p in listed["providers"])
+    for engine in listed["providers"]:  # joined back, each reason is the whole one: no word was cut
+        said = entries[engine["name"]]
+        assert said["can serve"] == ("yes" if engine["can_serve"] else f"no: {engine['reason']}")
+        assert said.get("model") == engine["model"]
+    funasr = next(p for p in listed["providers"] if p["name"] == "funasr")
+    assert funasr["can_serve"] is False and "is not downloaded" in funasr["reason"]
+    assert funasr["capabilities"]["languages"] == ["en", "ja", "ko", "yue", "zh"]
+    assert listed["failed_to_load"] == []
+    none = providers(STT_CORE_LOAD_PLUGINS="")
+    assert "No engine is installed" in none and f"{install_command('whisper')};" in " ".join(none.split())
+    nothing = json.loads(providers("--json", STT_CORE_LOAD_PLUGINS=""))
+    assert nothing == {"providers": [], "failed_to_load": []}
 
 
 def _engine_plugin(tmp_path: Path, name: str, body: str = "") -> dict[str, str]:
@@ -412,6 +454,12 @@ def test_listen_prints_each_final_of_a_file_streamed_in_real_time(tmp_path: Path
     assert done.returncode == 0, done.stderr
     finals = done.stdout.strip().splitlines()
     assert len(finals) == 2, done.stdout  # one line per utterance: interims are shown only on a terminal
+    import json
+
+    done = stt("listen", str(AUDIO / "two_utterances.wav"), "--chain", "whisper", "--speed", "0",
+               "--format", "json")
+    times = [e[key] for e in map(json.loads, done.stdout.splitlines()) for key in ("start", "end")]
+    assert times and all(t is None or t == round(t, 3) for t in times), times  # not 3.1700000000000004
 
 
 def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
@@ -434,6 +482,45 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
     assert 0.5 <= events[-1]["confidence"] <= 1  # finals carry their engine's confidence
+
+
+
+def _on_a_terminal(*args: str, env: dict[str, str]) -> str:
+    """What ``stt-core`` writes to a terminal (a pseudo-terminal: stdout and stderr as a user sees
+    them, escapes and all)."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "stt_core.cli", *args], stdin=subprocess.DEVNULL,
+                               stdout=terminal, stderr=terminal, env={**os.environ, **env})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the process closed its side
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert process.wait(timeout=120) == 0, seen.decode(errors="replace")
+    return seen.decode()
+
+
+def test_listen_on_a_terminal_says_it_listens_marks_speech_and_dims_interims(tmp_path: Path) -> None:
+    # A quick engine, so that interims come whatever the machine's load (whisper on a busy CPU
+    # falls behind and turns them off).
+    shown = _on_a_terminal("listen", str(AUDIO / "two_utterances.wav"), "--chain", "quick", "--speed", "1",
+                           env={**_quick_engine(tmp_path), "COLUMNS": "100"})
+    lines = shown.split("\r\n")
+    assert lines[0] == "stt-core listen: loading quick ..."  # before a model loads: no blank screen
+    assert lines[1] == "listening to two_utterances.wav (at 1x real time) through quick; Ctrl+C stops"
+    live = re.findall(r"\x1b\[2m(.*?)\x1b\[0m", shown)  # the live line, dim
+    assert live.count("\u25cf speech ...") == 2, shown  # each utterance marked when the VAD hears it
+    assert [text for text in live if "speech ..." not in text], shown  # interims, dim too
+    finals = [line.rpartition("\x1b[2K")[2] for line in lines[2:] if line]
+    assert finals == ["hello world"] * 2, shown  # plain
 
 
 @pytest.mark.parametrize(("option", "named"), [

@@ -8,6 +8,7 @@ import pytest
 
 from speech import conversation, live
 from stt_core import Audio, Capabilities, Chain, Hearing, ProviderError, RetryPolicy, queued_audio
+from stt_core._registry import UnusableEngine
 from stt_core.testing import FakeProvider
 
 LOCAL = Capabilities(offline=True)
@@ -27,6 +28,22 @@ def test_how_a_chain_is_heard_follows_its_first_engine(first: Capabilities, real
     hearing = Hearing(FakeProvider(name="first", capabilities=first), realtime=realtime)
     assert hearing.mode == mode and hearing.continuous == (mode != "segmented")
     assert isinstance(hearing.chain, Chain) and hearing.first is not None and hearing.first.name == "first"
+
+
+class Keyless(FakeProvider):
+    def why_unavailable(self) -> str | None:
+        return "no API key"
+
+
+def test_engines_that_cannot_serve_here_do_not_decide_how_a_chain_is_heard() -> None:
+    """funasr missing and groq with no key before whisper (examples/stt.toml on the wheels' install):
+    whisper answers, so real time; it was segmented, and Pipecat's cut lost the first words."""
+    missing = UnusableEngine("funasr", "provider 'funasr' is not installed")
+    keyless = Keyless(name="groq", capabilities=CLOUD)
+    hearing = Hearing(Chain([missing, keyless, FakeProvider(name="whisper", capabilities=LOCAL)]))
+    assert hearing.mode == "realtime" and hearing.first is not None and hearing.first.name == "whisper"
+    assert Hearing(Chain([missing, keyless])).first is keyless  # none can serve: the first installed
+    assert Hearing(Chain([missing])).first is missing
 
 
 async def test_a_native_streams_utterances_are_bounded_as_real_times_are() -> None:
