@@ -374,6 +374,10 @@ def serve(chain: Chain, settings: ServeSettings, *, realtime: RealtimeSettings |
     warn_if_open(settings)
     uvicorn.run(create_app(chain, settings, realtime=realtime), host=settings.host, port=settings.port,
                 log_level="info", timeout_graceful_shutdown=settings.shutdown_timeout, lifespan="on",
+                # asyncio's own loop, even where uvloop is installed (uvicorn[standard], ray[serve]):
+                # the WebSocket protocol's stall timeout wraps its transport's close, and uvloop's
+                # transports are read-only (every WebSocket upgrade failed with a 500 there)
+                loop="asyncio",
                 http=head_timeout_protocol(settings.head_timeout),
                 ws=websocket_protocol(settings.head_timeout),
                 # a message over max_message_mb is read, then refused with a reason (realtime);
