@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
+from realtime_clients import REALTIME_KEY
 from serving import ServeProcess, running
 from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
 from stt_core import Audio, Chain, RetryPolicy
@@ -29,7 +30,7 @@ from stt_core_groq._provider import GroqProvider
 from stt_core_openai._provider import OpenAIProvider
 
 TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
-SERVER_KEY = "sk-serve-test-0123456789"
+SERVER_KEY = REALTIME_KEY
 pytestmark = pytest.mark.slow
 
 
@@ -39,25 +40,11 @@ pytestmark = pytest.mark.slow
 WHISPER_ONLY = 'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n'
 
 
-@pytest.fixture(scope="module")
-def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """Whisper first (English only: it takes English requests), the tiny SenseVoice behind it."""
-    config = f"""
-chain = ["whisper", "funasr"]
-[whisper]
-model = "bundled"
-cpu_threads = 1
-[funasr]
-model = "{TINY}"
-vad = "none"
-ncpu = 1
-min_free_memory_gb = 0
-[serve]
-api_key = "{SERVER_KEY}"
-"""
-    server = ServeProcess(tmp_path_factory.mktemp("serve"), config)
-    yield server
-    server.stop()
+@pytest.fixture
+def local_server(realtime_server: ServeProcess) -> ServeProcess:
+    """The suite's shared server (conftest.py): whisper first (English only: it takes English
+    requests), the tiny SenseVoice behind it, behind SERVER_KEY."""
+    return realtime_server
 
 
 def _client(server: ServeProcess, key: str = SERVER_KEY) -> openai.AsyncOpenAI:
