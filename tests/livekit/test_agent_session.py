@@ -89,10 +89,10 @@ class _Answer(llm.LLMStream):
 async def test_preemptive_generation_starts_from_our_preflight_before_the_final() -> None:
     whisper = stt_core.registry().create("whisper")
     # Fed in real time. whisper tiny.en (float32) took 1.4 s for the clip on this 2-core VM, idle
-    # (a CI run saw the preflight miss a 1.2 s window), so the utterance ends 4 s after the speech
-    # here: the preflight has the time to come first (the default 0.55 s suits an engine of
-    # SenseVoiceSmall's speed).
-    ours = STT(whisper, realtime_settings=stt_core.RealtimeSettings(min_silence=4.0))
+    # (a CI run saw the preflight miss a 1.2 s window, and one on two busy workers a 4 s one), so
+    # the utterance ends 8 s after the speech here: the preflight has the time to come first (the
+    # default 0.55 s suits an engine of SenseVoiceSmall's speed).
+    ours = STT(whisper, realtime_settings=stt_core.RealtimeSettings(min_silence=8.0))
     assert ours.realtime and ours.capabilities.interim_results
     model = RecordingLLM()
     session = AgentSession(stt=ours, vad=silero.VAD.load(), llm=model,
