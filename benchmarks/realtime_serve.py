@@ -28,23 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
-import psutil
 from common import AUDIO, publish_alone
+from serve_api import Server
 
 import stt_core
 from stt_core import Audio
@@ -153,35 +147,12 @@ def summary(runs: list[list[tuple[float, str]]], ends: list[float], speech: floa
             "interims": statistics.median(interims)}
 
 
-class Server:
-    """``stt-core serve`` over the same engine, in a process of its own."""
-
-    def __init__(self, tmp: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        config = [f"chain = {json.dumps([engine for engine, _ in ENGINES.values()])}"]
-        for engine, settings in ENGINES.values():  # the same engines as in process
-            config += [f"[{engine}]", *(f"{key} = {json.dumps(value)}" for key, value in settings.items())]
-        (tmp / "stt.toml").write_text("\n".join([*config, "[serve]", "max_realtime_sessions = 16", ""]))
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stt_core.cli", "serve", "--port", str(self.port)],
-            env={**os.environ, "STT_CONFIG": str(tmp / "stt.toml")},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"ws://127.0.0.1:{self.port}"
-        for _ in range(3000):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{self.port}/ready", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("stt-core serve did not start")
-
-    def cpu(self) -> float:
-        return float(sum(psutil.Process(self.process.pid).cpu_times()[:2]))
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
+def server_config() -> str:
+    """stt.toml for ``stt-core serve`` over the same engines as in process."""
+    config = [f"chain = {json.dumps([engine for engine, _ in ENGINES.values()])}"]
+    for engine, settings in ENGINES.values():
+        config += [f"[{engine}]", *(f"{key} = {json.dumps(value)}" for key, value in settings.items())]
+    return "\n".join([*config, "[serve]", "max_realtime_sessions = 16", ""])
 
 
 async def recognition(engine: stt_core.Provider) -> float:
@@ -207,11 +178,12 @@ async def measure(rounds: int) -> tuple[dict[Key, dict[str, Any]], dict[str, flo
     cpu: dict[Key, float] = {}
     alone: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp))
+        server = Server(Path(tmp), server_config())
+        ws_url = server.url.replace("http", "ws", 1)
         try:
             for label, engine in engines.items():
                 await engine.warmup()
-                await over_websocket(server.url, ENGINES[label][0], pcm)  # warm-up: both sides' first calls
+                await over_websocket(ws_url, ENGINES[label][0], pcm)  # warm-up: both sides' first calls
                 await in_process(engine, pcm)
                 alone[label] = await recognition(engine)
             for r in range(rounds):
@@ -224,7 +196,7 @@ async def measure(rounds: int) -> tuple[dict[Key, dict[str, Any]], dict[str, flo
                                 ran = await asyncio.gather(*(in_process(engine, pcm) for _ in range(n)))
                                 used = time.process_time() - before
                             else:
-                                ran = await asyncio.gather(*(over_websocket(server.url, model, pcm)
+                                ran = await asyncio.gather(*(over_websocket(ws_url, model, pcm)
                                                              for _ in range(n)))
                                 used = server.cpu() - before
                             key = (label, n, side)

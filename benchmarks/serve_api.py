@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from common import AUDIO, publish_alone
 
 TITLE = "openai api"
@@ -42,18 +43,19 @@ SIDES = ("in-process", "serve, openai SDK", "serve, openai provider")
 ENGINE = {"model": "bundled", "cpu_threads": 1, "num_workers": 2}  # 2 workers: one per core
 
 
-class Server:
-    """``stt-core serve`` over the bundled whisper, in a process of its own."""
+WHISPER_SERVER = ('chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\nnum_workers = 2\n'
+                  "[serve]\nmax_concurrent = 16\nmax_waiting = 64\n")  # the same engine as ENGINE
 
-    def __init__(self, tmp: Path) -> None:
+
+class Server:
+    """``stt-core serve`` over ``config`` (the bundled whisper), in a process of its own."""
+
+    def __init__(self, tmp: Path, config_text: str = WHISPER_SERVER) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
         config = tmp / "stt.toml"
-        config.write_text(  # the same engine as ENGINE
-            'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\nnum_workers = 2\n'
-            "[serve]\nmax_concurrent = 16\nmax_waiting = 64\n"
-        )
+        config.write_text(config_text)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stt_core.cli", "serve", "--port", str(self.port)],
             env={**os.environ, "STT_CONFIG": str(config)},
@@ -66,6 +68,10 @@ class Server:
                     return
             time.sleep(0.1)
         raise RuntimeError("stt-core serve did not start")
+
+    def cpu(self) -> float:
+        """CPU seconds the server has used so far."""
+        return float(sum(psutil.Process(self.process.pid).cpu_times()[:2]))
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
