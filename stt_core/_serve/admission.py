@@ -13,7 +13,7 @@ POLICY, TRY_LATER = 1008, 1013  # WebSocket close codes: policy violation, try a
 
 
 class Seats:
-    """Realtime sessions at once."""
+    """Places up to ``limit`` taken at once: realtime sessions, or HTTP requests inside and in line."""
 
     def __init__(self, limit: int) -> None:
         self.limit, self.taken = limit, 0

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from .admission import Seats
 from .settings import ServeSettings
 
 logger = logging.getLogger("stt_core.serve")
@@ -37,17 +38,13 @@ class Line:
 
     def __init__(self, concurrent: int, waiting: int) -> None:
         self._inside = asyncio.Semaphore(concurrent)
-        self._limit = concurrent + waiting
-        self._admitted = 0
+        self._admitted = Seats(concurrent + waiting)  # inside and in line
 
     def admit(self) -> bool:
-        if self._admitted >= self._limit:
-            return False
-        self._admitted += 1
-        return True
+        return self._admitted.take()
 
     def leave(self) -> None:
-        self._admitted -= 1
+        self._admitted.give_back()
 
     async def in_turn(self, work: Callable[[], Awaitable[T]]) -> T:
         """``work()`` once one of the ``concurrent`` places is free (made only then: a request
