@@ -11,7 +11,8 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from stt_core import Audio
+import stt_core
+from stt_core import Audio, RealtimeSettings
 
 ROOT = Path(__file__).parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
@@ -81,3 +82,17 @@ async def live(audio: Audio, chunk: float = 0.02, pace: float = 0.0) -> AsyncIte
     for i in range(0, audio.num_frames, step):
         yield audio.slice(i / audio.sample_rate, (i + step) / audio.sample_rate)
         await asyncio.sleep(pace)
+
+
+# Real time's bounds for a test of what a real model heard, not of how fast it heard it: on CI's two
+# busy cores (two test workers, one of them installing wheels or running a Ray cluster) whisper
+# tiny.en has taken past the default 10 s attempt_timeout for a 2.7 s clip, and the utterance failed.
+PATIENT = RealtimeSettings(attempt_timeout=120, drain_timeout=120)
+
+
+def warm_whisper() -> stt_core.Provider:
+    """The bundled whisper tiny.en, loaded (a cold model's load counts against real time's first
+    attempt) and on one thread (two test workers share two cores)."""
+    whisper = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
+    asyncio.run(whisper.warmup())
+    return whisper

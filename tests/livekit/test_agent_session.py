@@ -7,6 +7,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -20,7 +21,7 @@ from livekit.agents.voice import io
 from livekit.plugins import silero
 
 import stt_core
-from speech import FIXTURES, MAX_WER, wer
+from speech import FIXTURES, MAX_WER, PATIENT, warm_whisper, wer
 from stt_core import Audio
 from stt_core_livekit import STT, audio_to_frames
 
@@ -43,9 +44,14 @@ class FixtureAudio(io.AudioInput):
         return next(self._frames, self._silence)
 
 
-async def test_agent_session_emits_the_users_words() -> None:
-    whisper = stt_core.registry().create("whisper")
-    session = AgentSession(stt=STT(whisper), vad=silero.VAD.load(), turn_handling={"turn_detection": "stt"})
+@pytest.fixture(scope="module")
+def whisper() -> stt_core.Provider:
+    return warm_whisper()
+
+
+async def test_agent_session_emits_the_users_words(whisper: stt_core.Provider) -> None:
+    session = AgentSession(stt=STT(whisper, realtime_settings=PATIENT), vad=silero.VAD.load(),
+                           turn_handling={"turn_detection": "stt"})
     heard: list[UserInputTranscribedEvent] = []
     final = asyncio.Event()
 
@@ -86,13 +92,14 @@ class _Answer(llm.LLMStream):
         self._event_ch.send_nowait(llm.ChatChunk(id="1", delta=answer))
 
 
-async def test_preemptive_generation_starts_from_our_preflight_before_the_final() -> None:
-    whisper = stt_core.registry().create("whisper")
+async def test_preemptive_generation_starts_from_our_preflight_before_the_final(
+    whisper: stt_core.Provider,
+) -> None:
     # Fed in real time. whisper tiny.en (float32) took 1.4 s for the clip on this 2-core VM, idle
     # (a CI run saw the preflight miss a 1.2 s window, and one on two busy workers a 4 s one), so
     # the utterance ends 8 s after the speech here: the preflight has the time to come first (the
     # default 0.55 s suits an engine of SenseVoiceSmall's speed).
-    ours = STT(whisper, realtime_settings=stt_core.RealtimeSettings(min_silence=8.0))
+    ours = STT(whisper, realtime_settings=PATIENT.model_copy(update={"min_silence": 8.0}))
     assert ours.realtime and ours.capabilities.interim_results
     model = RecordingLLM()
     session = AgentSession(stt=ours, vad=silero.VAD.load(), llm=model,

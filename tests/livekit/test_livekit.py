@@ -18,7 +18,7 @@ from livekit.agents import APIConnectionError, APIError, APIStatusError, APITime
 import stt_core
 from fakes.deepgram_api import KEY, FakeDeepgram
 from fakes.local_engine import LocalEngine
-from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, wer
+from speech import FIXTURES, MAX_WER, PATIENT, REFERENCES, conversation, normalize, warm_whisper, wer
 from stt_core import (
     AllProvidersFailed,
     Audio,
@@ -40,7 +40,7 @@ SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the 
 
 @pytest.fixture(scope="module")
 def whisper() -> stt_core.Provider:
-    return stt_core.registry().create("whisper")
+    return warm_whisper()
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def finals(stream: stt.RecognizeStream) -> tuple[list[stt.SpeechEvent], li
 
 
 async def test_recognize_livekit_frames_through_whisper(whisper: stt_core.Provider) -> None:
-    adapter = STT(whisper)
+    adapter = STT(whisper, realtime_settings=PATIENT)
     references, hypotheses = [], []
     for name, text in REFERENCES.items():
         event = await adapter.recognize(livekit_frames(name))
@@ -99,7 +99,7 @@ async def test_a_frame_too_short_or_no_frames_is_bad_audio_that_no_engine_is_sen
     whisper: stt_core.Provider,
 ) -> None:
     cloud = FakeProvider(name="cloud")  # would take anything, an empty upload included
-    adapter = STT(Chain([whisper, cloud]))
+    adapter = STT(Chain([whisper, cloud]), realtime_settings=PATIENT)
     one_sample = rtc.AudioFrame(b"\x10\x00", 48_000, 1, 1)
     for frames in ([one_sample], []):
         with pytest.raises(APIStatusError) as refused:
@@ -110,7 +110,7 @@ async def test_a_frame_too_short_or_no_frames_is_bad_audio_that_no_engine_is_sen
 
 async def test_metrics_name_the_engine_that_answered(whisper: stt_core.Provider) -> None:
     unavailable = FakeProvider(name="first", script=[ProviderUnavailable("no key", provider="first")])
-    adapter = STT(Chain([unavailable, whisper]))
+    adapter = STT(Chain([unavailable, whisper]), realtime_settings=PATIENT)
     metrics: list[Any] = []
     adapter.on("metrics_collected", metrics.append)
     event = await adapter.recognize(livekit_frames("lights"))
@@ -121,7 +121,7 @@ async def test_metrics_name_the_engine_that_answered(whisper: stt_core.Provider)
 
 
 async def test_word_times_when_every_engine_gives_them(whisper: stt_core.Provider) -> None:
-    adapter = STT(whisper)
+    adapter = STT(whisper, realtime_settings=PATIENT)
     assert adapter.capabilities.aligned_transcript == "word"
     words = (await adapter.recognize(livekit_frames("good_morning"))).alternatives[0].words
     assert words and [normalize(w) for w in words][:2] == ["good", "morning"]
@@ -176,7 +176,7 @@ async def test_one_retry_layer_livekit_does_not_retry_what_the_chain_retried() -
 async def test_stream_gives_each_utterance_in_order_with_usage_metrics(
     deepgram: FakeDeepgram, whisper: stt_core.Provider
 ) -> None:
-    adapter = STT(Chain([deepgram_provider(deepgram), whisper]))
+    adapter = STT(Chain([deepgram_provider(deepgram), whisper]), realtime_settings=PATIENT)
     metrics: list[Any] = []
     adapter.on("metrics_collected", metrics.append)
     stream = adapter.stream()
@@ -197,7 +197,8 @@ async def test_stream_failover_mid_utterance_still_delivers_it(
     deepgram: FakeDeepgram, whisper: stt_core.Provider
 ) -> None:
     deepgram.drop_after = 4.3  # inside the second utterance, after its interim result
-    adapter = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)))
+    adapter = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)),
+                  realtime_settings=PATIENT)
     stream = adapter.stream()
     pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
     final, _ = await finals(stream)
@@ -213,7 +214,7 @@ async def test_flush_ends_a_segment_so_a_batch_engine_answers_per_utterance(
 ) -> None:
     """A stream whose engines do not stream natively (here: whisper) still answers each turn
     when LiveKit flushes, not only at the end of the call."""
-    adapter = STT(whisper)
+    adapter = STT(whisper, realtime_settings=PATIENT)
     stream = adapter.stream()
     for frame in livekit_frames("good_morning"):
         stream.push_frame(frame)
@@ -243,7 +244,8 @@ async def test_our_chain_keeps_what_livekits_fallback_adapter_loses(
     from livekit.plugins import silero
 
     deepgram.drop_after = 4.3
-    theirs = stt.FallbackAdapter([STT(deepgram_provider(deepgram)), STT(whisper)], vad=silero.VAD.load())
+    theirs = stt.FallbackAdapter([STT(deepgram_provider(deepgram)), STT(whisper, realtime_settings=PATIENT)],
+                                 vad=silero.VAD.load())
     stream = theirs.stream()
     pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
     their_finals, _ = await finals(stream)
@@ -251,7 +253,8 @@ async def test_our_chain_keeps_what_livekits_fallback_adapter_loses(
     their_words = normalize(" ".join(e.alternatives[0].text for e in their_finals)).split()
 
     deepgram.drop_after, deepgram.streamed = 4.3, bytearray()
-    ours = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)))
+    ours = STT(Chain([deepgram_provider(deepgram), whisper], retry=RetryPolicy(attempts=1)),
+               realtime_settings=PATIENT)
     stream = ours.stream()
     pusher = asyncio.create_task(push(stream, livekit_frames("two_utterances")))
     our_finals, _ = await finals(stream)
@@ -369,8 +372,9 @@ async def test_the_chains_spans_are_children_of_livekits_current_span(whisper: s
     stt_core.telemetry.configure(tracer_provider=provider)
     try:
         with livekit_tracer.start_as_current_span("user_turn") as turn:
-            await STT(whisper).recognize(livekit_frames("lights"))
-            stream = STT(whisper).stream()  # its task starts here, in LiveKit's span
+            await STT(whisper, realtime_settings=PATIENT).recognize(livekit_frames("lights"))
+            # its task starts here, in LiveKit's span
+            stream = STT(whisper, realtime_settings=PATIENT).stream()
             await push(stream, livekit_frames("lights"))
             finals_, _ = await finals(stream)
     finally:

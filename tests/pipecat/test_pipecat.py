@@ -28,13 +28,14 @@ from pipecat.metrics.metrics import ProcessingMetricsData, STTUsageMetricsData, 
 from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import SleepFrame, run_test
 
+import speech
 import stt_core
 from fakes.deepgram_api import KEY as DEEPGRAM_KEY
 from fakes.deepgram_api import FakeDeepgram
 from fakes.groq_api import KEY as GROQ_KEY
 from fakes.groq_api import FakeGroq
 from fakes.local_engine import LocalEngine
-from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, wer
+from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, warm_whisper, wer
 from stt_core import Audio, Chain, RetryPolicy
 from stt_core.testing import FakeProvider
 from stt_core_deepgram._provider import DeepgramProvider
@@ -45,11 +46,12 @@ from stt_core_pipecat import ChainSTTService
 RATE = 16_000
 TINY_SENSEVOICE = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 STOP_SECS = 0.2  # Pipecat's VADParams default
+PATIENT = speech.PATIENT.model_copy(update={"min_silence": STOP_SECS})  # as the service's default
 
 
 @pytest.fixture(scope="module")
 def whisper() -> stt_core.Provider:
-    return stt_core.registry().create("whisper")
+    return warm_whisper()
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def of(frames: Sequence[Frame], kind: type[Frame]) -> list[Any]:
 async def test_segmented_finals_carry_the_fixtures_words_and_pipecats_metrics(
     whisper: stt_core.Provider,
 ) -> None:
-    service = ChainSTTService(whisper, realtime=False)
+    service = ChainSTTService(whisper, realtime=False, realtime_settings=PATIENT)
     assert service.mode == "segmented"
     down, up = await run_test(service, frames_to_send=spoken("lights", "weather"),
                               pipeline_params=PipelineParams(enable_metrics=True, enable_usage_metrics=True))
@@ -127,7 +129,7 @@ async def test_a_first_engine_answering_500_is_answered_by_the_next_with_no_erro
 ) -> None:
     groq.faults.extend(["500"] * 10)
     chain = Chain([groq_engine(groq), whisper], retry=RetryPolicy(attempts=1))
-    service = ChainSTTService(chain, realtime=False)
+    service = ChainSTTService(chain, realtime=False, realtime_settings=PATIENT)
     down, up = await run_test(service, frames_to_send=spoken("lights"))
     (final,) = of(down, TranscriptionFrame)
     assert final.result.provider == "whisper" and wer("lights", final.text) <= MAX_WER
@@ -160,7 +162,7 @@ async def test_a_service_switcher_above_fails_over_once_ours_can_never_serve(
     from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherStrategyFailover
 
     refused = ChainSTTService(Chain([groq_engine(groq, key="gsk_wrong_key_0000000000")]))
-    backup = ChainSTTService(whisper, realtime=False)
+    backup = ChainSTTService(whisper, realtime=False, realtime_settings=PATIENT)
     switcher = ServiceSwitcher(services=[refused, backup], strategy_type=ServiceSwitcherStrategyFailover)
     down, _ = await run_test(switcher, frames_to_send=[*spoken("lights"), SleepFrame(sleep=0.5),
                                                        *spoken("weather")])
@@ -173,7 +175,7 @@ async def test_a_refused_key_on_one_engine_leaves_it_usable(
     groq: FakeGroq, whisper: stt_core.Provider
 ) -> None:
     chain = Chain([groq_engine(groq, key="gsk_wrong_key_0000000000"), whisper])
-    service = ChainSTTService(chain, realtime=False)
+    service = ChainSTTService(chain, realtime=False, realtime_settings=PATIENT)
     down, up = await run_test(service, frames_to_send=spoken("lights", "lights"))
     assert [f.result.provider for f in of(down, TranscriptionFrame)] == ["whisper", "whisper"]
     assert service.is_usable and not of(up, ErrorFrame)
@@ -186,7 +188,8 @@ async def test_a_deepgram_stream_dying_mid_utterance_loses_no_word(serve, whispe
     deepgram = FakeDeepgram(utterances=list(SCRIPT), drop_after=4.3)  # inside the second utterance
     deepgram.url = await serve(deepgram.app())
     engine = DeepgramProvider(api_key=DEEPGRAM_KEY, base_url=deepgram.url, timeout=2.0)
-    service = ChainSTTService(Chain([engine, whisper], retry=RetryPolicy(attempts=1)))
+    service = ChainSTTService(Chain([engine, whisper], retry=RetryPolicy(attempts=1)),
+                              realtime_settings=PATIENT)
     assert service.mode == "stream"
     frames = [item for frame in audio_frames("two_utterances") for item in (frame, SleepFrame(sleep=0.002))]
     down, up = await run_test(service, frames_to_send=frames)

@@ -29,6 +29,9 @@ ncpu = 1
 min_free_memory_gb = 0
 [serve]
 api_key = "{REALTIME_KEY}"
+[realtime]  # tests of words and the protocol, not of time (speech.PATIENT: CI's two busy cores)
+attempt_timeout = 120
+drain_timeout = 120
 """
     server = ServeProcess(tmp_path_factory.mktemp("realtime"), config)
     yield server

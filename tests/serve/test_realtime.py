@@ -247,6 +247,8 @@ cpu_threads = 1
 attempts = 1
 [realtime]
 min_interim_interval = 10  # no interims: whisper's would answer for the cloud (they become pieces)
+attempt_timeout = 120  # the cloud's own timeout (5 s) bounds it; whisper has time on CI's busy cores
+drain_timeout = 120
 """
     server = await asyncio.to_thread(ServeProcess, tmp_path, config)
     through_the_chain, alone = Heard(), Heard()

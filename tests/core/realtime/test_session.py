@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import stt_core
-from speech import MAX_WER, REFERENCES, conversation, live, wer
+from speech import MAX_WER, PATIENT, REFERENCES, conversation, live, warm_whisper, wer
 from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
 from stt_core._realtime import RealtimeSettings, realtime
 from stt_core.testing import FakeProvider
@@ -18,20 +18,21 @@ CLIPS = ("fox", "lights", "weather")
 GAP = 1.2  # seconds of silence between the utterances: more than min_silence
 
 
-async def events_of(engine: stt_core.Provider, audio: Audio, **kw: object) -> list[StreamEvent]:
-    return [event async for event in realtime(engine, live(audio, **kw))]  # type: ignore[arg-type]
+async def events_of(engine: stt_core.Provider, audio: Audio, settings: RealtimeSettings | None = None,
+                    **kw: object) -> list[StreamEvent]:
+    return [event async for event in realtime(engine, live(audio, **kw), settings=settings)]  # type: ignore[arg-type]
 
 
-async def test_whisper_in_real_time_gives_each_utterance_once_with_its_words() -> None:
+@pytest.fixture(scope="module")
+def whisper() -> stt_core.Provider:
+    return warm_whisper()
+
+
+async def test_whisper_in_real_time_gives_each_utterance_once_with_its_words(
+    whisper: stt_core.Provider,
+) -> None:
     audio, spans = conversation(CLIPS)
-    whisper = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
-    # Loaded first, as every adapter and the CLI do: a cold model's load counts against each
-    # recognition's attempt_timeout. And this test is about words and bounds, not time: on a busy
-    # machine (CI's two workers) whisper's first recognition took longer than the default 10 s
-    # attempt and 20 s drain, so both are generous here.
-    await whisper.warmup()
-    generous = RealtimeSettings(attempt_timeout=120, drain_timeout=120)
-    events = [event async for event in realtime(whisper, live(audio), settings=generous)]
+    events = await events_of(whisper, audio, PATIENT)
     finals = [e for e in events if e.type == "final"]
     assert len(finals) == len(CLIPS), events
     for final, name, (start, end) in zip(finals, CLIPS, spans, strict=True):
@@ -56,24 +57,24 @@ async def test_a_pause_gives_a_preflight_that_the_final_reuses() -> None:
     assert len(engine.calls) == interims + 1
 
 
-async def test_speech_after_the_pause_is_recognised_again_for_the_final() -> None:
+async def test_speech_after_the_pause_is_recognised_again_for_the_final(whisper: stt_core.Provider) -> None:
     # Two clips back to back, about 0.33 s of silence between their words: a preflight after 0.2 s
     # of pause, then speech again before the 0.55 s that would end the utterance, so the final
     # must cover both clips.
     audio, _ = conversation(("lights", "weather"), gap=0.0)
-    whisper = stt_core.registry().create("whisper")
-    events = await events_of(whisper, audio)
+    events = await events_of(whisper, audio, PATIENT)
     finals = [e.text for e in events if e.type == "final"]
     assert len(finals) == 1
     assert wer(f"{REFERENCES['lights']} {REFERENCES['weather']}", finals[0]) <= MAX_WER, finals
 
 
-async def test_a_local_engine_failing_mid_utterance_hands_the_whole_utterance_to_the_next() -> None:
+async def test_a_local_engine_failing_mid_utterance_hands_the_whole_utterance_to_the_next(
+    whisper: stt_core.Provider,
+) -> None:
     audio, _ = conversation(("fox", "lights"))
     failing = FakeProvider(name="local", script=[ProviderError("crashed", retryable=True)] * 100)
-    whisper = stt_core.registry().create("whisper")
     chain = Chain([failing, whisper], retry=RetryPolicy(attempts=1))
-    events = await events_of(chain, audio)
+    events = await events_of(chain, audio, PATIENT)
     finals = [e for e in events if e.type == "final"]
     assert [e.provider for e in finals] == ["whisper", "whisper"]
     for final, name in zip(finals, ("fox", "lights"), strict=True):
