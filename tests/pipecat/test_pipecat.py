@@ -109,6 +109,25 @@ async def test_segmented_finals_carry_the_fixtures_words_and_pipecats_metrics(
     assert usage == pytest.approx(speech + 2 * (0.3 + STOP_SECS), abs=0.05)  # with the silence each side
 
 
+async def test_segmented_behind_pipecats_own_vad_keeps_each_first_word(whisper: stt_core.Provider) -> None:
+    """As a transport delivers it, with no VAD frames of ours: Pipecat's Silero VAD says speech
+    started 0.7-0.8 s after it did on these clips, and a 0.5 s pre-roll lost the first words of
+    each ("quick round-fark jump over the lazy dog", "starting to stand in the morning")."""
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.processors.audio.vad_processor import VADProcessor
+
+    names = ("fox", "meeting", "chairs")
+    service = ChainSTTService(whisper, realtime=False, realtime_settings=PATIENT)
+    pipeline = Pipeline([VADProcessor(vad_analyzer=SileroVADAnalyzer()), service])
+    frames = [frame for name in names for frame in (*audio_frames(name), *silence(1.0))]
+    down, up = await run_test(pipeline, frames_to_send=frames)
+    finals = [f.text for f in of(down, TranscriptionFrame)]
+    assert len(finals) == len(names) and not of(up, ErrorFrame), finals
+    for text, name in zip(finals, names, strict=True):
+        assert wer(name, text) <= MAX_WER, text
+
+
 async def test_realtime_pushes_interims_while_the_user_speaks_then_the_final() -> None:
     # The tiny SenseVoice fixture: fast enough at every length for interims (whisper tiny.en on 2
     # cores gets only the first, as its speed allows; docs/benchmarks.md).

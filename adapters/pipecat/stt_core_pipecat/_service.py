@@ -79,8 +79,8 @@ class ChainSTTService(STTService):
         realtime_settings: real time's VAD and time bounds; its ``min_silence`` defaults to
             Pipecat's 0.2 s, and its ``drain_timeout`` bounds how long the pipeline's end waits
             for each utterance still being transcribed (any way it hears).
-        pre_roll: seconds of audio kept before the pipeline's VAD says speech started, when the
-            pipeline's VAD cuts.
+        pre_roll: seconds kept from before the pipeline's VAD says speech started, when it cuts (it
+            says so late, later for a soft first word): 1 s, as Pipecat's ``SegmentedSTTService``.
         ttfs_p99_latency: Pipecat's time-to-final estimate; ``None``: measured, from each
             utterance's end of speech (the pipeline's VAD) to its final, and broadcast again
             once it is known and whenever it moves by a tenth.
@@ -88,7 +88,7 @@ class ChainSTTService(STTService):
     """
 
     def __init__(self, engine: Provider, *, language: str | None = None, realtime: bool | None = None,
-                 realtime_settings: RealtimeSettings | None = None, pre_roll: float = 0.5,
+                 realtime_settings: RealtimeSettings | None = None, pre_roll: float = 1.0,
                  ttfs_p99_latency: float | None = None, **kwargs: Any) -> None:
         settings = realtime_settings or RealtimeSettings(min_silence=PIPECAT_STOP_SECS)
         self.hearing = stt_core.Hearing(engine, realtime=realtime, settings=settings)
