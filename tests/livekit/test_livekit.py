@@ -306,7 +306,8 @@ def test_the_example_agent_sets_up_a_worker_process(monkeypatch: pytest.MonkeyPa
     from stt_core_livekit import SharedEngine, SharedEngineRunner, prewarmed_chain
 
     for name in ("STT_CONFIG", "STT_LIVEKIT__SHARED_INFERENCE"):  # the example sets them: restored after
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # (delenv alone records nothing for an unset name, and they leaked
+        monkeypatch.delenv(name)  # into later tests: test_cli's bad stt.toml was never read)
     monkeypatch.setattr(_InferenceRunner, "registered_runners", {})
 
     path = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
