@@ -22,8 +22,9 @@ What keeps it in time (reliability round four, docs/reliability.md):
 - A speculation is not a request: through a chain it calls each engine once, teaches no breaker
   and probes none (``policy.Purpose``), so the final gets the chain's whole policy; the final is
   an ``utterance`` the chain never skips for a breaker when it is the last hope.
-- Every recognition is bounded by ``attempt_timeout``, and the end of the input waits at most
-  ``drain_timeout`` for each final in flight, then reports those it could not finish as ``failed``.
+- Every recognition is bounded by ``attempt_timeout`` (a cold model's load, waited for once, is
+  not counted in it), and the end of the input waits at most ``drain_timeout`` for each final in
+  flight, then reports those it could not finish as ``failed``.
 
 Times are seconds of the stream's audio.
 """
@@ -117,9 +118,12 @@ class Session:
         self.speed = Speed()
         self.finals: deque[tuple[Utterance, asyncio.Task[None]]] = deque()  # not yet out, in order
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.loading: asyncio.Task[None] | None = None  # the local engine's model, while it loads
         self.warned_behind = False
 
     async def run(self, audio: AsyncIterable[Audio]) -> AsyncGenerator[StreamEvent, None]:
+        if self.local is not None:  # a cold model loads as the first words come, not in their time
+            self.loading = self._spawn(self.local.warmup())
         feeding = asyncio.ensure_future(self.feed(audio))
         try:
             while (event := await self.events.get()) is not None:
@@ -319,6 +323,7 @@ class Session:
     async def _recognise(self, audio: Audio, purpose: Purpose) -> Transcript:
         """The engine's (the chain's) answer for ``audio``, bounded by ``attempt_timeout``; its
         speed is learnt when a local engine answered."""
+        await self._loaded()
         started, limit = time.monotonic(), self.settings.attempt_timeout
         if isinstance(self.engine, Chain):
             result = await self.engine.transcribe(audio, language=self.language, purpose=purpose,
@@ -333,11 +338,20 @@ class Session:
     async def _recognise_locally(self, audio: Audio) -> Transcript:
         """An interim, from the local engine itself (never a paid cloud request)."""
         assert self.local is not None
+        await self._loaded()
         started = time.monotonic()
         result = await _bounded(self.local.transcribe(audio, language=self.language),
                                 self.settings.attempt_timeout, self.local.name)
         self.speed.learn(audio.duration, time.monotonic() - started)
         return result
+
+    async def _loaded(self) -> None:
+        """Wait (once, at most ``attempt_timeout``) for the local engine's model: its load counts
+        neither against a recognition's ``attempt_timeout`` nor in the engine's learnt speed."""
+        if self.loading is not None:
+            with contextlib.suppress(Exception):  # it did not load in time, or cannot: the chain goes on
+                await asyncio.wait_for(asyncio.shield(self.loading), self.settings.attempt_timeout)
+            self.loading = None
 
     def _event(self, kind: str, result: Transcript, utterance: Utterance, end: int) -> StreamEvent:
         return StreamEvent(kind, result.text, start=utterance.speech,  # type: ignore[arg-type]

@@ -94,6 +94,39 @@ async def test_when_no_engine_can_transcribe_an_utterance_the_stream_says_so() -
     assert failed.type == "failed" and isinstance(failed.error, AllProvidersFailed)
 
 
+class ColdEngine(FakeProvider):
+    """A local engine whose model takes ``load`` seconds to load: at ``warmup``, else at its
+    first call (as FunASR and faster-whisper load theirs)."""
+
+    def __init__(self, load: float) -> None:
+        super().__init__(name="local", text="the quick brown fox")
+        self.load, self.loading = load, None
+        self.warmed_at: float | None = None
+
+    async def warmup(self) -> None:
+        if self.loading is None:
+            self.warmed_at = asyncio.get_running_loop().time()
+            self.loading = asyncio.ensure_future(asyncio.sleep(self.load))
+        await asyncio.shield(self.loading)
+
+    async def _transcribe(self, audio: Audio, **kw: object) -> stt_core.Transcript:
+        await self.warmup()
+        return await super()._transcribe(audio, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_cold_models_load_starts_with_the_stream_not_in_the_first_utterances_time() -> None:
+    """Its load (3 s) was started by the first recognition (a speculation at a pause), inside that
+    recognition's attempt_timeout (0.6 s) and the final's after it: the first utterance failed. It
+    starts with the stream now, while the first second of silence and the speech come."""
+    audio, _ = conversation(("lights",), lead=1.0)
+    engine = ColdEngine(load=3.0)
+    settings = RealtimeSettings(attempt_timeout=0.6, min_interim_interval=10)  # no interims
+    started = asyncio.get_running_loop().time()
+    events = await events_of(engine, audio, settings, pace=0.02)  # in real time
+    assert [e.type for e in events if e.type in ("final", "failed")] == ["final"], events
+    assert engine.warmed_at is not None and engine.warmed_at - started < 0.5
+
+
 async def test_a_slow_engine_gets_fewer_interims_never_a_later_final() -> None:
     audio, _ = conversation(("meeting",))
 
