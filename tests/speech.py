@@ -91,8 +91,8 @@ PATIENT = RealtimeSettings(attempt_timeout=120, drain_timeout=120)
 
 
 def warm_whisper() -> stt_core.Provider:
-    """The bundled whisper tiny.en, loaded (a cold model's load counts against real time's first
-    attempt) and on one thread (two test workers share two cores)."""
+    """The bundled whisper tiny.en, loaded (a test's first utterance does not wait for the model)
+    and on one thread (two test workers share two cores)."""
     whisper = stt_core.registry().create("whisper", {"model": "bundled", "cpu_threads": 1})
     asyncio.run(whisper.warmup())
     return whisper

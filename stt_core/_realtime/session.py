@@ -123,7 +123,8 @@ class Session:
 
     async def run(self, audio: AsyncIterable[Audio]) -> AsyncGenerator[StreamEvent, None]:
         if self.local is not None:  # a cold model loads as the first words come, not in their time
-            self.loading = self._spawn(self.local.warmup())
+            self.loading = self._spawn(self.local.warmup())  # (one that cannot load: the chain says so)
+            self.loading.add_done_callback(lambda task: task.cancelled() or task.exception())
         feeding = asyncio.ensure_future(self.feed(audio))
         try:
             while (event := await self.events.get()) is not None:
@@ -323,7 +324,7 @@ class Session:
     async def _recognise(self, audio: Audio, purpose: Purpose) -> Transcript:
         """The engine's (the chain's) answer for ``audio``, bounded by ``attempt_timeout``; its
         speed is learnt when a local engine answered."""
-        await self._loaded()
+        await self._loaded(self.engine.providers[0] if isinstance(self.engine, Chain) else self.engine)
         started, limit = time.monotonic(), self.settings.attempt_timeout
         if isinstance(self.engine, Chain):
             result = await self.engine.transcribe(audio, language=self.language, purpose=purpose,
@@ -338,19 +339,18 @@ class Session:
     async def _recognise_locally(self, audio: Audio) -> Transcript:
         """An interim, from the local engine itself (never a paid cloud request)."""
         assert self.local is not None
-        await self._loaded()
+        await self._loaded(self.local)
         started = time.monotonic()
         result = await _bounded(self.local.transcribe(audio, language=self.language),
                                 self.settings.attempt_timeout, self.local.name)
         self.speed.learn(audio.duration, time.monotonic() - started)
         return result
 
-    async def _loaded(self) -> None:
-        """Wait (once, at most ``attempt_timeout``) for the local engine's model: its load counts
-        neither against a recognition's ``attempt_timeout`` nor in the engine's learnt speed."""
-        if self.loading is not None:
-            with contextlib.suppress(Exception):  # it did not load in time, or cannot: the chain goes on
-                await asyncio.wait_for(asyncio.shield(self.loading), self.settings.attempt_timeout)
+    async def _loaded(self, first: Provider) -> None:
+        """When ``first``, the engine asked first, is the local one, wait once (at most
+        ``attempt_timeout``) for its model: its load is in neither a recognition's bound nor its speed."""
+        if self.loading is not None and first is self.local:
+            await asyncio.wait({self.loading}, timeout=self.settings.attempt_timeout)
             self.loading = None
 
     def _event(self, kind: str, result: Transcript, utterance: Utterance, end: int) -> StreamEvent:

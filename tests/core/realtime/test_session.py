@@ -4,13 +4,22 @@ VAD and real engines (the VAD itself: tests/core/audio/test_vad.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import numpy as np
 import pytest
 
 import stt_core
 from speech import MAX_WER, PATIENT, REFERENCES, conversation, live, warm_whisper, wer
-from stt_core import AllProvidersFailed, Audio, Chain, ProviderError, RetryPolicy, StreamEvent
+from stt_core import (
+    AllProvidersFailed,
+    Audio,
+    Chain,
+    ProviderError,
+    ProviderUnavailable,
+    RetryPolicy,
+    StreamEvent,
+)
 from stt_core._realtime import RealtimeSettings, realtime
 from stt_core.testing import FakeProvider
 
@@ -96,18 +105,20 @@ async def test_when_no_engine_can_transcribe_an_utterance_the_stream_says_so() -
 
 class ColdEngine(FakeProvider):
     """A local engine whose model takes ``load`` seconds to load: at ``warmup``, else at its
-    first call (as FunASR and faster-whisper load theirs)."""
+    first call (as FunASR and faster-whisper load theirs); ``fails``: it cannot load at all."""
 
-    def __init__(self, load: float) -> None:
+    def __init__(self, load: float, *, fails: bool = False) -> None:
         super().__init__(name="local", text="the quick brown fox")
-        self.load, self.loading = load, None
-        self.warmed_at: float | None = None
+        self.load, self.fails = load, fails
+        self.ready_at: float | None = None  # when the load ends, once it has begun
 
     async def warmup(self) -> None:
-        if self.loading is None:
-            self.warmed_at = asyncio.get_running_loop().time()
-            self.loading = asyncio.ensure_future(asyncio.sleep(self.load))
-        await asyncio.shield(self.loading)
+        now = asyncio.get_running_loop().time()
+        if self.ready_at is None:
+            self.ready_at = now + self.load
+        await asyncio.sleep(max(0.0, self.ready_at - now))
+        if self.fails:
+            raise ProviderUnavailable("no model here", provider=self.name)
 
     async def _transcribe(self, audio: Audio, **kw: object) -> stt_core.Transcript:
         await self.warmup()
@@ -124,7 +135,27 @@ async def test_a_cold_models_load_starts_with_the_stream_not_in_the_first_uttera
     started = asyncio.get_running_loop().time()
     events = await events_of(engine, audio, settings, pace=0.02)  # in real time
     assert [e.type for e in events if e.type in ("final", "failed")] == ["final"], events
-    assert engine.warmed_at is not None and engine.warmed_at - started < 0.5
+    assert engine.ready_at is not None and engine.ready_at - engine.load - started < 0.5
+
+
+async def test_a_cloud_engine_first_does_not_wait_for_the_local_models_load() -> None:
+    audio, _ = conversation(("fox",))
+    cloud = FakeProvider(name="cloud", text="from the cloud", capabilities=stt_core.Capabilities())
+    local = ColdEngine(load=3.0)  # loading for the interims, which it alone gives (none here)
+    settings = RealtimeSettings(min_interim_interval=10)
+    async for event in realtime(Chain([cloud, local]), live(audio), settings=settings):
+        if event.type == "final":
+            assert event.provider == "cloud" and local.ready_at is not None
+            assert asyncio.get_running_loop().time() < local.ready_at  # not held for the load
+
+
+async def test_a_model_that_cannot_load_leaves_no_unretrieved_error(caplog: pytest.LogCaptureFixture) -> None:
+    broken = ColdEngine(load=0.0, fails=True)
+    events = await events_of(broken, Audio.silence(1.0))
+    assert not [e for e in events if e.type in ("final", "failed")]
+    gc.collect()  # where asyncio says "Task exception was never retrieved"
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
 
 
 async def test_a_slow_engine_gets_fewer_interims_never_a_later_final() -> None:
