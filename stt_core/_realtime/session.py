@@ -347,9 +347,9 @@ class Session:
         return result
 
     async def _loaded(self, first: Provider) -> None:
-        """When ``first``, the engine asked first, is the local one, wait once (at most
+        """When ``first``, the engine asked first, is the local one and can serve, wait once (at most
         ``attempt_timeout``) for its model: its load is in neither a recognition's bound nor its speed."""
-        if self.loading is not None and first is self.local:
+        if self.loading is not None and first is self.local and first.why_unavailable() is None:
             await asyncio.wait({self.loading}, timeout=self.settings.attempt_timeout)
             self.loading = None
 

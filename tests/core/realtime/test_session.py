@@ -138,12 +138,19 @@ async def test_a_cold_models_load_starts_with_the_stream_not_in_the_first_uttera
     assert engine.ready_at is not None and engine.ready_at - engine.load - started < 0.5
 
 
-async def test_a_cloud_engine_first_does_not_wait_for_the_local_models_load() -> None:
+class UnservableColdEngine(ColdEngine):
+    def why_unavailable(self) -> str | None:
+        return "no model here"
+
+
+@pytest.mark.parametrize("order", ["cloud first", "local first, unable to serve"])
+async def test_the_final_waits_for_no_load_of_an_engine_not_answering_first(order: str) -> None:
     audio, _ = conversation(("fox",))
     cloud = FakeProvider(name="cloud", text="from the cloud", capabilities=stt_core.Capabilities())
-    local = ColdEngine(load=3.0)  # loading for the interims, which it alone gives (none here)
-    settings = RealtimeSettings(min_interim_interval=10)
-    async for event in realtime(Chain([cloud, local]), live(audio), settings=settings):
+    local = ColdEngine(load=3.0) if order == "cloud first" else UnservableColdEngine(load=3.0)
+    chain = Chain([cloud, local] if order == "cloud first" else [local, cloud])
+    settings = RealtimeSettings(min_interim_interval=10)  # no interims: the local engine's alone
+    async for event in realtime(chain, live(audio), settings=settings):
         if event.type == "final":
             assert event.provider == "cloud" and local.ready_at is not None
             assert asyncio.get_running_loop().time() < local.ready_at  # not held for the load
