@@ -32,15 +32,15 @@ FINAL_TARGET = 0.030  # the final at most this long after the VAD's end of speec
 RATE = 48_000
 
 
-def conversation() -> tuple[Audio, list[float]]:
-    """The clips with silence between, at 48 kHz, and where each clip's speech ends (its last
-    sample above a tenth of its peak)."""
-    pieces, ends, at = [Audio.silence(0.8, RATE)], [], 0.8
+def conversation(rate: int = RATE) -> tuple[Audio, list[float]]:
+    """The clips with silence between, at ``rate`` (48 kHz), and where each clip's speech ends (its
+    last sample above a tenth of its peak)."""
+    pieces, ends, at = [Audio.silence(0.8, rate)], [], 0.8
     for name in CLIPS:
-        clip = Audio.from_file(AUDIO / f"{name}.wav").to(RATE, 1, "float32")
+        clip = Audio.from_file(AUDIO / f"{name}.wav").to(rate, 1, "float32")
         samples = np.abs(clip.samples.reshape(-1))
-        ends.append(at + float(np.nonzero(samples > 0.1 * samples.max())[0][-1]) / RATE)
-        pieces += [clip, Audio.silence(GAP, RATE)]
+        ends.append(at + float(np.nonzero(samples > 0.1 * samples.max())[0][-1]) / rate)
+        pieces += [clip, Audio.silence(GAP, rate)]
         at += clip.duration + GAP
     return Audio.concat(pieces), ends
 

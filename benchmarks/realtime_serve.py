@@ -37,7 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import realtime
 from common import AUDIO, publish_alone
+from models import TINY_SENSEVOICE
+from realtime import CLIPS, GAP
 from serve_api import Server
 
 import stt_core
@@ -45,33 +48,24 @@ from stt_core import Audio
 
 TITLE = "real time over the network"
 HEADING = "## Real time over the network: `/v1/realtime` vs the same sessions in process"
-CLIPS = ("fox", "lights", "weather")
-GAP = 1.5
 RATE = 24_000
 CHUNK = 0.02
 SESSIONS = (1, 2, 4, 8)
 SIDES = ("in process", "WebSocket")
-TINY = Path(__file__).parents[1] / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 ENGINES = {  # name in the table: (engine, its settings), the same in process and in the server
     "whisper tiny.en": ("whisper", {"model": "bundled", "cpu_threads": 1}),
-    "tiny SenseVoice": ("funasr", {"model": str(TINY), "vad": "none", "ncpu": 1, "min_free_memory_gb": 0}),
+    "tiny SenseVoice": ("funasr", {"model": str(TINY_SENSEVOICE), "vad": "none", "ncpu": 1,
+                                   "min_free_memory_gb": 0}),
 }
 FINAL_TARGET, ADDED_TARGET = 0.030, 0.010
 
 
 def conversation() -> tuple[bytes, list[float], float]:
-    """The clips with silence between as 24 kHz 16-bit PCM, each clip's end of speech (its last
-    sample above a tenth of its peak), and the seconds of speech."""
-    pieces, ends, at, speech = [Audio.silence(0.8, RATE)], [], 0.8, 0.0
-    for name in CLIPS:
-        clip = Audio.from_file(AUDIO / f"{name}.wav").to(RATE, 1, "float32")
-        samples = np.abs(clip.samples.reshape(-1))
-        ends.append(at + float(np.nonzero(samples > 0.1 * samples.max())[0][-1]) / RATE)
-        pieces += [clip, Audio.silence(GAP, RATE)]
-        at += clip.duration + GAP
-        speech += clip.duration
-    pcm = Audio.concat(pieces).to(RATE, 1, "int16").samples.reshape(-1).astype("<i2").tobytes()
-    return pcm, ends, speech
+    """realtime.py's conversation (its clips and pauses) as 24 kHz 16-bit PCM, each clip's end of
+    speech, and the seconds of speech."""
+    audio, ends = realtime.conversation(RATE)
+    speech = sum(Audio.from_file(AUDIO / f"{name}.wav").duration for name in CLIPS)
+    return audio.to(RATE, 1, "int16").samples.reshape(-1).astype("<i2").tobytes(), ends, speech
 
 
 async def paced(pcm: bytes, started: float) -> Any:
