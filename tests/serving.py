@@ -1,5 +1,5 @@
 """``stt-core serve`` for the serve tests: as a user starts it, in its own process, or its app on
-uvicorn in a thread of this one (``running``)."""
+uvicorn in a thread of this one (``running``); and the engines' tables of a test's stt.toml."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ import uvicorn
 
 from stt_core import Chain
 from stt_core.server import ServeSettings, create_app
+
+TINY_SENSEVOICE = Path(__file__).parent / "fixtures" / "funasr" / "tiny-sensevoice"
+# The engines a test's stt.toml declares: the tiny SenseVoice the tests build (no VAD of its own,
+# one thread, no free-memory floor), and the bundled whisper tiny.en on one thread (two test
+# workers share two cores).
+FUNASR_TABLE = f'[funasr]\nmodel = "{TINY_SENSEVOICE}"\nvad = "none"\nncpu = 1\nmin_free_memory_gb = 0\n'
+WHISPER_TABLE = '[whisper]\nmodel = "bundled"\ncpu_threads = 1\n'
 
 
 def free_port() -> int:

@@ -30,13 +30,13 @@ from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
 import shared_jobs
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
+from serving import FUNASR_TABLE, TINY_SENSEVOICE, WHISPER_TABLE
 from speech import MAX_WER, REFERENCES, wer
 from stt_core import Audio, InvalidAudioError
 from stt_core_livekit import SharedEngine, SharedEngineRunner, enable_shared_inference
 from stt_core_livekit._shared import METHOD, pack, unpack
 from stt_core_livekit.testing import OfflineWorker
 
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 pytestmark = pytest.mark.slow
 
 
@@ -116,16 +116,8 @@ async def worker(  # type: ignore[no-untyped-def]
 chain = ["funasr", "whisper", "groq"]
 attempt_timeout = {attempt_timeout}
 
-[funasr]
-model = "{TINY}"
-vad = "none"
-ncpu = 1
-min_free_memory_gb = 0
-
-[whisper]
-model = "bundled"
-cpu_threads = 1
-
+{FUNASR_TABLE}
+{WHISPER_TABLE}
 [groq]
 api_key = "{KEY}"
 base_url = "{groq.url}"
@@ -267,7 +259,7 @@ def test_no_engine_is_imported_in_a_job_process_that_builds_the_shared_chain(tmp
     import sys
 
     config = tmp_path / "stt.toml"
-    config.write_text(f'chain = ["funasr", "whisper"]\n[funasr]\nmodel = "{TINY}"\n'
+    config.write_text(f'chain = ["funasr", "whisper"]\n[funasr]\nmodel = "{TINY_SENSEVOICE}"\n'
                       '[livekit]\nshared_inference = true\n')
     probe = ("import sys, stt_core_livekit as s; chain = s.configured_chain(); "
              "print([type(p).__name__ for p in chain.providers]); "

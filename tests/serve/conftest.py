@@ -4,14 +4,11 @@ first use: each start loads whisper and the tiny SenseVoice, so sharing it keeps
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from realtime_clients import REALTIME_KEY
-from serving import ServeProcess
-
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
+from serving import FUNASR_TABLE, WHISPER_TABLE, ServeProcess
 
 
 @pytest.fixture(scope="session")
@@ -19,15 +16,7 @@ def realtime_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeP
     """Whisper first, the tiny SenseVoice behind it, behind a key, as a user would serve them."""
     config = f"""
 chain = ["whisper", "funasr"]
-[whisper]
-model = "bundled"
-cpu_threads = 1
-[funasr]
-model = "{TINY}"
-vad = "none"
-ncpu = 1
-min_free_memory_gb = 0
-[serve]
+{WHISPER_TABLE}{FUNASR_TABLE}[serve]
 api_key = "{REALTIME_KEY}"
 [realtime]  # tests of words and the protocol, not of time (speech.PATIENT: CI's two busy cores)
 attempt_timeout = 120

@@ -18,17 +18,14 @@ import psutil
 import pytest
 import soundfile as sf
 
-from serving import ServeProcess
+from serving import WHISPER_TABLE, ServeProcess
 from speech import FIXTURES, MAX_WER, REFERENCES, wer
 from stt_core import Audio
 
 pytestmark = pytest.mark.slow
 
-SERVER = """chain = ["whisper"]
-[whisper]
-model = "bundled"
-cpu_threads = 1
-[serve]
+SERVER = f"""chain = ["whisper"]
+{WHISPER_TABLE}[serve]
 max_concurrent = 1
 max_waiting = 2
 head_timeout = 2
@@ -142,7 +139,7 @@ async def test_callers_who_hung_up_leave_no_work_inside_a_local_engine(tmp_path:
     # The default places (4 inside at once): 8 callers send 18 s each and hang up. Four of them were
     # already handed to whisper; only the one it was running may finish, the three that waited
     # their turn there are dropped unrun, so the next caller waits for one long request, not four.
-    busy = ServeProcess(tmp_path, 'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n')
+    busy = ServeProcess(tmp_path, f'chain = ["whisper"]\n{WHISPER_TABLE}')
     try:
         long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES]).encode("WAV")
         started = time.monotonic()

@@ -20,7 +20,7 @@ import websockets
 
 from fakes.groq_api import FakeOpenAI
 from realtime_clients import RATE, REALTIME_KEY, TWO, Heard, encoded, record, send_audio, speech
-from serving import ServeProcess
+from serving import WHISPER_TABLE, ServeProcess
 from speech import FIXTURES, MAX_WER, REFERENCES, wer
 from stt_core import Audio
 
@@ -240,10 +240,7 @@ chain = ["cloud", "whisper"]
 provider = "openai"
 base_url = "{fake.url}/v1"
 timeout = 5
-[whisper]
-model = "bundled"
-cpu_threads = 1
-[retry]
+{WHISPER_TABLE}[retry]
 attempts = 1
 [realtime]
 min_interim_interval = 10  # no interims: whisper's would answer for the cloud (they become pieces)

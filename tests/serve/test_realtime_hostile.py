@@ -13,7 +13,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,10 +21,9 @@ import pytest
 import websockets
 
 from realtime_clients import encoded, speech
-from serving import ServeProcess
+from serving import FUNASR_TABLE, WHISPER_TABLE, ServeProcess
 
 pytestmark = pytest.mark.slow
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 CHAIRS = "We need 25 chairs for the party."
 
 
@@ -33,15 +31,7 @@ CHAIRS = "We need 25 chairs for the party."
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     config = f"""
 chain = ["funasr", "whisper"]
-[funasr]
-model = "{TINY}"
-vad = "none"
-ncpu = 1
-min_free_memory_gb = 0
-[whisper]
-model = "bundled"
-cpu_threads = 1
-[serve]
+{FUNASR_TABLE}{WHISPER_TABLE}[serve]
 head_timeout = 2
 max_realtime_sessions = 3
 max_message_mb = 0.25

@@ -22,14 +22,13 @@ import pytest
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
 from realtime_clients import REALTIME_KEY
-from serving import ServeProcess, running
+from serving import TINY_SENSEVOICE, WHISPER_TABLE, ServeProcess, running
 from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
 from stt_core import Audio, Chain, RetryPolicy
 from stt_core.server import ServeSettings
 from stt_core_groq._provider import GroqProvider
 from stt_core_openai._provider import OpenAIProvider
 
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 SERVER_KEY = REALTIME_KEY
 pytestmark = pytest.mark.slow
 
@@ -37,7 +36,7 @@ pytestmark = pytest.mark.slow
 # -- the real command, in its own process -------------------------------------------------------------
 
 
-WHISPER_ONLY = 'chain = ["whisper"]\n[whisper]\nmodel = "bundled"\ncpu_threads = 1\n'
+WHISPER_ONLY = f'chain = ["whisper"]\n{WHISPER_TABLE}'
 
 
 @pytest.fixture
@@ -277,7 +276,7 @@ async def test_ready_leaves_out_an_engine_whose_model_failed_to_load(tmp_path: P
     import shutil
 
     broken = tmp_path / "tiny"
-    shutil.copytree(TINY, broken)
+    shutil.copytree(TINY_SENSEVOICE, broken)
     (broken / "model_quant.onnx").write_bytes(b"not an onnx model")
     funasr = stt_core.registry().create("funasr", {"model": str(broken), "vad": "none",
                                                    "min_free_memory_gb": 0})
