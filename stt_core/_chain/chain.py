@@ -134,6 +134,20 @@ class Chain(Provider):
             reasons[link.name] = reason
         return reasons
 
+    def of(self, names: Sequence[str]) -> Chain:
+        """A chain of this chain's engines ``names``, in that order, under its policies (each
+        engine's ``min_confidence`` among them) and sharing its links: their breakers and what the
+        chain has learnt of them, so a failure counts once whichever chain met it."""
+        links = {link.name: link for link in self.links}
+        quality = self.quality.model_copy(
+            update={"per_engine": {n: v for n, v in self.quality.per_engine.items() if n in names}})
+        made = Chain([links[name].provider for name in names], retry=self.retry, breaker=self.breaker_policy,
+                     quality=quality, attempt_timeout=self.attempt_timeout, hedge_after=self.hedge_after,
+                     stream_stall_timeout=self.stream_stall_timeout, on_attempt=self.on_attempt)
+        made.links = Links([links[name] for name in names], retry=self.retry,
+                           attempt_timeout=self.attempt_timeout, judging=quality)
+        return made
+
     async def warmup(self) -> None:
         for link in self.links:
             try:

@@ -14,7 +14,6 @@ made once per name and needs no closing of its own (the served chain closes the 
 from __future__ import annotations
 
 from .._chain.chain import Chain
-from .._chain.links import Links
 
 MAX_NAMES = 64  # a client sending a new engine order per request cannot grow the table without end
 
@@ -44,13 +43,7 @@ class Models:
             return self.chain
         if (made := self._made.get(names)) is not None:
             return made
-        chain = self.chain
-        made = Chain([links[name].provider for name in names], retry=chain.retry,
-                     breaker=chain.breaker_policy, attempt_timeout=chain.attempt_timeout,
-                     hedge_after=chain.hedge_after,
-                     stream_stall_timeout=chain.stream_stall_timeout, on_attempt=chain.on_attempt)
-        made.links = Links([links[name] for name in names], retry=chain.retry,
-                           attempt_timeout=chain.attempt_timeout)
+        made = self.chain.of(names)
         if len(self._made) < MAX_NAMES:
             self._made[names] = made
         return made

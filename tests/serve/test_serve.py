@@ -469,3 +469,20 @@ async def test_metrics_can_be_switched_off(groq: FakeGroq) -> None:
     async with running(groq_chain(groq), metrics=False) as url, httpx.AsyncClient(base_url=url) as http:
         answer = await http.get("/metrics")
     assert answer.status_code == 404 and "metrics = false" in answer.json()["error"]["message"]
+
+
+async def test_a_model_naming_engines_keeps_the_chains_quality_rules() -> None:
+    """``model="a,b"`` is a chain of those engines under the served chain's policies: a's own
+    ``min_confidence`` (0.2) still passes its 0.3 answer (it was judged by the default 0.5, and
+    re-asked of b)."""
+    from stt_core import QualityPolicy
+    from stt_core.testing import FakeProvider
+
+    a = FakeProvider(name="a", text="from a", confidence=0.3)
+    b = FakeProvider(name="b", text="from b", confidence=0.9)
+    chain = Chain([b, a], quality=QualityPolicy(per_engine={"a": 0.2}))
+    async with running(chain) as url, httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/v1/audio/transcriptions", data={"model": "a,b"},
+                                 files={"file": ("fox.wav", (FIXTURES / "fox.wav").read_bytes())})
+    assert answer.status_code == 200 and answer.json()["text"] == "from a", answer.text
+    assert answer.headers["x-stt-provider"] == "a" and not b.calls
