@@ -1,8 +1,10 @@
-"""Who may open a ``/v1/realtime`` session: the key, the intent, and how many sessions run at once."""
+"""Who may open a ``/v1/realtime`` session: the key (checked here for HTTP too), the intent, and how
+many sessions run at once."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from fastapi import WebSocket
@@ -47,14 +49,22 @@ def refused(websocket: WebSocket, settings: ServeSettings, seats: Seats) -> Refu
     if intent not in (None, "transcription"):
         return Refusal(POLICY, "only intent=transcription", f"intent {intent!r}: this server only "
                        "transcribes (connect with ?intent=transcription)", "unsupported_intent")
-    if settings.api_key is None:
-        return None
-    key = settings.api_key.get_secret_value().encode()
-    scheme, _, sent = websocket.headers.get("authorization", "").strip().partition(" ")
     offered = [p.removeprefix("openai-insecure-api-key.") for p in websocket.scope.get("subprotocols") or []
                if p.startswith("openai-insecure-api-key.")]
-    given = ([sent.strip()] if scheme.lower() == "bearer" else []) + offered
-    if any(hmac.compare_digest(g.encode(), key) for g in given):
+    if settings.api_key is None or holds_the_key([bearer(websocket.headers), *offered], settings):
         return None
     return Refusal(POLICY, "invalid or missing API key", "invalid or missing API key (Authorization: "
                    "Bearer ..., or the subprotocol openai-insecure-api-key.KEY)", "invalid_api_key")
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (the scheme is case-insensitive, RFC 9110)."""
+    scheme, _, sent = headers.get("authorization", "").strip().partition(" ")
+    return sent.strip() if scheme.lower() == "bearer" else None
+
+
+def holds_the_key(given: Iterable[str | None], settings: ServeSettings) -> bool:
+    """Whether one of the keys ``given`` is the server's ``api_key`` (compared in constant time)."""
+    assert settings.api_key is not None
+    key = settings.api_key.get_secret_value().encode()
+    return any(g is not None and hmac.compare_digest(g.encode(), key) for g in given)

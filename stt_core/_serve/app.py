@@ -24,15 +24,13 @@ request's span (``stt_core.telemetry``) a child of the client's.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import math
-import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
@@ -51,7 +49,7 @@ from .._errors import (
 from .._realtime.session import RealtimeSettings
 from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
-from .admission import Seats
+from .admission import Seats, bearer, holds_the_key
 from .http import (
     AnswerWhenCancelled,
     BodyLimit,
@@ -60,6 +58,7 @@ from .http import (
     TooLarge,
     error_response,
     head_timeout_protocol,
+    save_upload,
     too_large,
     unless_the_client_leaves,
     warn_if_open,
@@ -302,7 +301,7 @@ async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
     name = upload.filename or "the upload"
     with tempfile.TemporaryDirectory(prefix="stt-core-serve-") as folder:
         path = Path(folder) / "upload"
-        if not await asyncio.to_thread(_save, upload.file, path):
+        if not await asyncio.to_thread(save_upload, upload.file, path):
             raise InvalidAudioError(f"audio is empty: {name} has no bytes")
         try:
             transcript = await chain.transcribe(
@@ -318,14 +317,6 @@ async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
         said = "; ".join(str(w).replace(str(path), name) for w in warnings)
         headers["X-STT-Warning"] = said.encode("ascii", "backslashreplace").decode()
     return Response(body, media_type=media_type, headers=headers)
-
-
-def _save(upload: IO[bytes], path: Path) -> int:
-    """Write the upload to ``path``; its size in bytes."""
-    upload.seek(0)
-    with path.open("wb") as out:
-        shutil.copyfileobj(upload, out)
-        return out.tell()
 
 
 def _error_body(e: STTError, chain: Chain, form: dict[str, Any]) -> dict[str, Any]:
@@ -357,11 +348,7 @@ def _stt_error(e: STTError, chain: Chain, form: dict[str, Any]) -> JSONResponse:
 
 
 def _check_key(request: Request, settings: ServeSettings) -> JSONResponse | None:
-    if settings.api_key is None:
-        return None
-    scheme, _, sent = request.headers.get("authorization", "").strip().partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(  # the scheme is case-insensitive (RFC 9110)
-            sent.strip().encode(), settings.api_key.get_secret_value().encode()):
+    if settings.api_key is None or holds_the_key([bearer(request.headers)], settings):
         return None
     return error_response(401, "invalid or missing API key (Authorization: Bearer ...)",
                           "invalid_request_error", code="invalid_api_key")

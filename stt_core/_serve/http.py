@@ -1,5 +1,5 @@
 """The HTTP layer under ``stt-core serve``'s endpoints: OpenAI-style error bodies, places in line,
-the upload bound, what happens when a client hangs up or a shutdown's grace runs out, and the
+the upload bound and its saving, what happens when a client hangs up or a shutdown's grace runs out, and the
 head timeout for idle and slowloris connections."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -61,6 +63,14 @@ class Line:
 
 class TooLarge(Exception):
     pass
+
+
+def save_upload(upload: IO[bytes], path: Path) -> int:
+    """Write the upload to ``path``; its size in bytes."""
+    upload.seek(0)
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload, out)
+        return out.tell()
 
 
 def too_large(max_upload_mb: float) -> JSONResponse:

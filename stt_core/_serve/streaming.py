@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from .._audio.files import file_pieces
 from .._chain.chain import Chain
 from .._errors import InvalidAudioError, STTError
 from .deltas import join
-from .http import Line, unless_the_client_leaves
+from .http import Line, save_upload, unless_the_client_leaves
 
 PIECE_SECONDS = 30.0  # a delta every 30 s of audio at most (whisper's own window)
 STREAMED_FORMATS = ("json", "text")
@@ -46,7 +45,7 @@ async def streamed(chain: Chain, form: dict[str, Any], line: Line, request: Requ
     try:
         path = Path(held.enter_context(tempfile.TemporaryDirectory(prefix="stt-core-serve-"))) / "upload"
         upload: UploadFile = form["upload"]
-        if not await asyncio.to_thread(_save, upload, path):
+        if not await asyncio.to_thread(save_upload, upload.file, path):
             raise InvalidAudioError(f"audio is empty: {upload.filename or 'the upload'} has no bytes")
         await held.enter_async_context(line.turn())
         events = _events(chain, path, form, upload.filename or "the upload")
@@ -103,10 +102,3 @@ async def _events(chain: Chain, path: Path, form: dict[str, Any], name: str) -> 
 
 def _data(payload: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-
-
-def _save(upload: UploadFile, path: Path) -> int:
-    upload.file.seek(0)
-    with path.open("wb") as out:
-        shutil.copyfileobj(upload.file, out)
-        return out.tell()
