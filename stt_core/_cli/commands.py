@@ -231,7 +231,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     check_pcm_options(args.rate, args.channels)
     loaded = load_config(args.config)
     if args.url:  # a client of a remote server: no engine is built here
-        key = ServeSettings(**loaded.provider_settings(SECTION)).api_key
+        key = loaded.table(SECTION, ServeSettings).api_key
         return asyncio.run(listen_url(args.url, args.source, speed=max(0.0, args.speed), rate=args.rate,
                                       channels=args.channels, fmt=args.format, language=args.language,
                                       model=args.chain, settings=loaded.config.realtime,

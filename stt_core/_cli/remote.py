@@ -25,10 +25,9 @@ import soxr
 from .._audio.audio import Audio
 from .._errors import ConfigError, ProviderError, ProviderUnavailable
 from .._realtime.session import RealtimeSettings
+from .._serve.protocol import EMPTY_COMMIT
+from .._serve.protocol import PCM_RATE as RATE  # what audio/pcm is taken at
 from .._types import StreamEvent
-
-RATE = 24_000  # what audio/pcm is taken at
-EMPTY_COMMIT = "input_audio_buffer_commit_empty"
 
 
 def endpoint(url: str) -> str:
@@ -51,7 +50,7 @@ async def pcm24(audio: AsyncIterable[Audio]) -> AsyncIterator[bytes]:
         if chunk.sample_rate != rate:
             rate = chunk.sample_rate
             resampler = None if rate == RATE else soxr.ResampleStream(rate, RATE, 1, dtype="float32")
-        mono = chunk.to(chunk.sample_rate, 1, "float32").samples.reshape(-1)
+        mono = chunk.mono_float32()
         samples = mono if resampler is None else resampler.resample_chunk(mono)
         yield (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 

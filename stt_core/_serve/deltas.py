@@ -17,7 +17,7 @@ final, each recognised again from the whole utterance so far. The rule:
    utterance, revised its start), the sent words stand: the transcript is what was sent, then
    the final's words from where the sent text ends in it (found by aligning the words, case
    and punctuation aside). A client's display never changes under the user, and the transcript
-   holds every word of the final after the sent part. ``Deltas.diverged`` says it happened.
+   holds every word of the final after the sent part.
 
 Words are runs of non-space characters; in Chinese, Japanese and Korean text each character is
 one. No I/O: table-tested in tests/serve/test_deltas.py.
@@ -55,7 +55,6 @@ class Deltas:
     """What has been sent for one item, and the guess before the latest."""
 
     sent: str = ""
-    diverged: bool = False
     _before: deque[str] = field(default_factory=lambda: deque(maxlen=AGREE - 1), repr=False)
 
     def guess(self, text: str) -> str:
@@ -73,11 +72,7 @@ class Deltas:
         """The item's final: (the last delta, the transcript), the transcript starting with every
         delta sent."""
         text = squeeze(text)
-        if text.startswith(self.sent):
-            transcript = text
-        else:
-            self.diverged = True
-            transcript = _glue(self.sent, _after(self.sent, text))
+        transcript = text if text.startswith(self.sent) else _glue(self.sent, _after(self.sent, text))
         delta = transcript[len(self.sent):]
         self.sent = transcript
         return delta, transcript

@@ -28,7 +28,7 @@ from .._errors import STTError
 from .._realtime.session import RealtimeSettings, realtime
 from .._types import StreamEvent
 from .deltas import Deltas, join
-from .protocol import error_event, event, new_id
+from .protocol import EMPTY_COMMIT, error_event, event, new_id
 
 Send = Callable[[dict[str, Any]], None]
 
@@ -154,7 +154,7 @@ class Listening:
             self._finish(self.item)
         elif self.commit_asked and not self.ended_at_end:
             self.send(error_event("input_audio_buffer.commit: no speech in progress to commit (the server's "
-                                  "VAD commits each turn)", code="input_audio_buffer_commit_empty"))
+                                  "VAD commits each turn)", code=EMPTY_COMMIT))
 
     def _on(self, ev: StreamEvent) -> None:
         if ev.type == "speech_start":

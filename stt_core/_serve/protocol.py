@@ -36,6 +36,7 @@ from .._audio.audio import Audio
 from .._realtime.session import RealtimeSettings
 
 PCM_RATE, G711_RATE = 24_000, 8_000
+EMPTY_COMMIT = "input_audio_buffer_commit_empty"  # the error code of a commit with no audio
 FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 BETA_FORMATS = {"pcm16": "audio/pcm", "g711_ulaw": "audio/pcmu", "g711_alaw": "audio/pcma"}
 _G711 = {"audio/pcmu": "ULAW", "audio/pcma": "ALAW"}
@@ -257,10 +258,6 @@ def new_id(prefix: str) -> str:
 
 
 # -- input audio ---------------------------------------------------------------------------------------
-
-
-def sample_rate(fmt: str) -> int:
-    return PCM_RATE if fmt == "audio/pcm" else G711_RATE
 
 
 def decode(data: bytes, fmt: str) -> Audio:

@@ -47,6 +47,7 @@ from .admission import POLICY, TRY_LATER, Refusal, Seats, refused
 from .listening import Item, Listening, committed
 from .models import Models, UnknownEngine
 from .protocol import (
+    EMPTY_COMMIT,
     BadEvent,
     SessionConfig,
     base64_audio,
@@ -305,12 +306,12 @@ class Session:
         if self.config.turn_detection is not None:  # the server's VAD: the speech in progress ends now
             if self.listening is None:
                 raise BadEvent("no audio appended since the last turn",
-                               code="input_audio_buffer_commit_empty")
+                               code=EMPTY_COMMIT)
             await self._flush(commit=True)  # answered once heard: listening.end
             return
         if self.item is None or self.uncommitted < MIN_COMMIT:
             raise BadEvent(f"buffer too small: expected at least {MIN_COMMIT * 1000:.0f} ms of audio, "
-                           f"got {self.uncommitted * 1000:.0f} ms", code="input_audio_buffer_commit_empty")
+                           f"got {self.uncommitted * 1000:.0f} ms", code=EMPTY_COMMIT)
         self.item.seconds = self.uncommitted
         self._send(committed(self.item, self._committing(self.item.id)))
         await self._flush()
