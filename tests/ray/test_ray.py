@@ -238,14 +238,18 @@ def test_serve_run_starts_the_application_with_rays_own_cli(served: Served, tmp_
 def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
     served: Served, tmp_path: Path
 ) -> None:
+    """Whisper asks for a GPU no node has: the command does not wait for it (serve.run would, for
+    ever), it serves with funasr and says that whisper is passed until a replica runs."""
     (tmp_path / "stt.toml").write_text(served.config.read_text())
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "stt_core.cli", "serve", "--ray-address", served.cluster.address,
-         "--chain", "funasr", "--port", str(served.port)],
+         "--chain", "whisper,funasr", "--port", str(served.port)],
         cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        env=env | {"STT_RAY__APP_NAME": "from-cli", "STT_RAY__ROUTE_PREFIX": "/from-cli"},
+        env=env | {"STT_RAY__APP_NAME": "from-cli", "STT_RAY__ROUTE_PREFIX": "/from-cli",
+                   "STT_RAY__ENGINE_WAIT": "1", "STT_RAY__ENGINES__WHISPER__NUM_GPUS": "1",
+                   "STT_RAY__ENGINES__WHISPER__REPLICAS": "1"},
     )
     try:
         deadline = time.monotonic() + 120
@@ -254,7 +258,8 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
             time.sleep(0.2)
         said = log.read_text()
         assert f"serving http://127.0.0.1:{served.port}/from-cli/v1 on Ray Serve" in said, said
-        assert "application 'from-cli'): engines funasr x1; ingress x1" in said, said
+        assert ("application 'from-cli'): engines funasr x1, whisper x0 (passed until a replica runs); "
+            "ingress x1") in said, said
 
         async def ask() -> tuple[str, str]:
             async with served.client("/from-cli/v1") as client:

@@ -10,6 +10,7 @@ import threading
 
 import ray
 from ray import serve
+from ray.serve.schema import DeploymentStatusOverview
 
 from stt_core import LoadedConfig, ProviderUnavailable
 from stt_core.server import ServeSettings, warn_if_open
@@ -38,10 +39,14 @@ def serve_on_ray(
         # each node's own (host = "0.0.0.0" to be reached from elsewhere).
         serve.start(http_options={"host": serving.host, "port": serving.port})
         say("deploying: each engine's replicas load their models, then the ingress starts")
-        try:
-            serve.run(application, name=settings.app_name, route_prefix=settings.route_prefix)
-        except RuntimeError as e:  # Serve gave up on a deployment (its replicas could not start)
-            raise ProviderUnavailable(f"Ray Serve could not deploy {settings.app_name!r}: {e}") from e
+        # Not serve.run: it waits for every replica, forever for one no node can place (num_gpus = 1
+        # on a cluster without a GPU). The ingress waits for the engines itself (engine_wait), so
+        # this waits for the ingress and says what Serve says meanwhile.
+        serve.run_many([serve.RunTarget(application, name=settings.app_name,
+                                        route_prefix=settings.route_prefix)],
+                       wait_for_applications_running=False)
+        if not ingress_started(settings.app_name, stop):
+            return
         url = f"http://{serving.host}:{serving.port}{settings.route_prefix.rstrip('/')}/v1"
         say(f"serving {url} on Ray Serve (cluster {ray.get_runtime_context().gcs_address}, application "
             f"{settings.app_name!r}): {replicas_said(settings.app_name)}")
@@ -54,12 +59,36 @@ def serve_on_ray(
             ray.shutdown()
 
 
+def ingress_started(app: str, stop: threading.Event) -> bool:
+    """Waits until the ingress has a running replica (True) or ``stop`` is set (False), saying each
+    new message of Serve's about a deployment (a replica that cannot be placed, say) as it comes."""
+    said: dict[str, str] = {}
+    while not stop.wait(0.5):
+        status = serve.status().applications.get(app)
+        if status is None:
+            continue
+        if state_name(status.status) == "DEPLOY_FAILED":  # Serve gave up (its replicas could not start)
+            raise ProviderUnavailable(f"Ray Serve could not deploy {app!r}: {status.message}")
+        for name, deployment in status.deployments.items():
+            if deployment.message and said.get(name) != deployment.message:
+                said[name] = deployment.message
+                say(f"{name}: {deployment.message}")
+        if INGRESS in status.deployments and running(status.deployments[INGRESS]):
+            return True
+    return False
+
+
 def replicas_said(app: str) -> str:
+    """Each deployment's running replicas; an engine with none is passed by the chain until one runs."""
     deployments = serve.status().applications[app].deployments
-    running = {name: sum(n for state, n in info.replica_states.items() if state_name(state) == "RUNNING")
-               for name, info in deployments.items()}
-    said = [f"{name} x{count}" for name, count in sorted(running.items()) if name != INGRESS]
-    return f"engines {', '.join(said) or 'none deployed (no local engine)'}; ingress x{running[INGRESS]}"
+    engines = [f"{name} x{running(info)}" + ("" if running(info) else " (passed until a replica runs)")
+               for name, info in sorted(deployments.items()) if name != INGRESS]
+    ingress = running(deployments[INGRESS])
+    return f"engines {', '.join(engines) or 'none deployed (no local engine)'}; ingress x{ingress}"
+
+
+def running(deployment: DeploymentStatusOverview) -> int:
+    return sum(n for state, n in deployment.replica_states.items() if state_name(state) == "RUNNING")
 
 
 def say(line: str) -> None:
