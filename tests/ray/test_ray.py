@@ -27,6 +27,7 @@ from ray import serve
 from ray.cluster_utils import Cluster
 
 import stt_core_ray
+from realtime_clients import TWO, Heard, encoded, record, send_audio, speech
 from serving import free_port
 from speech import FIXTURES, MAX_WER, wer
 from stt_core import ConfigError
@@ -52,6 +53,9 @@ replicas = 2
 max_replicas_per_node = 1     # one on each node
 [ray.engines.funasr]
 batch_wait_timeout = 0.25     # generous: requests through HTTP on a busy 2-core machine arrive spread out
+[realtime]                    # /v1/realtime's recognitions: patient, for a busy 2-core machine
+attempt_timeout = 120
+drain_timeout = 120
 """
 
 
@@ -61,8 +65,8 @@ class Served:
         self.url = f"http://127.0.0.1:{port}/v1"
 
     def client(self, path: str = "/v1") -> openai.AsyncOpenAI:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        return openai.AsyncOpenAI(base_url=url, api_key="none", max_retries=0)
+        return openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{self.port}{path}", api_key="none",
+                                  websocket_base_url=f"ws://127.0.0.1:{self.port}{path}", max_retries=0)
 
     async def stats(self, engine: str, replicas: int) -> dict[str, dict[str, Any]]:
         """Each replica's ``stats()``, asked through the deployment's handle until all have answered."""
@@ -118,6 +122,28 @@ async def test_the_openai_sdk_through_serves_proxy_gets_the_words(served: Served
     async with httpx.AsyncClient() as http:
         ready = (await http.get(f"http://127.0.0.1:{served.port}/ready")).json()
     assert ready == {"ready": True, "engines": ["whisper", "funasr"], "chain": "whisper -> funasr"}
+
+
+async def test_the_openai_sdks_realtime_client_through_serves_proxy_gets_each_utterance(
+    served: Served,
+) -> None:
+    """/v1/realtime through Serve's proxy: the ingress holds the session (its VAD, interims and
+    finals) and sends each recognition to whisper's replicas."""
+    data, per_second = encoded(speech("two_utterances"), "audio/pcm")
+    heard = Heard()
+    async with served.client() as c, c.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        assert (await conn.recv()).type == "session.created"
+        await conn.send({"type": "session.update", "session": {  # type: ignore[arg-type]
+            "type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24_000}, "turn_detection": {"type": "server_vad"},
+                "transcription": {"model": "whisper", "language": "en"}}}}})
+        sending = asyncio.create_task(send_audio(conn, data, per_second, speed=2))
+        await record(conn, heard, until=lambda e: len(heard.finals) == 2 or e.type == "error")
+        await sending
+    assert not heard.of("error"), heard.of("error")
+    for final, said in zip(heard.finals, TWO, strict=True):
+        assert wer(said, final.transcript) <= MAX_WER, final.transcript
+        assert final.engine == "whisper"
 
 
 async def test_two_replicas_of_an_engine_both_serve_one_on_each_node(served: Served) -> None:
