@@ -33,10 +33,17 @@ class Capabilities:
 
     def supports_language(self, language: str | None) -> bool:
         """Whether it takes ``language`` ('en-US' counts as 'en'; ``None`` and 'auto': detect)."""
-        if language is None or language == "auto" or self.languages is None:
-            return True
-        code = language.lower()
-        return code in self.languages or code.replace("_", "-").split("-")[0] in self.languages
+        return language_in(language, self.languages)
+
+
+def language_in(language: str | None, languages: frozenset[str] | None) -> bool:
+    """Whether ``language`` is one of ``languages`` (``None``: any): 'en-US' and 'en_US' count as
+    'en'; no language, or 'auto', is to be detected, so any set takes it. The one rule for a
+    request's language (may this engine take it?) and an answer's (does its engine transcribe it?)."""
+    if not language or language == "auto" or languages is None:
+        return True
+    code = language.lower()
+    return code in languages or code.replace("_", "-").split("-")[0] in languages
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from .._types import SETTINGS_MODEL, Transcript
+from .._types import SETTINGS_MODEL, Transcript, language_in
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 """The line every engine's confidence is calibrated to (docs/benchmarks.md, "Quality")."""
@@ -89,7 +89,7 @@ def judge(
     it transcribes (``None``: any); ``heard_nothing_before``: an earlier engine answered no text."""
     if min_confidence <= 0:
         return Accept()
-    if not language_ok(answer.language, languages):
+    if not language_in(answer.language, languages):
         return Reask(f"answered in {answer.language!r}, which it does not transcribe")
     confidence = answer.confidence
     if confidence is None:
@@ -101,14 +101,6 @@ def judge(
     if confidence < min_confidence:
         return Reask(f"confidence {confidence:.2f} < {min_confidence:g}")
     return Accept()
-
-
-def language_ok(language: str | None, languages: frozenset[str] | None) -> bool:
-    """Whether an answer's language is one its engine transcribes ('en-US' counts as 'en')."""
-    if not language or languages is None:
-        return True
-    code = language.lower()
-    return code in languages or code.split("-")[0] in languages
 
 
 def may_reask(*, offline: bool, cloud_reasks: int, max_reasks: int) -> str | None:
@@ -123,7 +115,7 @@ def best(answers: Sequence[tuple[Transcript, frozenset[str] | None]]) -> Transcr
     confident in a language its engine transcribes, else the most confident; the first on a tie."""
     def rank(item: tuple[int, tuple[Transcript, frozenset[str] | None]]) -> tuple[bool, float, int]:
         index, (answer, languages) = item
-        return language_ok(answer.language, languages), answer.confidence or 0.0, -index
+        return language_in(answer.language, languages), answer.confidence or 0.0, -index
 
     return max(enumerate(answers), key=rank)[1][0]
 

@@ -27,6 +27,7 @@ def answer(text: str = "hello there", confidence: float | None = 0.9,
     (answer(language="zh"), 0, EN, False, Accept()),  # off means the language too
     (answer(language="zh"), 0.5, EN, False, Reask("answered in 'zh', which it does not transcribe")),
     (answer(language="en-US"), 0.5, EN, False, Accept()),
+    (answer(language="en_US"), 0.5, EN, False, Accept()),  # as the request's language is read
     (answer(language="de"), 0.5, None, False, Accept()),  # an engine of any language
     (answer(language=None), 0.5, EN, False, Accept()),  # it did not say: nothing to hold against it
     (answer(confidence=None), 0.5, EN, False, Accept()),  # gives no confidence: nothing to judge by
