@@ -25,7 +25,7 @@ import soxr
 from .._audio.audio import Audio
 from .._errors import ConfigError, ProviderError, ProviderUnavailable
 from .._realtime.session import RealtimeSettings
-from .._serve.protocol import EMPTY_COMMIT
+from .._serve.protocol import EMPTY_COMMIT, turn_detection
 from .._serve.protocol import PCM_RATE as RATE  # what audio/pcm is taken at
 from .._types import StreamEvent
 
@@ -95,9 +95,7 @@ class Remote:
         created = await self._next()
         if created.get("type") != "session.created":
             raise ProviderError(f"the server did not open a session: {created}")
-        turns = {"type": "server_vad", "threshold": settings.threshold,
-                 "prefix_padding_ms": round(settings.pre_roll * 1000),
-                 "silence_duration_ms": round(settings.min_silence * 1000)}
+        turns = turn_detection(settings)
         transcription = {"model": model or "stt-core", "language": language}
         await self._send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
             "format": {"type": "audio/pcm", "rate": RATE}, "transcription": transcription,

@@ -234,12 +234,17 @@ def _transcription_out(config: SessionConfig) -> dict[str, Any]:
 def _turns_out(config: SessionConfig, effective: RealtimeSettings) -> dict[str, Any] | None:
     if config.turn_detection is None:
         return None
-    out: dict[str, Any] = {"type": config.turn_detection.type, "threshold": effective.threshold,
-                           "prefix_padding_ms": round(effective.pre_roll * 1000),
-                           "silence_duration_ms": round(effective.min_silence * 1000)}
+    out = turn_detection(effective, config.turn_detection.type)
     if config.turn_detection.type == "semantic_vad":
         out["eagerness"] = config.turn_detection.eagerness or "auto"
     return out
+
+
+def turn_detection(settings: RealtimeSettings, kind: str = "server_vad") -> dict[str, Any]:
+    """``settings``' VAD as a ``turn_detection`` object: what ``SessionConfig.settings`` reads back."""
+    return {"type": kind, "threshold": settings.threshold,
+            "prefix_padding_ms": round(settings.pre_roll * 1000),
+            "silence_duration_ms": round(settings.min_silence * 1000)}
 
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
