@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +163,16 @@ class SharedEngineRunner(_InferenceRunner):
             return pack({"error": ProviderError("unknown ticket", retryable=True).to_dict()})
         try:
             result = future.result(timeout=COLLECT_WAIT)
-        except FutureTimeout:
+        except TimeoutError:  # concurrent.futures.TimeoutError is this class since Python 3.11
             return pack({"pending": True})
         except STTError as e:
-            self._done(ticket)
-            return pack({"error": e.to_dict()})
+            answer = {"error": e.to_dict()}
         except Exception as e:  # the base class maps engine errors; this is a last net
-            self._done(ticket)
-            return pack({"error": ProviderError(f"{type(e).__name__}: {e}", retryable=True).to_dict()})
-        self._done(ticket)
-        return pack({"transcript": result.to_dict()})
+            answer = {"error": ProviderError(f"{type(e).__name__}: {e}", retryable=True).to_dict()}
+        else:
+            answer = {"transcript": result.to_dict()}
+        del self._tickets[ticket], self._submitted[ticket]  # answered: nothing left to keep
+        return pack(answer)
 
     def _cancel(self, ticket: str) -> bytes:
         """The job gave up (its attempt_timeout, a fall-over, the job ended): stop the work, so it
@@ -184,9 +183,6 @@ class SharedEngineRunner(_InferenceRunner):
         if future is not None:
             future.cancel()
         return pack({"cancelled": future is not None})
-
-    def _done(self, ticket: str) -> None:
-        del self._tickets[ticket], self._submitted[ticket]
 
     def _stats(self) -> dict[str, Any]:
         """What each engine did (for tests and benchmarks): FunASR's count of batched calls."""
