@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from livekit.agents import get_job_context
 from livekit.agents.inference_runner import _InferenceRunner
 from pydantic import BaseModel, ConfigDict
 
@@ -111,7 +112,7 @@ class SharedEngineRunner(_InferenceRunner):
     INFERENCE_METHOD = METHOD
 
     def initialize(self) -> None:
-        chain = stt_core.load_config(os.environ.get(stt_core.CONFIG_ENV)).build_chain()
+        chain = stt_core.load_config().build_chain()  # STT_CONFIG or ./stt.toml, as the worker read
         self.engines = {p.name: p for p in chain.providers if p.capabilities.offline}  # local ones
         self._tickets: dict[str, Future[Transcript]] = {}
         self._submitted: dict[str, float] = {}  # when each ticket came in
@@ -204,7 +205,7 @@ class SharedEngine(Provider):
 
     def __init__(self, local: Provider) -> None:
         super().__init__()
-        self.name = local.name  # type: ignore[misc]  # answers as the engine it stands for
+        self.named(local.name)  # answers as the engine it stands for
         self.capabilities = local.capabilities
         self._model = local.model
 
@@ -230,7 +231,11 @@ class SharedEngine(Provider):
             raise
 
     async def _call(self, header: dict[str, Any], pcm: bytes = b"") -> dict[str, Any]:
-        executor = _inference_executor(self.name)
+        try:
+            executor = get_job_context().inference_executor  # every LiveKit job has one (1.8)
+        except RuntimeError as e:  # no job context
+            raise ProviderUnavailable(f"{self.name} is shared through LiveKit's inference process, and "
+                                      "this is not a LiveKit job", provider=self.name) from e
         try:
             data = await executor.do_inference(METHOD, pack(header, pcm))
         except RuntimeError as e:  # LiveKit reports every failure of the call this way
@@ -239,19 +244,6 @@ class SharedEngine(Provider):
         if "error" in answer:
             raise STTError.from_dict(answer["error"], provider=self.name)
         return answer
-
-
-def _inference_executor(name: str) -> Any:
-    from livekit.agents import get_job_context
-
-    try:
-        executor = get_job_context().inference_executor
-    except RuntimeError:
-        executor = None
-    if executor is None:
-        raise ProviderUnavailable(f"{name} is shared through LiveKit's inference process, and this is "
-                                  "not a LiveKit job", provider=name)
-    return executor
 
 
 def _ipc_error(name: str, message: str) -> STTError:
