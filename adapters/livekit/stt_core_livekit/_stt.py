@@ -43,6 +43,8 @@ from stt_core import (
     Transcript,
 )
 
+from ._prewarm import configured_chain, prewarmed_chain
+
 
 class STT(stt.STT[Any]):
     """A LiveKit STT over an stt-core engine or chain (``stt_core.Hearing`` says how it is heard).
@@ -82,16 +84,12 @@ class STT(stt.STT[Any]):
     @classmethod
     def from_config(cls, path: str | Path | None = None, **options: Any) -> STT:
         """The chain that ``stt.toml`` (or ``path``) and the environment declare."""
-        from ._prewarm import configured_chain
-
         options.setdefault("realtime_settings", stt_core.load_config(path).realtime())
         return cls(configured_chain(path), **options)
 
     @classmethod
     def from_process(cls, proc: Any, config: str | Path | None = None, **options: Any) -> STT:
         """The chain ``prewarm`` loaded in this worker process, or a fresh one from config."""
-        from ._prewarm import prewarmed_chain
-
         chain = prewarmed_chain(proc)
         return cls(chain, **options) if chain is not None else cls.from_config(config, **options)
 
