@@ -27,7 +27,8 @@ from livekit.agents import (
 )
 from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
-from livekit.agents.utils import AudioBuffer, is_given, merge_frames
+from livekit.agents.utils import AudioBuffer, aio, is_given, merge_frames
+from livekit.agents.utils.audio import AudioByteStream
 
 import stt_core
 from stt_core import (
@@ -183,9 +184,7 @@ class SpeechStream(stt.RecognizeStream):
                 # Closed mid-utterance (the caller hung up): the chain's stream, its engine's
                 # socket and tasks end with it, not whenever the input would have ended.
                 if segment is not None and not segment.done():
-                    segment.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await segment
+                    await aio.cancel_and_wait(segment)
 
     async def _recognise(self, queue: asyncio.Queue[Audio | None], *, offset: float) -> None:
         """One segment's events as LiveKit's (real time's END_OF_SPEECH comes before its final, as
@@ -236,12 +235,8 @@ def frames_to_audio(buffer: AudioBuffer) -> Audio:
 
 def audio_to_frames(audio: Audio, *, frame_ms: int = 20) -> list[rtc.AudioFrame]:
     """``Audio`` as LiveKit frames of ``frame_ms`` (for tests, examples and custom inputs)."""
-    pcm = audio.to(sample_format="int16").samples
-    step = audio.sample_rate * frame_ms // 1000
-    return [
-        rtc.AudioFrame(pcm[i:i + step].tobytes(), audio.sample_rate, audio.channels, len(pcm[i:i + step]))
-        for i in range(0, len(pcm), step)
-    ]
+    frames = AudioByteStream(audio.sample_rate, audio.channels, audio.sample_rate * frame_ms // 1000)
+    return [*frames.push(audio.pcm_bytes()), *frames.flush()]  # the last one shorter
 
 
 def to_livekit_error(e: BaseException | None) -> APIError:
