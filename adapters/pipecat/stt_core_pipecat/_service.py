@@ -363,13 +363,12 @@ class Segmented:
             self._recent.popleft()  # out of the pre-roll
 
     def speech_stopped(self) -> None:
-        if not self._recent or not self.service.is_usable:
-            self._recent.clear()
-            return
-        utterance = Audio.concat(list(self._recent))
+        heard = list(self._recent)
         self._recent.clear()
-        self.service.usage_pending(utterance.duration)
-        self.utterances.put_nowait(utterance)
+        if heard and self.service.is_usable:
+            utterance = Audio.concat(heard)
+            self.service.usage_pending(utterance.duration)
+            self.utterances.put_nowait(utterance)
 
     def end(self, *, speaking: bool) -> None:
         """An end: an utterance still being spoken is cut here, and nothing more comes."""
