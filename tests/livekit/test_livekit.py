@@ -32,7 +32,7 @@ from stt_core import (
 )
 from stt_core.testing import FakeProvider
 from stt_core_deepgram._provider import DeepgramProvider
-from stt_core_livekit import STT, audio_to_frames, prewarm, to_livekit_error
+from stt_core_livekit import STT, audio_to_frames, frames_to_audio, prewarm, to_livekit_error
 
 # two_utterances.wav: good_morning, 1.5 s of silence, begin_meeting.
 SCRIPT = [(0.0, 1.69, "Good morning everyone."), (3.19, 5.10, "Let us begin the meeting.")]
@@ -106,6 +106,16 @@ async def test_a_frame_too_short_or_no_frames_is_bad_audio_that_no_engine_is_sen
             await adapter.recognize(frames)
         assert refused.value.retryable is False
     assert cloud.calls == []
+
+
+def test_audio_to_frames_cuts_any_length_and_refuses_a_frame_of_no_sample() -> None:
+    audio = Audio.from_file(FIXTURES / "fox.wav")
+    frames = audio_to_frames(audio, frame_ms=20)
+    assert {f.samples_per_channel for f in frames[:-1]} == {audio.sample_rate // 50}
+    assert frames_to_audio(frames).samples.tobytes() == audio.to(sample_format="int16").samples.tobytes()
+    for frame_ms in (0, -20):  # LiveKit's chunker would never return
+        with pytest.raises(ValueError, match=f"frame_ms = {frame_ms} holds no sample"):
+            audio_to_frames(audio, frame_ms=frame_ms)
 
 
 async def test_metrics_name_the_engine_that_answered(whisper: stt_core.Provider) -> None:

@@ -235,7 +235,9 @@ def frames_to_audio(buffer: AudioBuffer) -> Audio:
 
 def audio_to_frames(audio: Audio, *, frame_ms: int = 20) -> list[rtc.AudioFrame]:
     """``Audio`` as LiveKit frames of ``frame_ms`` (for tests, examples and custom inputs)."""
-    frames = AudioByteStream(audio.sample_rate, audio.channels, audio.sample_rate * frame_ms // 1000)
+    if (samples := audio.sample_rate * frame_ms // 1000) < 1:  # LiveKit's chunker would loop for ever
+        raise ValueError(f"frame_ms = {frame_ms} holds no sample at {audio.sample_rate} Hz")
+    frames = AudioByteStream(audio.sample_rate, audio.channels, samples)
     return [*frames.push(audio.pcm_bytes()), *frames.flush()]  # the last one shorter
 
 
