@@ -188,30 +188,6 @@ def test_silence_and_faint_noise_give_no_invented_words(whisper: stt_core.Provid
         assert transcribe(whisper, audio).text == ""  # tiny.en says "You" / "." here unfiltered
 
 
-def test_the_start_of_an_utterance_is_not_decoded_again_at_higher_temperatures(
-    whisper: stt_core.Provider, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Real time asks for an interim at the first short pause: here 0.35 s of "The quick...", which
-    tiny.en rates 0.69 likely no speech at a log probability under -1. faster-whisper's own rule
-    calls that silence; moved to 0.8, it decoded the window again at each of five temperatures
-    (4x the time of a recognition, with an engine that serves one call at a time)."""
-    from faster_whisper.transcribe import WhisperModel
-
-    decoded = WhisperModel.generate_with_fallback
-    temperatures: list[float] = []
-
-    def watched(model: WhisperModel, *args: object, **kwargs: object) -> object:
-        result = decoded(model, *args, **kwargs)  # type: ignore[arg-type]
-        temperatures.append(result[2])  # the temperature of the decoding kept
-        return result
-
-    monkeypatch.setattr(WhisperModel, "generate_with_fallback", watched)
-    fox = Audio.from_file(FIXTURES / "fox.wav").to(16_000, 1)
-    start = Audio.concat([Audio.silence(0.096, 16_000), fox.slice(0, 0.352)])
-    assert transcribe(whisper, start).text == ""
-    assert temperatures == [0.0]
-
-
 def test_a_named_model_that_cannot_be_fetched_offline_is_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "STT_WHISPER__MODEL": "small"}
