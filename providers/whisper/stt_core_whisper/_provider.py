@@ -73,10 +73,8 @@ class WhisperSettings(ProviderSettings):
     audio longer than one 30 s window, where Whisper invents words on long silence ("You You
     You"); off for shorter audio (a voice turn a VAD has already cut), so no short word is lost."""
     no_speech_threshold: float = Field(0.8, ge=0.01, le=1)
-    """Windows the model rates likelier than this to be no speech are dropped: Whisper's well-known
-    inventions on silence ("You", "."). faster-whisper's own rule comes first, at its own 0.6: a
-    window over that with an average log probability under -1 is silence, not decoded again at
-    higher temperatures (on near-silence and noise such a fallback costs 4-5 recognitions)."""
+    """Windows the model rates likelier than this to be no speech are dropped (and are not decoded
+    again at higher temperatures): Whisper's well-known inventions on silence ("You", ".")."""
     word_timestamps: bool = False
     language: str | None = None
     download_root: str | None = None
@@ -171,6 +169,7 @@ class WhisperProvider(Provider):
                 beam_size=self.settings.beam_size,
                 vad_filter=_use_vad(self.settings.vad_filter, len(samples)),
                 word_timestamps=True,  # the words' probabilities are the surest signal of confidence
+                no_speech_threshold=threshold,
             )
             decoded = []
             for s in segments_iter:  # decoding happens while iterating, a window at a time
