@@ -88,13 +88,21 @@ class Speculation:
 
 
 class Speed:
-    """Seconds of recognition per second of audio, as last measured (None until then)."""
+    """Seconds of recognition per second of audio, as last measured, and the least any recognition
+    took (None until then). A rate alone would promise a short clip in a fraction of a long one's
+    time, but whisper's encoder always runs a 30 s window: 0.4 s of speech costs it what 3 s do
+    (more, when it falls back to sampling on a lone word), so an interim it cannot afford started
+    at the first short pause of every utterance."""
 
     def __init__(self) -> None:
         self.per_second: float | None = None
+        self.least: float | None = None
 
     def learn(self, audio_seconds: float, took: float) -> None:
         self.per_second = took / max(audio_seconds, 0.1)
+        self.least = took if self.least is None else min(self.least, took)
 
     def expected(self, audio_seconds: float) -> float | None:
-        return None if self.per_second is None else self.per_second * audio_seconds
+        if self.per_second is None:
+            return None
+        return max(self.least or 0.0, self.per_second * audio_seconds)

@@ -21,6 +21,7 @@ from stt_core import (
     StreamEvent,
 )
 from stt_core._realtime import RealtimeSettings, realtime
+from stt_core._realtime.utterance import Speed
 from stt_core.testing import FakeProvider
 
 CLIPS = ("fox", "lights", "weather")
@@ -187,6 +188,31 @@ async def test_a_slow_engine_gets_fewer_interims_never_a_later_final() -> None:
     assert fast_interims > slow_interims
     # The final waits for no interim: once the preflight is done it is the VAD's decision plus nothing.
     assert slow_final < 0.05 and fast_final < 0.05
+
+
+async def test_an_engine_whose_every_call_costs_the_same_gets_no_interim_it_cannot_afford() -> None:
+    """Whisper's encoder runs a whole 30 s window however short the clip: 0.4 s of speech costs
+    what 3 s do. Once one recognition has shown that, no interim starts that would still run when
+    a preflight is due: only the first, while the engine's speed is unknown. (Measured as a rate,
+    3 s in 0.3 s promised 0.4 s in 0.04 s, and an interim started at every utterance's first
+    short pause.)"""
+    clips = ("fox", "lights", "weather", "meeting")
+    audio, _ = conversation(clips)
+    engine = FakeProvider(name="local", text="words", delay=0.3)  # the same for any length
+    events = await events_of(engine, audio, chunk=0.032, pace=0.016)  # twice real time
+    assert sum(e.type == "final" for e in events) == len(clips)
+    # Interims at an utterance's first short pause hear under a second; preflights and finals more.
+    short = [round(a.duration, 2) for a in engine.calls if a.duration < 1.0]
+    assert len(short) <= 1, [round(a.duration, 2) for a in engine.calls]  # was one per utterance
+
+
+def test_a_recognitions_expected_time_is_never_below_the_least_one_took() -> None:
+    speed = Speed()
+    assert speed.expected(1.0) is None  # nothing measured yet
+    speed.learn(3.0, 0.6)  # whisper: a 30 s window for 3 s of speech
+    assert speed.expected(0.4) == pytest.approx(0.6) and speed.expected(6.0) == pytest.approx(1.2)
+    speed.learn(0.4, 0.5)
+    assert speed.expected(0.2) == pytest.approx(0.5)  # the least yet, not 0.2 s at 1.25 s a second
 
 
 async def test_closing_the_stream_mid_utterance_leaves_no_task() -> None:
