@@ -115,7 +115,7 @@ class Session:
         self.utterance: Utterance | None = None
         self.speculation: Speculation | None = None
         self.interim_started = 0.0
-        self.speed = Speed()
+        self.speed = Speed.of(self.local)
         self.finals: deque[tuple[Utterance, asyncio.Task[None]]] = deque()  # not yet out, in order
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loading: asyncio.Task[None] | None = None  # the local engine's model, while it loads

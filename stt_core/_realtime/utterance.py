@@ -10,6 +10,7 @@ often the speaker pauses. Pieces are joined as a long file's are (``Transcript.j
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,11 +93,18 @@ class Speed:
     took (None until then). A rate alone would promise a short clip in a fraction of a long one's
     time, but whisper's encoder always runs a 30 s window: 0.4 s of speech costs it what 3 s do
     (more, when it falls back to sampling on a lone word), so an interim it cannot afford started
-    at the first short pause of every utterance."""
+    at the first short pause of every utterance. One per engine, shared by its streams: a new
+    stream knows its engine's speed, so its first interim is not a guess (one that cost whisper 4x
+    a recognition, per stream)."""
 
     def __init__(self) -> None:
         self.per_second: float | None = None
         self.least: float | None = None
+
+    @classmethod
+    def of(cls, engine: object | None) -> Speed:
+        """``engine``'s speed, as its streams have measured it (with no engine: a new one)."""
+        return cls() if engine is None else _SPEEDS.setdefault(engine, cls())
 
     def learn(self, audio_seconds: float, took: float) -> None:
         self.per_second = took / max(audio_seconds, 0.1)
@@ -106,3 +114,6 @@ class Speed:
         if self.per_second is None:
             return None
         return max(self.least or 0.0, self.per_second * audio_seconds)
+
+
+_SPEEDS: weakref.WeakKeyDictionary[object, Speed] = weakref.WeakKeyDictionary()

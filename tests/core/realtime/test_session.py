@@ -193,7 +193,7 @@ async def test_a_slow_engine_gets_fewer_interims_never_a_later_final() -> None:
 async def test_an_engine_whose_every_call_costs_the_same_gets_no_interim_it_cannot_afford() -> None:
     """Whisper's encoder runs a whole 30 s window however short the clip: 0.4 s of speech costs
     what 3 s do. Once one recognition has shown that, no interim starts that would still run when
-    a preflight is due: only the first, while the engine's speed is unknown. (Measured as a rate,
+    a preflight is due: only the engine's first, while its speed is unknown. (Measured as a rate,
     3 s in 0.3 s promised 0.4 s in 0.04 s, and an interim started at every utterance's first
     short pause.)"""
     clips = ("fox", "lights", "weather", "meeting")
@@ -204,6 +204,9 @@ async def test_an_engine_whose_every_call_costs_the_same_gets_no_interim_it_cann
     # Interims at an utterance's first short pause hear under a second; preflights and finals more.
     short = [round(a.duration, 2) for a in engine.calls if a.duration < 1.0]
     assert len(short) <= 1, [round(a.duration, 2) for a in engine.calls]  # was one per utterance
+    engine.calls.clear()  # the next stream over the engine knows its speed from the start: none
+    assert sum(e.type == "final" for e in await events_of(engine, audio, chunk=0.032, pace=0.016)) == 4
+    assert [round(a.duration, 2) for a in engine.calls if a.duration < 1.0] == []
 
 
 def test_a_recognitions_expected_time_is_never_below_the_least_one_took() -> None:
