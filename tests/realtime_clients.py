@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import openai
 import soundfile as sf
 
 from speech import FIXTURES
@@ -38,6 +39,20 @@ def encoded(audio: Audio, fmt: str) -> tuple[bytes, int]:
     sf.write(out, audio.to(8000, 1, "float32").samples.reshape(-1), 8000, format="RAW",
              subtype={"audio/pcmu": "ULAW", "audio/pcma": "ALAW"}[fmt])
     return out.getvalue(), 8000
+
+
+def ga(c: openai.AsyncOpenAI) -> Any:
+    """The SDK's GA realtime client, in transcription mode."""
+    return c.realtime.connect(extra_query={"intent": "transcription"})
+
+
+def ga_update(model: str, *, fmt: str = "audio/pcm", turns: Any = "server_vad", language: str | None = "en"
+              ) -> dict[str, Any]:
+    audio_format: dict[str, Any] = {"type": fmt, **({"rate": RATE} if fmt == "audio/pcm" else {})}
+    turn_detection = {"type": turns} if isinstance(turns, str) else turns
+    return {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+        "format": audio_format, "transcription": {"model": model, "language": language},
+        "turn_detection": turn_detection}}}}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ray import serve
 from ray.cluster_utils import Cluster
 
 import stt_core_ray
-from realtime_clients import TWO, Heard, encoded, record, send_audio, speech
+from realtime_clients import TWO, Heard, encoded, ga, ga_update, record, send_audio, speech
 from serving import free_port
 from speech import FIXTURES, MAX_WER, wer
 from stt_core import ConfigError
@@ -131,12 +131,9 @@ async def test_the_openai_sdks_realtime_client_through_serves_proxy_gets_each_ut
     finals) and sends each recognition to whisper's replicas."""
     data, per_second = encoded(speech("two_utterances"), "audio/pcm")
     heard = Heard()
-    async with served.client() as c, c.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+    async with served.client() as c, ga(c) as conn:
         assert (await conn.recv()).type == "session.created"
-        await conn.send({"type": "session.update", "session": {  # type: ignore[arg-type]
-            "type": "transcription", "audio": {"input": {
-                "format": {"type": "audio/pcm", "rate": 24_000}, "turn_detection": {"type": "server_vad"},
-                "transcription": {"model": "whisper", "language": "en"}}}}})
+        await conn.send(ga_update("whisper"))  # type: ignore[arg-type]
         sending = asyncio.create_task(send_audio(conn, data, per_second, speed=2))
         await record(conn, heard, until=lambda e: len(heard.finals) == 2 or e.type == "error")
         await sending

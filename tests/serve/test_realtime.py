@@ -19,7 +19,17 @@ import pytest
 import websockets
 
 from fakes.groq_api import FakeOpenAI
-from realtime_clients import RATE, REALTIME_KEY, TWO, Heard, encoded, record, send_audio, speech
+from realtime_clients import (
+    REALTIME_KEY,
+    TWO,
+    Heard,
+    encoded,
+    ga,
+    ga_update,
+    record,
+    send_audio,
+    speech,
+)
 from serving import WHISPER_TABLE, ServeProcess
 from speech import FIXTURES, MAX_WER, REFERENCES, wer
 from stt_core import Audio
@@ -31,20 +41,6 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 def client(server: ServeProcess, key: str = REALTIME_KEY) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=f"{server.url}/v1", websocket_base_url=f"ws://127.0.0.1:{server.port}/v1",
                               api_key=key, max_retries=0)
-
-
-def ga(c: openai.AsyncOpenAI) -> Any:
-    """The SDK's GA realtime client, in transcription mode."""
-    return c.realtime.connect(extra_query={"intent": "transcription"})
-
-
-def ga_update(model: str, *, fmt: str = "audio/pcm", turns: Any = "server_vad", language: str | None = "en"
-              ) -> dict[str, Any]:
-    audio_format: dict[str, Any] = {"type": fmt, **({"rate": RATE} if fmt == "audio/pcm" else {})}
-    turn_detection = {"type": turns} if isinstance(turns, str) else turns
-    return {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
-        "format": audio_format, "transcription": {"model": model, "language": language},
-        "turn_detection": turn_detection}}}}
 
 
 def check_items(heard: Heard) -> None:
