@@ -213,13 +213,11 @@ class SpeechStream(stt.RecognizeStream):
 
     def _report_usage(self, since: float, until: float) -> float:
         """A RECOGNITION_USAGE event for the audio in [since, until): LiveKit's STT metrics."""
-        if until > since:
-            self._event_ch.send_nowait(stt.SpeechEvent(
-                type=stt.SpeechEventType.RECOGNITION_USAGE,
-                recognition_usage=stt.RecognitionUsage(audio_duration=until - since),
-            ))
-            return until
-        return since
+        if until <= since:
+            return since
+        self._event_ch.send_nowait(stt.SpeechEvent(type=_KIND.RECOGNITION_USAGE,
+                                                   recognition_usage=stt.RecognitionUsage(until - since)))
+        return until
 
 
 # -- conversions ---------------------------------------------------------------------------------
