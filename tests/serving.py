@@ -19,10 +19,10 @@ import httpx
 import psutil
 import uvicorn
 
+from speech import TINY_SENSEVOICE
 from stt_core import Chain
 from stt_core.server import ServeSettings, create_app
 
-TINY_SENSEVOICE = Path(__file__).parent / "fixtures" / "funasr" / "tiny-sensevoice"
 # The engines a test's stt.toml declares: the tiny SenseVoice the tests build (no VAD of its own,
 # one thread, no free-memory floor), and the bundled whisper tiny.en on one thread (two test
 # workers share two cores).

@@ -16,6 +16,9 @@ from stt_core import Audio, RealtimeSettings
 
 ROOT = Path(__file__).parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "audio"
+# A real SenseVoiceSmall, small enough to commit, built with funasr's own classes
+# (tests/fixtures/funasr/build_tiny_sensevoice.py): FunASR's real code with no download.
+TINY_SENSEVOICE = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 REFERENCES = {
     row["name"]: row["text"]
     for row in csv.DictReader((FIXTURES / "references.tsv").open(), delimiter="\t")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ import stt_core
 from fakes.deepgram_api import KEY as DEEPGRAM_KEY
 from fakes.deepgram_api import FakeDeepgram
 from fakes.groq_api import KEY, FakeGroq
-from speech import FIXTURES, MAX_WER, wer
+from speech import FIXTURES, MAX_WER, TINY_SENSEVOICE, wer
 from stt_core import Audio, BreakerPolicy, Capabilities, Chain, RetryPolicy, telemetry
 from stt_core._registry import UnusableEngine
 from stt_core.testing import FakeProvider
@@ -186,8 +185,7 @@ async def test_breaker_state_changes_are_counted(otel: Recorded) -> None:
 async def test_a_local_engine_reports_its_queue_depth_and_batch_sizes(otel: Recorded) -> None:
     from stt_core_funasr._provider import FunASRProvider
 
-    tiny = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
-    engine = FunASRProvider(model=str(tiny), vad="none", max_batch=8)
+    engine = FunASRProvider(model=str(TINY_SENSEVOICE), vad="none", max_batch=8)
     await engine.warmup()
     await asyncio.gather(*(engine.transcribe(FIXTURES / "chairs.wav") for _ in range(6)))
     batches = otel.points("stt_core.batch.size")

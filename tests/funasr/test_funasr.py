@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import stt_core
+from speech import TINY_SENSEVOICE
 from stt_core import Audio, Chain, ConfigError, ProviderUnavailable
 from stt_core.testing import FakeProvider
 from stt_core.testing.conformance import ProviderConformance
@@ -24,7 +25,6 @@ from stt_core_funasr._provider import FunASRProvider
 
 ROOT = Path(__file__).parents[2]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
-TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 
 # name: (language, emotion, text without ITN, text with ITN) - what the model was trained on
 CLIPS = {
@@ -38,7 +38,7 @@ CLIPS = {
 
 
 def funasr(**settings: object) -> FunASRProvider:
-    return FunASRProvider(model=str(TINY), **settings)
+    return FunASRProvider(model=str(TINY_SENSEVOICE), **settings)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A writable copy of the model without its ONNX files, for the export the provider does on
     first load where torch is installed."""
     target = tmp_path_factory.mktemp("onnx") / "tiny-sensevoice"
-    shutil.copytree(TINY, target, ignore=shutil.ignore_patterns("model*.onnx*"))
+    shutil.copytree(TINY_SENSEVOICE, target, ignore=shutil.ignore_patterns("model*.onnx*"))
     return target
 
 
@@ -203,7 +203,7 @@ async def test_missing_model_says_how_to_download_it(tmp_path: Path, monkeypatch
     with pytest.raises(ProviderUnavailable, match="not downloaded"):
         await provider.transcribe(AUDIO / "good_morning.wav")
     # Once it is in the stt-core model directory, it is found there.
-    shutil.copytree(TINY, tmp_path / "models" / "iic" / "SenseVoiceSmall")
+    shutil.copytree(TINY_SENSEVOICE, tmp_path / "models" / "iic" / "SenseVoiceSmall")
     assert FunASRProvider().why_unavailable() is None
     fsmn = FunASRProvider(vad="fsmn-vad").why_unavailable()
     assert fsmn is not None and "--model fsmn-vad" in fsmn
@@ -218,7 +218,7 @@ async def test_missing_and_corrupt_model_directories(tmp_path: Path) -> None:
     with pytest.raises(ProviderUnavailable, match="not a FunASR model directory"):
         await FunASRProvider(model=str(empty)).transcribe(AUDIO / "good_morning.wav")
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(TINY, corrupt)
+    shutil.copytree(TINY_SENSEVOICE, corrupt)
     (corrupt / "model.pt").write_bytes(b"not a checkpoint")
     (corrupt / "model_quant.onnx").write_bytes(b"not an onnx file")
     with pytest.raises(ProviderUnavailable, match=f"cannot load funasr model from {corrupt}"):
@@ -264,7 +264,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_seed_env_aliases_drive_the_cli() -> None:
     done = _cli("transcribe", "--chain", "funasr", str(AUDIO / "chairs.wav"),
-                FUNASR_MODEL_DIR=str(TINY), FUNASR_USE_ITN="true", FUNASR_LANGUAGE="en",
+                FUNASR_MODEL_DIR=str(TINY_SENSEVOICE), FUNASR_USE_ITN="true", FUNASR_LANGUAGE="en",
                 FUNASR_USE_EXTERNAL_VAD="false")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "We need 25 chairs for the party."
@@ -280,7 +280,7 @@ def test_models_download_reports_an_unreachable_hub(tmp_path: Path) -> None:
 
 
 def test_models_download_refuses_a_local_directory() -> None:
-    done = _cli("models", "download", "funasr", "--model", str(TINY))
+    done = _cli("models", "download", "funasr", "--model", str(TINY_SENSEVOICE))
     assert done.returncode == 2
     assert "is a local directory; there is nothing to download" in done.stderr
 

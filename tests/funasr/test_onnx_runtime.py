@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from speech import TINY_SENSEVOICE
 from stt_core import Audio, ProviderUnavailable, find_vad_model
 from stt_core_funasr._engine import Options, clean_text, get_engine
 from stt_core_funasr._onnx import OnnxSenseVoice
@@ -23,7 +24,6 @@ from stt_core_funasr._provider import FunASRProvider, FunASRSettings
 
 ROOT = Path(__file__).parents[2]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
-TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 CLIPS = ("good_morning", "begin_meeting", "chairs", "zh_hello", "zh_weather")
 
 
@@ -36,8 +36,8 @@ def _samples(name: str) -> np.ndarray:
 def test_onnx_and_funasr_torch_agree_token_for_token(quantize: bool, use_itn: bool) -> None:
     """The raw output, tags and all, of funasr's AutoModel.generate and of the torch-free runtime on
     the same export: one clip at a time and all five in one padded batch."""
-    torch_model = get_engine(FunASRSettings(model=str(TINY), backend="torch", vad="none")).model
-    onnx = OnnxSenseVoice.load(TINY, FunASRSettings(model=str(TINY), quantize=quantize))
+    torch_model = get_engine(FunASRSettings(model=str(TINY_SENSEVOICE), backend="torch", vad="none")).model
+    onnx = OnnxSenseVoice.load(TINY_SENSEVOICE, FunASRSettings(model=str(TINY_SENSEVOICE), quantize=quantize))
     batch = [_samples(name) for name in CLIPS]
     options = Options("auto", use_itn, timestamps=False)
     funasr_raw = [r["text"] for r in torch_model.generate(input=batch, batch_size=len(batch), language="auto",
@@ -65,7 +65,7 @@ from stt_core import Audio
 from stt_core_funasr import _provider
 
 async def main():
-    provider = _provider.FunASRProvider(model={str(TINY)!r}, vad_min_audio_s=3, vad="energy")
+    provider = _provider.FunASRProvider(model={str(TINY_SENSEVOICE)!r}, vad_min_audio_s=3, vad="energy")
     short = await provider.transcribe({str(AUDIO / "chairs.wav")!r})
     long = await provider.transcribe(Audio.concat([Audio.from_file({str(AUDIO / "chairs.wav")!r})] * 2))
     loaded = {{m.split(".")[0] for m in sys.modules}}
@@ -112,7 +112,7 @@ def _env() -> dict[str, str]:
 
 def _copy(tmp_path: Path, drop: str | None = None) -> Path:
     target = tmp_path / "model"
-    shutil.copytree(TINY, target, ignore=shutil.ignore_patterns("model.pt", "model.onnx*"))
+    shutil.copytree(TINY_SENSEVOICE, target, ignore=shutil.ignore_patterns("model.pt", "model.onnx*"))
     if drop:
         (target / drop).unlink()
     return target
@@ -179,7 +179,7 @@ async def test_a_directory_without_config_is_named(tmp_path: Path) -> None:
 
 def test_models_export_writes_both_files(tmp_path: Path) -> None:
     model = tmp_path / "model"
-    shutil.copytree(TINY, model, ignore=shutil.ignore_patterns("model*.onnx*"))
+    shutil.copytree(TINY_SENSEVOICE, model, ignore=shutil.ignore_patterns("model*.onnx*"))
     done = subprocess.run([sys.executable, "-m", "stt_core.cli", "models", "export", "funasr", "--model",
                            str(model)], capture_output=True, text=True, timeout=300, env=_env(), cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -25,9 +25,9 @@ import pytest
 from aiohttp import web
 
 from fakes.modelscope_api import FakeModelScope
+from speech import TINY_SENSEVOICE
 
 ROOT = Path(__file__).parents[2]
-TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 CHAIRS = ROOT / "tests" / "fixtures" / "audio" / "chairs.wav"
 TORCH_INSTALL_MB = 1900  # stt-core[funasr] with torch and funasr, as issue 17 measured it
 DISTS = [ROOT, *sorted((ROOT / "providers").iterdir()), *sorted((ROOT / "adapters").iterdir())]
@@ -79,7 +79,7 @@ def test_the_serving_install_has_no_torch_and_transcribes(
     print(f"serving install: {size_mb:.0f} MB in site-packages")
     assert size_mb * 4 <= TORCH_INSTALL_MB
 
-    _config(tmp_path, TINY)
+    _config(tmp_path, TINY_SENSEVOICE)
     done = _stt_core(bin_dir, "transcribe", str(CHAIRS), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "We need 25 chairs for the party."
@@ -92,7 +92,7 @@ def test_the_serving_install_has_no_torch_and_transcribes(
     assert "pip install 'stt-core[funasr-torch]' silero-vad" in said  # installed by name: the index's words
     # A model directory with no ONNX export: the whole hint, in the one error line, cut nowhere.
     unexported = tmp_path / "unexported"
-    shutil.copytree(TINY, unexported, ignore=shutil.ignore_patterns("*.onnx*"))
+    shutil.copytree(TINY_SENSEVOICE, unexported, ignore=shutil.ignore_patterns("*.onnx*"))
     _config(tmp_path, unexported)
     refused = _stt_core(bin_dir, "transcribe", str(CHAIRS), cwd=tmp_path)
     assert refused.returncode == 1
@@ -117,9 +117,11 @@ def test_the_serving_install_has_no_torch_and_transcribes(
                            "directory (model_quant.onnx, am.mvn, config.yaml and the *.bpe.model tokenizer) "
                            "to this machine and set [funasr] model to it"), reason
     hub = FakeModelScope()
-    hub.hold("iic/SenseVoiceSmall-onnx", TINY, ["model_quant.onnx", "am.mvn", "config.yaml"])  # no tokenizer
-    hub.hold("iic/SenseVoiceSmall", TINY, ["model.pt", "config.yaml", "configuration.json", "am.mvn",
-                                           "chn_jpn_yue_eng_ko_spectok.bpe.model"])
+    hub.hold("iic/SenseVoiceSmall-onnx", TINY_SENSEVOICE,
+             ["model_quant.onnx", "am.mvn", "config.yaml"])  # no tokenizer
+    hub.hold("iic/SenseVoiceSmall", TINY_SENSEVOICE,
+             ["model.pt", "config.yaml", "configuration.json", "am.mvn",
+              "chn_jpn_yue_eng_ko_spectok.bpe.model"])
     fetched = _stt_core(bin_dir, "models", "download", "funasr", cwd=home,
                         extra_env={**env, "MODELSCOPE_ENDPOINT": serve_in_thread(hub.app())})
     assert fetched.returncode == 0, fetched.stderr
@@ -143,7 +145,7 @@ def test_the_export_install_keeps_the_cpu_torch_and_exports(tmp_path: Path, whee
     assert not any(name.startswith("nvidia-") for name in after)
 
     model = tmp_path / "model"  # the tiny model without its committed exports
-    shutil.copytree(TINY, model, ignore=shutil.ignore_patterns("*.onnx*"))
+    shutil.copytree(TINY_SENSEVOICE, model, ignore=shutil.ignore_patterns("*.onnx*"))
     exported = _stt_core(bin_dir, "models", "export", "funasr", "--model", str(model), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert (model / "model_quant.onnx").is_file() and (model / "model.onnx").is_file()

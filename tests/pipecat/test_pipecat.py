@@ -35,7 +35,7 @@ from fakes.deepgram_api import FakeDeepgram
 from fakes.groq_api import KEY as GROQ_KEY
 from fakes.groq_api import FakeGroq
 from fakes.local_engine import LocalEngine
-from speech import FIXTURES, MAX_WER, REFERENCES, conversation, normalize, warm_whisper, wer
+from speech import FIXTURES, MAX_WER, REFERENCES, TINY_SENSEVOICE, conversation, normalize, warm_whisper, wer
 from stt_core import Audio, Chain, RetryPolicy
 from stt_core.testing import FakeProvider
 from stt_core_deepgram._provider import DeepgramProvider
@@ -44,7 +44,6 @@ from stt_core_groq._provider import GroqProvider
 from stt_core_pipecat import ChainSTTService
 
 RATE = 16_000
-TINY_SENSEVOICE = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 STOP_SECS = 0.2  # Pipecat's VADParams default
 PATIENT = speech.PATIENT.model_copy(update={"min_silence": STOP_SECS})  # as the service's default
 

@@ -29,19 +29,18 @@ from ray.cluster_utils import Cluster
 import stt_core_ray
 from realtime_clients import TWO, Heard, encoded, ga, ga_update, record, send_audio, speech
 from serving import free_port
-from speech import FIXTURES, MAX_WER, wer
+from speech import FIXTURES, MAX_WER, TINY_SENSEVOICE, wer
 from stt_core import ConfigError
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
-TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 APP = "stt-core"
 ENGLISH = ["fox", "lights", "weather", "meeting", "offline", "chairs"]
 CONFIG = f"""
 chain = ["whisper", "funasr"]
 [funasr]
-model = "{TINY}"
+model = "{TINY_SENSEVOICE}"
 use_itn = false
 vad = "none"
 ncpu = 1

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from fakes.groq_api import KEY, FakeGroq
+from speech import TINY_SENSEVOICE
 from stt_core import Chain, RetryPolicy, Transcript
 from stt_core.testing import FakeProvider
 from stt_core_funasr._provider import FunASRProvider
 from stt_core_groq._provider import GroqProvider
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 ONCE = RetryPolicy(attempts=1)
 
 
@@ -59,7 +59,7 @@ async def test_garbage_from_a_cloud_engine_falls_over(serve) -> None:  # type: i
 
 async def test_a_local_model_that_fails_to_load_hands_over_to_the_next_engine(tmp_path: Path) -> None:
     broken = tmp_path / "broken-model"
-    shutil.copytree(TINY, broken)
+    shutil.copytree(TINY_SENSEVOICE, broken)
     (broken / "model.pt").write_bytes(b"\x00" * 128)  # a download cut short
     (broken / "model_quant.onnx").write_bytes(b"\x00" * 128)
     backup = FakeProvider(name="backup", text="answered")

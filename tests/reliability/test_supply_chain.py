@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from speech import TINY_SENSEVOICE
 from stt_core_funasr._provider import FunASRProvider
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
-TINY = Path(__file__).parents[1] / "fixtures" / "funasr" / "tiny-sensevoice"
 
 
 @pytest.fixture
 def model_with_code(tmp_path: Path) -> tuple[Path, Path]:
     """The tiny model, plus a model.py that would leave a mark if anything imported it."""
     model = tmp_path / "model"
-    shutil.copytree(TINY, model)
+    shutil.copytree(TINY_SENSEVOICE, model)
     marker = tmp_path / "remote-code-ran"
     (model / "model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     config = (model / "config.yaml").read_text()
@@ -53,7 +53,7 @@ async def test_a_local_model_loads_with_the_network_cut_off(
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     model = tmp_path / "offline-copy"
-    shutil.copytree(TINY, model)
+    shutil.copytree(TINY_SENSEVOICE, model)
     result = await FunASRProvider(model=str(model), use_itn=False, ncpu=3, vad="silero-vad",
                                   vad_min_audio_s=0).transcribe(AUDIO / "good_morning.wav")
     assert result.text == "good morning everyone"

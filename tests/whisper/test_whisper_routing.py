@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 import stt_core
-from speech import MAX_WER, wer
+from speech import MAX_WER, TINY_SENSEVOICE, wer
 from stt_core import Audio, Chain
 
 ROOT = Path(__file__).parents[2]
 AUDIO = ROOT / "tests" / "fixtures" / "audio"
-TINY = ROOT / "tests" / "fixtures" / "funasr" / "tiny-sensevoice"
 # What the tiny SenseVoice was trained to say (it has heard only these two Mandarin clips).
 KNOWN = {"zh_hello": "你好世界。"}
 
@@ -28,7 +27,7 @@ KNOWN = {"zh_hello": "你好世界。"}
 @pytest.fixture(scope="module")
 def chain() -> Chain:
     whisper = stt_core.get_provider("whisper", model="bundled")
-    sensevoice = stt_core.get_provider("funasr", model=str(TINY), vad="none")
+    sensevoice = stt_core.get_provider("funasr", model=str(TINY_SENSEVOICE), vad="none")
     return Chain([whisper, sensevoice])
 
 

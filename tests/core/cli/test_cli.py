@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from speech import MAX_WER, wer
+from speech import MAX_WER, TINY_SENSEVOICE, wer
 from stt_core import install_command
 from tables import provider_entries, table_rows
 
@@ -207,8 +207,7 @@ def test_several_files_as_json_lines_in_one_file_with_word_times(tmp_path: Path)
 
 
 def test_an_engines_own_warnings_stay_out_of_the_output(tmp_path: Path) -> None:
-    tiny = Path(__file__).parents[2] / "fixtures" / "funasr" / "tiny-sensevoice"
-    env = {"STT_FUNASR__MODEL": str(tiny), "STT_FUNASR__VAD": "none"}
+    env = {"STT_FUNASR__MODEL": str(TINY_SENSEVOICE), "STT_FUNASR__VAD": "none"}
     done = stt("transcribe", str(AUDIO / "chairs.wav"), "--chain", "funasr", cwd=tmp_path, env=env)
     assert done.returncode == 0 and "25 chairs" in done.stdout
     assert "trust_remote_code" not in done.stdout + done.stderr  # funasr's root-logger warning
