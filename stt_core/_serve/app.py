@@ -1,7 +1,8 @@
 """``stt-core serve``: the configured chain behind an OpenAI-compatible HTTP API (FastAPI, uvicorn).
 
-    POST /v1/audio/transcriptions   multipart: file, model, language, prompt, response_format,
-                                    timestamp_granularities[], stream   (what the openai SDK sends)
+    POST /v1/audio/transcriptions   multipart: file, model, language, languages[], prompt,
+                                    response_format, timestamp_granularities[], stream
+                                    (what the openai SDK sends)
     WS   /v1/realtime               OpenAI's Realtime API, transcription intent (``realtime``)
     GET  /                          a page to try it in a browser (``page``)
     GET  /v1/models                 the chain, as the one model it serves
@@ -66,6 +67,7 @@ from .http import (
 )
 from .models import Models, UnknownEngine
 from .page import page
+from .protocol import language_hint
 from .realtime import serve_realtime
 from .settings import ServeSettings
 from .streaming import STREAMED_FORMATS, streamed
@@ -271,7 +273,8 @@ async def _read_form(request: Request) -> dict[str, Any]:
         "upload": upload,
         "model": fields["model"],
         "stream": stream == "true",
-        "language": fields.get("language") or None,
+        "language": language_hint(fields.get("language") or None,
+                                  tuple(str(v) for k, v in form.multi_items() if k == "languages[]")),
         "prompt": fields.get("prompt") or None,
         "response_format": response_format,
         "granularities": granularities or ("segment",),

@@ -9,8 +9,9 @@ Only the fields an update names change (as OpenAI's API does). What is mapped wh
   and ``audio/pcma`` (G.711 at 8 kHz; beta ``g711_ulaw``, ``g711_alaw``), decoded by libsndfile
   (soundfile, already the core's decoder: no new dependency, and its G.711 tables are the
   reference ones, the same as Python's audioop).
-- ``transcription.model``: the chain or engine (``models.Models``); ``language`` as a request's;
-  ``prompt`` is kept and shown, not used (real time sends no prompt to its engines).
+- ``transcription.model``: the chain or engine (``models.Models``); ``language`` as a request's,
+  and ``languages`` (the possible ones) as ``language_hint`` reads them; ``prompt`` is kept and
+  shown, not used (real time sends no prompt to its engines).
 - ``turn_detection``: ``server_vad`` onto the real-time VAD (``threshold``, ``prefix_padding_ms``
   -> ``pre_roll``, ``silence_duration_ms`` -> ``min_silence``; what a client leaves out is the
   server's ``[realtime]`` setting); ``semantic_vad`` is heard as ``server_vad`` with its
@@ -68,8 +69,14 @@ class SessionConfig:
     format: str = "audio/pcm"
     model: str | None = None
     language: str | None = None
+    languages: tuple[str, ...] | None = None
     prompt: str | None = None
     turn_detection: TurnDetection | None = TurnDetection()
+
+    @property
+    def hint(self) -> str | None:
+        """The language the engines are asked for."""
+        return language_hint(self.language, self.languages)
 
     def settings(self, base: RealtimeSettings) -> RealtimeSettings:
         """The real-time stream's settings: the server's ``[realtime]``, with the client's VAD."""
@@ -148,7 +155,20 @@ def _transcription(value: object, param: str) -> dict[str, Any]:
             if given[key] is not None and not isinstance(given[key], str):
                 raise BadEvent(f"{key} must be a string", param=f"{param}.{key}")
             changes[key] = given[key] or None
+    if "languages" in given:
+        languages = given["languages"] or []
+        if not isinstance(languages, list) or not all(isinstance(code, str) for code in languages):
+            raise BadEvent("languages must be a list of strings", param=f"{param}.languages")
+        changes["languages"] = tuple(languages) or None
     return changes
+
+
+def language_hint(language: str | None, languages: tuple[str, ...] | None) -> str | None:
+    """What the engines are asked for: ``language``, else the one of ``languages`` (OpenAI's possible
+    languages of the audio, ``languages[]`` in a form); with several, none: each engine detects it."""
+    if language or not languages:
+        return language
+    return languages[0] if len(set(languages)) == 1 else None
 
 
 def _turns(value: object, param: str) -> TurnDetection | None:
@@ -228,7 +248,8 @@ def beta_session(config: SessionConfig, session_id: str, effective: RealtimeSett
 
 
 def _transcription_out(config: SessionConfig) -> dict[str, Any]:
-    return {"model": config.model, "language": config.language, "prompt": config.prompt}
+    stated = {"model": config.model, "language": config.language, "prompt": config.prompt}
+    return stated if config.languages is None else {**stated, "languages": list(config.languages)}
 
 
 def _turns_out(config: SessionConfig, effective: RealtimeSettings) -> dict[str, Any] | None:

@@ -245,11 +245,11 @@ class Session:
         except UnknownEngine as e:
             raise BadEvent(str(e), param=f"{param}.model") from None
         try:
-            check_language(config.language)
+            check_language(config.hint)
         except InvalidAudioError as e:
             raise BadEvent(str(e), param=f"{param}.language") from None
-        if not chain.capabilities.supports_language(config.language):
-            raise BadEvent(f"language {config.language!r} is not taken by any engine of {chain.model}",
+        if not chain.capabilities.supports_language(config.hint):
+            raise BadEvent(f"language {config.hint!r} is not taken by any engine of {chain.model}",
                            param=f"{param}.language")
         if not self.seated:
             if not self.seats.take():
@@ -334,7 +334,7 @@ class Session:
             turns = self.config.turn_detection is not None
             self.item = None if turns else Item()
             self.listening = Listening(
-                self.chain, self.settings, language=self.config.language, send=self._send,
+                self.chain, self.settings, language=self.config.hint, send=self._send,
                 max_buffer=self.limits.max_buffer_seconds, offset=self.clock, item=self.item,
                 previous=self.finishing, committing=self._committing)
         return self.listening

@@ -1,8 +1,10 @@
-"""``/v1/realtime`` through the voice frameworks' own OpenAI services, against the shared real
-``stt-core serve``: LiveKit's ``openai.STT(use_realtime=True, base_url=...)`` inside a LiveKit
+"""The voice frameworks' own OpenAI services against the shared real ``stt-core serve``.
+
+Over ``/v1/realtime``: LiveKit's ``openai.STT(use_realtime=True, base_url=...)`` inside a LiveKit
 ``AgentSession`` (room-like 48 kHz audio in, the user's transcripts out), and Pipecat's
 ``OpenAIRealtimeSTTService`` in a Pipecat pipeline, with the pipeline's VAD frames committing
-each turn (its default) and with the server's VAD."""
+each turn (its default) and with the server's VAD. Over ``/v1/audio/transcriptions``, one upload
+per utterance: LiveKit's ``openai.STT()`` and Pipecat's ``OpenAISTTService``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from livekit.agents import Agent, AgentSession, UserInputTranscribedEvent
+from livekit.agents import Agent, AgentSession, APIStatusError, UserInputTranscribedEvent
 from livekit.agents.utils import http_context
 from livekit.plugins import openai as livekit_openai
 from livekit.plugins import silero
@@ -23,7 +25,7 @@ from pipecat.frames.frames import (
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
-from pipecat.services.openai.stt import OpenAIRealtimeSTTService
+from pipecat.services.openai.stt import OpenAIRealtimeSTTService, OpenAISTTService
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.transcriptions.language import Language
 
@@ -31,6 +33,7 @@ from realtime_clients import REALTIME_KEY
 from serving import ServeProcess
 from speech import FIXTURES, MAX_WER, wer
 from stt_core import Audio
+from stt_core_livekit import audio_to_frames
 
 pytestmark = pytest.mark.slow
 PIPECAT_RATE = 16_000
@@ -44,8 +47,6 @@ class RoomAudio:
 
     def __init__(self, name: str) -> None:
         from livekit.agents.voice import io
-
-        from stt_core_livekit import audio_to_frames
 
         speech = Audio.from_file(FIXTURES / f"{name}.wav").to(48_000, 1)
         audio = Audio.concat([Audio.silence(0.5, 48_000), speech, Audio.silence(2.0, 48_000)])
@@ -90,6 +91,24 @@ async def test_livekits_openai_stt_with_use_realtime_in_an_agent_session(
     assert all(finals[0].startswith(i) for i in interims), (interims, finals)  # deltas only appended
 
 
+# LiveKit sends a language as `language`, and for gpt-transcribe as `languages[]`: the chain hears
+# either (Chinese: whisper tiny.en takes none, the SenseVoice behind it answers; German: no engine).
+@pytest.mark.parametrize("model", ["whisper-1", "gpt-4o-mini-transcribe", "gpt-transcribe"])
+async def test_livekits_openai_stt_over_http_in_the_language_it_asks_for(realtime_server: ServeProcess,
+                                                                          model: str) -> None:
+    frames = audio_to_frames(Audio.from_file(FIXTURES / "zh_hello.wav").to(48_000, 1))
+    async with http_context.open():
+        stt = livekit_openai.STT(base_url=f"{realtime_server.url}/v1", api_key=REALTIME_KEY, model=model)
+        try:
+            heard = await stt.recognize(frames, language="zh")
+            with pytest.raises(APIStatusError) as refused:
+                await stt.recognize(frames, language="de")
+        finally:
+            await stt.aclose()
+    assert heard.alternatives[0].text == "你好世界。"
+    assert refused.value.status_code == 400 and "language 'de' is not taken" in str(refused.value.body)
+
+
 # -- Pipecat -----------------------------------------------------------------------------------------
 
 
@@ -126,3 +145,12 @@ async def test_pipecats_openai_realtime_stt_service_in_a_pipeline(realtime_serve
     assert interims and down.index(interims[0]) < down.index(finals[0])
     # Pipecat shows each delta as it comes: append-only, they add up to the final
     assert "".join(f.text for f in interims) == finals[0].text
+
+
+async def test_pipecats_openai_stt_service_uploads_each_utterance_its_vad_cuts(
+        realtime_server: ServeProcess) -> None:
+    service = OpenAISTTService(api_key=REALTIME_KEY, base_url=f"{realtime_server.url}/v1")  # gpt-transcribe
+    down, up = await run_test(service, frames_to_send=pipecat_frames("chairs", vad_frames=True))
+    finals = [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert not [f for f in up if isinstance(f, ErrorFrame)], up
+    assert len(finals) == 1 and wer("chairs", finals[0].text) <= MAX_WER, finals

@@ -30,13 +30,16 @@ def ga(**input_: Any) -> dict[str, Any]:
     (ga(format={"type": "audio/pcmu"}), SessionConfig(format="audio/pcmu")),
     (ga(transcription={"model": "funasr,whisper", "language": "zh", "prompt": "names"}),
      SessionConfig(model="funasr,whisper", language="zh", prompt="names")),
+    (ga(transcription={"model": "gpt-transcribe", "languages": ["zh"]}),
+     SessionConfig(model="gpt-transcribe", languages=("zh",))),
     (ga(turn_detection=None), SessionConfig(turn_detection=None)),
     (ga(turn_detection={"type": "server_vad", "threshold": 0.6, "prefix_padding_ms": 600,
                         "silence_duration_ms": 350}),
      SessionConfig(turn_detection=TurnDetection("server_vad", 0.6, 600, 350))),
     (ga(turn_detection={"type": "semantic_vad", "eagerness": "high"}),
      SessionConfig(turn_detection=TurnDetection("semantic_vad", eagerness="high"))),
-], ids=["nothing changes", "pcmu", "transcription", "client turns", "server VAD", "semantic VAD"])
+], ids=["nothing changes", "pcmu", "transcription", "possible languages", "client turns", "server VAD",
+        "semantic VAD"])
 def test_the_ga_shape(session: dict[str, Any], expected: SessionConfig) -> None:
     assert read_ga(SessionConfig(), session) == expected
 
@@ -52,15 +55,28 @@ def test_the_ga_shape(session: dict[str, Any], expected: SessionConfig) -> None:
     (ga(turn_detection={"type": "loud"}), "session.audio.input.turn_detection.type", "'loud'"),
     (ga(transcription=None), "session.audio.input.transcription", "cannot be turned off"),
     (ga(transcription={"model": 7}), "session.audio.input.transcription.model", "a string"),
+    (ga(transcription={"languages": "en"}), "session.audio.input.transcription.languages", "a list"),
     ("x" * 1000, "session", "must be an object"),
     (ga(turn_detection={"type": "x" * 1000}), "session.audio.input.turn_detection.type", "..."),
 ], ids=["conversation", "format", "rate", "threshold", "silence", "vad type", "no transcription",
-        "model type", "not an object", "a long value is cut short"])
+        "model type", "languages type", "not an object", "a long value is cut short"])
 def test_what_the_ga_shape_refuses_names_the_field(session: Any, param: str, says: str) -> None:
     with pytest.raises(BadEvent) as refused:
         read_ga(SessionConfig(), session)
     assert refused.value.param == param and says in refused.value.message
     assert len(refused.value.message) < 300
+
+
+@pytest.mark.parametrize(("language", "languages", "hint"), [
+    (None, None, None), ("en", None, "en"), (None, ("zh",), "zh"), (None, ("zh", "zh"), "zh"),
+    (None, ("zh", "en"), None), ("en", ("zh", "en"), "en"),
+], ids=["none", "language", "one possible", "one, twice", "several: detected", "language first"])
+def test_the_language_the_engines_are_asked_for(language: str | None, languages: tuple[str, ...] | None,
+                                                hint: str | None) -> None:
+    config = SessionConfig(language=language, languages=languages)
+    assert config.hint == hint
+    stated = ga_session(config, "s", BASE)["audio"]["input"]["transcription"]
+    assert stated.get("languages") == (list(languages) if languages else None)  # stated back as sent
 
 
 def test_the_beta_shape_and_each_answered_in_its_own() -> None:
