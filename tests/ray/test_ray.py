@@ -26,6 +26,7 @@ import ray
 from ray import serve
 from ray.cluster_utils import Cluster
 
+import stt_core
 import stt_core_ray
 from realtime_clients import TWO, Heard, encoded, ga, ga_update, record, send_audio, speech
 from serving import free_port
@@ -302,9 +303,22 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
 def test_bad_ray_settings_are_refused_before_ray_is_asked() -> None:
     with pytest.raises(ConfigError, match=r"argument 'ray replicas' is not a config key"):
         stt_core_ray.app({"ray replicas": "2"})
-    with pytest.raises(ConfigError, match=r"bad \[ray\] settings in the environment: replicas: "):
+    with pytest.raises(ConfigError, match=r"bad \[ray\] settings in the arguments: replicas: "):
         stt_core_ray.app({"chain": "whisper", "ray.replicas": "0"})
     with pytest.raises(ConfigError, match=r"\[ray.engines.groq\]: groq is called from the ingress"):
         stt_core_ray.app({"chain": "whisper,groq", "ray.engines.groq.replicas": "2"})
     with pytest.raises(ConfigError, match=r"\[ray.engines.whsiper\] names no engine"):
         stt_core_ray.app({"chain": "whisper", "ray.engines.whsiper.replicas": "2"})
+
+
+def test_a_local_cluster_counts_every_cpu_its_replicas_ask_for() -> None:
+    """``stt-core serve --ray`` starts its cluster with at least these CPUs: on a 2-core machine the
+    ingress and two engines ask for 3, and Ray would never place the last (nor say so to the user)."""
+    from stt_core_ray._cli import cpus_asked
+    from stt_core_ray._settings import ray_settings
+
+    config = stt_core.load_config(overrides={
+        "chain": "whisper,funasr,groq", "ray.ingress_num_cpus": "0.5", "ray.engines.whisper.replicas": "2",
+        "ray.engines.funasr.num_cpus": "0.25", "ray.engines.funasr.autoscaling.min_replicas": "3"})
+    assert cpus_asked(config, ray_settings(config), None) == 0.5 + 2 * 1 + 3 * 0.25  # groq: no replica
+    assert cpus_asked(config, ray_settings(config), ["whisper"]) == 0.5 + 2 * 1
