@@ -61,6 +61,7 @@ CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)  # + overrides
+_ARGUMENTS = "the arguments"  # where load_config's overrides come from (serve run stt_core_ray:app chain=...)
 
 
 def _vad_from_flag(value: str) -> str:
@@ -178,13 +179,15 @@ class STTConfig(BaseSettings):
 class LoadedConfig:
     """A validated configuration and where it came from."""
 
-    def __init__(self, config: STTConfig, path: Path | None, file_data: dict[str, Any]) -> None:
-        self.config, self.path, self._file_data = config, path, file_data
+    def __init__(self, config: STTConfig, path: Path | None, file_data: dict[str, Any],
+                 given: frozenset[str] = frozenset()) -> None:
+        self.config, self.path, self._file_data, self._given = config, path, file_data, given
 
     def source_of(self, section: str) -> str:
-        if self.path is not None and section in self._file_data:
-            return str(self.path)
-        return "the environment"
+        """Where ``section`` was set: the file, the arguments (``overrides``) or else the environment."""
+        sources = [str(self.path)] if self.path is not None and section in self._file_data else []
+        sources += [_ARGUMENTS] if section in self._given else []
+        return " or ".join(sources) or "the environment"
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
@@ -241,16 +244,9 @@ class LoadedConfig:
         except ValidationError as e:
             problems = validation_problems(e).replace("per_engine.", "")
             raise ConfigError(f"bad min_confidence: {problems}") from None
-        return Chain(
-            engines,
-            retry=c.retry,
-            breaker=c.breaker,
-            quality=quality,
-            attempt_timeout=c.attempt_timeout,
-            hedge_after=c.hedge_after,
-            stream_stall_timeout=c.stream_stall_timeout,
-            on_attempt=on_attempt,
-        )
+        return Chain(engines, retry=c.retry, breaker=c.breaker, quality=quality,
+                     attempt_timeout=c.attempt_timeout, hedge_after=c.hedge_after,
+                     stream_stall_timeout=c.stream_stall_timeout, on_attempt=on_attempt)
 
     def check_names(self, plugins: Registry, names: list[str] | None = None) -> None:
         """A chain entry or section that names no engine (installed, or this project's own) is a
@@ -276,8 +272,10 @@ class LoadedConfig:
                 where = "--chain"
             elif name == self.config.provider:
                 where = "STT_PROVIDER"
+            elif "STT_CHAIN" in os.environ and "chain" not in self._given:
+                where = "STT_CHAIN"
             else:
-                where = "STT_CHAIN" if "STT_CHAIN" in os.environ else f"chain in {self.path}"
+                where = f"chain in {self.source_of('chain')}"
             installed = ", ".join(info.name for info in plugins) or "none"
             raise ConfigError(f"unknown engine {name!r} in {where} (installed: {installed})"
                               f"{did_you_mean(name, known)}")
@@ -352,6 +350,8 @@ def load_config(
     ``overrides``, dotted keys (``chain``, ``ray.replicas``; ``config`` names the file), each read as
     its ``STT_`` variable would be (``STT_RAY__REPLICAS``)."""
     added = {"STT_" + key.upper().replace(".", "__"): str(value) for key, value in (overrides or {}).items()}
+    given = frozenset(key.split(".")[0].lower() for key in overrides or {})  # the tables they set
+    elsewhere = f"the environment or {_ARGUMENTS}" if overrides else "the environment"
     environ = os.environ | added
     chosen = path or environ.get(CONFIG_ENV)
     if chosen is None and Path(DEFAULT_CONFIG_FILE).is_file():
@@ -362,18 +362,18 @@ def load_config(
     try:
         config = STTConfig(**file_data)
     except ValidationError as e:
-        where = f" in {file_path} or the environment" if file_path else " in the environment"
-        raise ConfigError(f"bad config{where}: " + validation_problems(e, STTConfig)) from None
+        where = f"{file_path} or {elsewhere}" if file_path else elsewhere
+        raise ConfigError(f"bad config in {where}: " + validation_problems(e, STTConfig)) from None
     except RecursionError:
-        raise ConfigError(f"config in {file_path or 'the environment'} is nested too deeply") from None
+        raise ConfigError(f"config in {file_path or elsewhere} is nested too deeply") from None
     finally:
         _ENVIRON.reset(token)
+    loaded = LoadedConfig(config, file_path, file_data, given)
     for key, value in config.provider_sections.items():
         if not isinstance(value, dict):
-            where = file_path if key in file_data else "the environment"
-            raise ConfigError(f"unknown config key {key!r} in {where}"
+            raise ConfigError(f"unknown config key {key!r} in {loaded.source_of(key)}"
                               f"{did_you_mean(key, set(STTConfig.model_fields))}")
-    return LoadedConfig(config, file_path, file_data)
+    return loaded
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -82,6 +82,20 @@ def test_overrides_win_over_file_and_env_and_reach_nested_tables(
         load_config()
 
 
+def test_a_mistake_in_the_overrides_is_said_to_be_in_the_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve run stt_core_ray:app funasr.vda=none``: the error says where the user wrote it."""
+    monkeypatch.chdir(tmp_path)  # no stt.toml
+    with pytest.raises(ConfigError, match=r"provider 'funasr' in the arguments: funasr\.vda: unknown key"):
+        load_config(overrides={"chain": "funasr", "funasr.vda": "none"}).build_chain()
+    with pytest.raises(ConfigError, match=r"unknown engine 'funasrr' in chain in the arguments"):
+        load_config(overrides={"chain": "funasrr"}).build_chain()
+    path = write(tmp_path, '[funasr]\nvad = "none"\n')
+    with pytest.raises(ConfigError, match=r"provider 'funasr' in \S+stt.toml or the arguments: funasr\.vda"):
+        load_config(path, overrides={"funasr.vda": "none"}).build_chain(names=["funasr"])
+
+
 def test_stt_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, 'chain = "whisper"\n')
     monkeypatch.setenv("STT_CONFIG", str(path))
