@@ -87,6 +87,7 @@ class Remote:
     def __init__(self, ws: Any, show: Any) -> None:
         self.ws, self.show = ws, show
         self.pending: dict[str, float | None] = {}  # item id -> where its speech started
+        self.ended: dict[str, float] = {}  # item id -> where its speech ended (the server's VAD said)
         self.texts: dict[str, str] = {}  # item id -> its deltas joined
         self.committed = False  # the last commit is sent: its answer ends the session
         self.failed = 0
@@ -133,15 +134,16 @@ class Remote:
             self.pending[item], self.texts[item] = start, ""
             self.show.event(StreamEvent("speech_start", "", start=start))
         elif kind == "input_audio_buffer.speech_stopped":
-            self.show.event(StreamEvent("speech_end", "", start=self.pending.get(item),
-                                        end=message["audio_end_ms"] / 1000))
+            self.ended[item] = message["audio_end_ms"] / 1000
+            self.show.event(StreamEvent("speech_end", "", start=self.pending.get(item), end=self.ended[item]))
         elif kind == "conversation.item.input_audio_transcription.delta":
             self.texts[item] = self.texts.get(item, "") + str(message.get("delta") or "")
             self.show.event(StreamEvent("interim", self.texts[item], start=self.pending.get(item)))
         elif kind == "conversation.item.input_audio_transcription.completed":
             languages = message.get("languages") or [{}]
             self.show.event(StreamEvent("final", str(message.get("transcript", "")),
-                                        start=self.pending.pop(item, None), language=languages[0].get("code"),
+                                        start=self.pending.pop(item, None), end=self.ended.pop(item, None),
+                                        language=languages[0].get("code"),
                                         provider=str(message.get("engine", ""))))
             self.texts.pop(item, None)
         elif kind == "conversation.item.input_audio_transcription.failed":

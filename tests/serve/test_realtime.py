@@ -216,6 +216,8 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
     for final, said in zip(finals, TWO, strict=True):
         assert wer(said, final["text"]) <= MAX_WER, final
     assert [e["type"] for e in events].count("speech_start") == 2
+    ends = [e["end"] for e in events if e["type"] == "speech_end"]
+    assert [e["end"] for e in finals] == ends and ends[0] < finals[1]["start"]  # where the VAD said
 
 
 FAILED = "conversation.item.input_audio_transcription.failed"
