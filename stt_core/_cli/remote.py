@@ -149,6 +149,7 @@ class Remote:
         elif kind == "conversation.item.input_audio_transcription.failed":
             self.failed += 1
             self.pending.pop(item, None)
+            self.ended.pop(item, None)
             self.show.event(StreamEvent("failed", "", error=ProviderError(_said(message))))
 
     async def _next(self) -> dict[str, Any]:
