@@ -129,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ray", action="store_true",
                        help="on Ray Serve, each local engine a deployment of replicas ([ray])")
     serve.add_argument("--ray-address", metavar="ADDRESS",
-                       help="the Ray cluster to serve on (implies --ray; default: a local one)")
+                       help="the Ray cluster to serve on (implies --ray; default: $RAY_ADDRESS, else a new "
+                            "local one)")
     serve.set_defaults(run=cmd_serve)
 
     models = command(commands, "models", "local models")

@@ -35,7 +35,6 @@ from stt_core import ConfigError
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).parents[2]
 APP = "stt-core"
 ENGLISH = ["fox", "lights", "weather", "meeting", "offline", "chairs"]
 CONFIG = f"""
@@ -322,3 +321,5 @@ def test_a_local_cluster_counts_every_cpu_its_replicas_ask_for() -> None:
         "ray.engines.funasr.num_cpus": "0.25", "ray.engines.funasr.autoscaling.min_replicas": "3"})
     assert cpus_asked(config, ray_settings(config), None) == 0.5 + 2 * 1 + 3 * 0.25  # groq: no replica
     assert cpus_asked(config, ray_settings(config), ["whisper"]) == 0.5 + 2 * 1
+    cold = stt_core.load_config(overrides={"chain": "whisper", "ray.autoscaling.min_replicas": "0"})
+    assert cpus_asked(cold, ray_settings(cold), None) == 1 + 1  # from zero: its first replica must fit

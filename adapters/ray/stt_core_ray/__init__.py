@@ -53,7 +53,7 @@ def serve_on_ray(
     config: stt_core.LoadedConfig, serving: ServeSettings, *, names: list[str] | None = None,
     address: str | None = None,
 ) -> None:
-    """``stt-core serve --ray``: deploy on the cluster at ``address`` (a local one when ``None``)
+    """``stt-core serve --ray``: deploy on the cluster at ``address`` (``RAY_ADDRESS``, else a new local one)
     and serve until interrupted."""
     from ._cli import serve_on_ray as run
 

@@ -29,26 +29,27 @@ def serve_on_ray(
     application = build_app(config, names=names, serving=serving)  # a bad config fails before Ray starts
     settings = ray_settings(config)
     warn_if_open(serving)
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    # No address: a new local cluster, this command's own (Ray's "local", not a cluster that `ray
-    # start` left running here, whose other Serve applications stopping this one would end). Its
-    # CPUs are counted so that every replica is placed: on this one machine they share its cores
-    # anyway, and a replica Ray cannot place would keep the ingress waiting for ever, silently.
-    cpus: int | None = None
-    if address:
-        say(f"stt-core serve --ray: connecting to {address}")
-    else:
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    # "local" (no address): a new local cluster, this command's own, not one that `ray start` left
+    # running here (whose other Serve applications stopping this one would end). Where its replicas
+    # ask for more CPUs than the machine has, it counts that many: on one machine they share its
+    # cores anyway, and a replica Ray cannot place would keep the ingress waiting for ever, silently.
+    own_cluster, cpus = address == "local", None
+    if own_cluster:
         cores, asked = os.cpu_count() or 1, cpus_asked(config, settings, names)
-        cpus = max(cores, math.ceil(asked))
-        shared = f" (what its replicas ask for, sharing {cores} cores)" if cpus > cores else ""
-        say(f"stt-core serve --ray: starting a local Ray cluster of {cpus} CPUs{shared}")
+        cpus = math.ceil(asked) if asked > cores else None  # else Ray's own count (it heeds cgroups)
+        shared = f" of {cpus} CPUs (what its replicas ask for, sharing {cores} cores)" if cpus else ""
+        say(f"stt-core serve --ray: starting a local Ray cluster{shared}")
+    else:
+        say(f"stt-core serve --ray: connecting to {address}")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not "connecting to existing Serve app"
     try:
         # A given address may be 127.0.0.1: Ray then names the node by its host's address, as it prints.
-        ray.init(address=address or "local", num_cpus=cpus, logging_level=logging.WARNING,
-                 log_to_driver=False)
-    except ConnectionError as e:
-        raise ProviderUnavailable(unreachable(str(address), e)) from None
+        ray.init(address=address, num_cpus=cpus, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+        if own_cluster:
+            raise
+        raise ProviderUnavailable(unreachable(address, e)) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -72,26 +73,28 @@ def serve_on_ray(
     finally:
         say("stopping: deleting the application")
         serve.delete(settings.app_name)
-        if cpus is not None:  # the cluster is this command's own
+        if own_cluster:
             serve.shutdown()
             ray.shutdown()
 
 
 def cpus_asked(config: LoadedConfig, settings: RaySettings, names: list[str] | None) -> float:
     """The CPUs the application's replicas ask Ray for at the least: the ingress's, and each local
-    engine's (one that will not be deployed, its model missing say, is counted too: a few too many)."""
+    engine's, one replica at least (an engine autoscaled from zero must be placeable when a request
+    comes; one that will not be deployed, its model missing say, is counted too: a few too many)."""
     asked = settings.ingress_replicas * settings.ingress_num_cpus
     for engine in config.build_chain(names=names).providers:
         if engine.capabilities.offline:
             own = settings.engine(engine.name)
-            asked += (own.autoscaling.min_replicas if own.autoscaling else own.replicas) * own.num_cpus
+            least = max(own.autoscaling.min_replicas, 1) if own.autoscaling else own.replicas  # its first
+            asked += least * own.num_cpus
     return asked
 
 
-def unreachable(address: str, e: ConnectionError) -> str:
+def unreachable(address: str, e: Exception) -> str:
     """Why Ray could not connect, and, where it may be that, the token Ray did not send."""
-    said = f"cannot connect to the Ray cluster at {address}: {e or 'it did not answer'}"
-    if os.environ.get("RAY_AUTH_MODE"):
+    said = f"cannot connect to the Ray cluster at {address}: {str(e) or type(e).__name__}"
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
         return said
     return (f"{said} (if the cluster uses token authentication, which Ray turns on for a cluster it "
             "starts once ~/.ray/auth_token exists, set RAY_AUTH_MODE=token: only then does Ray send "
