@@ -78,6 +78,11 @@ class SessionConfig:
         """The language the engines are asked for."""
         return language_hint(self.language, self.languages)
 
+    @property
+    def hint_field(self) -> str:
+        """The field ``hint`` came from: an error about it names that one."""
+        return "languages" if not self.language and self.languages else "language"
+
     def settings(self, base: RealtimeSettings) -> RealtimeSettings:
         """The real-time stream's settings: the server's ``[realtime]``, with the client's VAD."""
         turns = self.turn_detection
@@ -96,7 +101,9 @@ class SessionConfig:
 
     def hears_like(self, other: SessionConfig) -> bool:
         """Whether the same real-time stream serves both (only the format, or nothing, changed)."""
-        return replace(self, format=other.format, prompt=other.prompt) == other
+        same = replace(self, format=other.format, prompt=other.prompt, language=other.language,
+                       languages=other.languages)
+        return same == other and self.hint == other.hint
 
 
 # -- reading an update -----------------------------------------------------------------------------
@@ -156,19 +163,19 @@ def _transcription(value: object, param: str) -> dict[str, Any]:
                 raise BadEvent(f"{key} must be a string", param=f"{param}.{key}")
             changes[key] = given[key] or None
     if "languages" in given:
-        languages = given["languages"] or []
-        if not isinstance(languages, list) or not all(isinstance(code, str) for code in languages):
+        languages = given["languages"]
+        listed = isinstance(languages, list) and all(isinstance(code, str) for code in languages)
+        if languages is not None and not listed:
             raise BadEvent("languages must be a list of strings", param=f"{param}.languages")
-        changes["languages"] = tuple(languages) or None
+        changes["languages"] = tuple(code for code in languages or [] if code) or None
     return changes
 
 
 def language_hint(language: str | None, languages: tuple[str, ...] | None) -> str | None:
     """What the engines are asked for: ``language``, else the one of ``languages`` (OpenAI's possible
     languages of the audio, ``languages[]`` in a form); with several, none: each engine detects it."""
-    if language or not languages:
-        return language
-    return languages[0] if len(set(languages)) == 1 else None
+    codes = {code for code in languages or () if code}
+    return language or (codes.pop() if len(codes) == 1 else None)
 
 
 def _turns(value: object, param: str) -> TurnDetection | None:

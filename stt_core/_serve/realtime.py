@@ -247,10 +247,10 @@ class Session:
         try:
             check_language(config.hint)
         except InvalidAudioError as e:
-            raise BadEvent(str(e), param=f"{param}.language") from None
+            raise BadEvent(str(e), param=f"{param}.{config.hint_field}") from None
         if not chain.capabilities.supports_language(config.hint):
             raise BadEvent(f"language {config.hint!r} is not taken by any engine of {chain.model}",
-                           param=f"{param}.language")
+                           param=f"{param}.{config.hint_field}")
         if not self.seated:
             if not self.seats.take():
                 self._close(TRY_LATER, "too many realtime sessions",

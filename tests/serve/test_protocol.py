@@ -69,8 +69,8 @@ def test_what_the_ga_shape_refuses_names_the_field(session: Any, param: str, say
 
 @pytest.mark.parametrize(("language", "languages", "hint"), [
     (None, None, None), ("en", None, "en"), (None, ("zh",), "zh"), (None, ("zh", "zh"), "zh"),
-    (None, ("zh", "en"), None), ("en", ("zh", "en"), "en"),
-], ids=["none", "language", "one possible", "one, twice", "several: detected", "language first"])
+    (None, ("zh", "en"), None), ("en", ("zh", "en"), "en"), (None, ("", "zh"), "zh"),
+], ids=["none", "language", "one possible", "one, twice", "several: detected", "language first", "empty"])
 def test_the_language_the_engines_are_asked_for(language: str | None, languages: tuple[str, ...] | None,
                                                 hint: str | None) -> None:
     config = SessionConfig(language=language, languages=languages)
@@ -113,3 +113,6 @@ def test_only_the_format_or_prompt_changing_keeps_the_stream() -> None:
     assert now.hears_like(SessionConfig(model="whisper", format="audio/pcmu", prompt="x"))
     assert not now.hears_like(SessionConfig(model="funasr"))
     assert not now.hears_like(SessionConfig(model="whisper", turn_detection=None))
+    english = SessionConfig(model="whisper", language="en")
+    assert english.hears_like(SessionConfig(model="whisper", languages=("en",)))  # the same language asked
+    assert not english.hears_like(SessionConfig(model="whisper", languages=("en", "zh")))

@@ -111,6 +111,9 @@ async def test_bad_events_are_answered_with_an_error_naming_them_and_the_session
          "session.audio.input.turn_detection.threshold"),
         (json.dumps({**UPDATE, "session": {**UPDATE["session"], "audio": {"input": {  # type: ignore[dict-item]
             "format": {"type": "audio/opus"}}}}}), "invalid_value", "session.audio.input.format.type"),
+        (json.dumps({**UPDATE, "session": {**UPDATE["session"], "audio": {"input": {  # type: ignore[dict-item]
+            "transcription": {"languages": ["", "de"]}}}}}), "invalid_value",
+         "session.audio.input.transcription.languages"),  # no engine of whisper, funasr takes German
         (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty", None),
     ]
     async with websockets.connect(url(server)) as ws:
@@ -124,6 +127,7 @@ async def test_bad_events_are_answered_with_an_error_naming_them_and_the_session
     unknown = errors[4][0]["error"]
     assert unknown["event_id"] == "e1" and "no.such.event" in unknown["message"]
     assert "threshold must be a number between 0 and 1" in errors[7][0]["error"]["message"]
+    assert "language 'de' is not taken by any engine" in errors[9][0]["error"]["message"]
     assert await chairs(server) == CHAIRS  # and the server serves on
 
 

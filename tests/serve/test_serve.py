@@ -118,6 +118,10 @@ async def test_a_language_no_engine_takes_is_a_400_the_sdk_does_not_retry(local_
         with pytest.raises(openai.BadRequestError) as refused:
             await client.audio.transcriptions.create(file=(FIXTURES / "fox.wav").open("rb"), model="m",
                                                      language="fr")
+        with pytest.raises(openai.BadRequestError) as possible:  # OpenAI's possible languages: one is asked
+            await client.audio.transcriptions.create(file=(FIXTURES / "fox.wav").open("rb"), model="m",
+                                                     languages=["", "fr"])
+    assert "language 'fr' is not taken" in possible.value.body["message"]  # type: ignore[index]
     assert time.monotonic() - started < 5  # a 503 with Retry-After: 5 made the SDK wait 10 s, then fail
     error = refused.value.body  # the SDK hands over the body's "error" object
     assert isinstance(error, dict) and error["param"] == "language"
