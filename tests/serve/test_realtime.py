@@ -78,6 +78,24 @@ async def test_the_ga_client_with_server_vad_gets_each_utterances_words(
     check_items(heard)
 
 
+async def test_the_readmes_openai_sdk_snippet_as_written(realtime_server: ServeProcess,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's realtime example, run as written (only the server's address and key differ), on
+    a file that ends in speech: it prints each utterance's deltas and engine, and ends by itself."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("The official openai SDK (the beta client")) + 10
+    code = readme[start:readme.index("```", start)]
+    code = code.replace("http://gpu-box:8000/v1", f"{realtime_server.url}/v1")
+    namespace: dict[str, Any] = {}
+    exec(code.replace('api_key="..."', f'api_key="{REALTIME_KEY}"'), namespace)
+    pcm = Audio.from_file(FIXTURES / "two_utterances.wav").to(24_000, 1, "int16").pcm_bytes()
+    await asyncio.wait_for(namespace["main"](pcm), timeout=120)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.endswith("  (whisper)") for line in lines), lines
+    for line, said in zip(lines, TWO, strict=True):
+        assert wer(said, line.removesuffix("  (whisper)")) <= MAX_WER, line
+
+
 async def test_interims_come_while_the_user_speaks_and_only_ever_append(
     realtime_server: ServeProcess,
 ) -> None:
