@@ -30,8 +30,8 @@ from livekit.agents.ipc.job_proc_executor import ProcJobExecutor
 import shared_jobs
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
-from serving import FUNASR_TABLE, TINY_SENSEVOICE, WHISPER_TABLE
-from speech import MAX_WER, REFERENCES, wer
+from serving import FUNASR_TABLE, WHISPER_TABLE
+from speech import MAX_WER, REFERENCES, TINY_SENSEVOICE, wer
 from stt_core import Audio, InvalidAudioError
 from stt_core_livekit import SharedEngine, SharedEngineRunner, enable_shared_inference
 from stt_core_livekit._shared import METHOD, pack, unpack

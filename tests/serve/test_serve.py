@@ -22,8 +22,8 @@ import pytest
 import stt_core
 from fakes.groq_api import KEY, FakeGroq
 from realtime_clients import REALTIME_KEY
-from serving import TINY_SENSEVOICE, WHISPER_TABLE, ServeProcess, running
-from speech import FIXTURES, MAX_WER, REFERENCES, normalize, wer
+from serving import WHISPER_TABLE, ServeProcess, running
+from speech import FIXTURES, MAX_WER, REFERENCES, TINY_SENSEVOICE, normalize, wer
 from stt_core import Audio, Chain, RetryPolicy
 from stt_core.server import ServeSettings
 from stt_core_groq._provider import GroqProvider
