@@ -55,8 +55,10 @@ async def test_a_hung_engine_costs_one_attempt_timeout_then_the_next_engine_has_
     backup = LocalEngine(audio, local.spans, name="backup")
     events = await run(Chain([local, backup]), audio, attempt_timeout=0.5)
     assert outcomes(events) == [("final", clip) for clip in CLIPS]
-    # It stays hung, so its breaker keeps the utterances after lights on the backup.
-    assert [e.provider for e, _ in events if e.type == "final"] == ["local", "backup", "backup", "backup"]
+    # After lights, local's breaker is open and the chain asks the backup; whether a later final is
+    # still the backup's depends on timing (in about one run of five, weather's came from local, which
+    # hangs on lights only, and whose interims are its own calls), so only the first two are fixed.
+    assert [e.provider for e, _ in events if e.type == "final"][:2] == ["local", "backup"]
     ends = [at for e, at in events if e.type == "speech_end"]
     finals = [at for e, at in events if e.type == "final"]
     # lights: at most one speculation (0.5 s) before it, then one attempt (0.5 s), then the backup
