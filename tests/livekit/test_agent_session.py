@@ -3,45 +3,23 @@ Silero VAD, fed fixture speech through a custom AudioInput."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import pytest
-from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
-    Agent,
     AgentSession,
     APIConnectOptions,
-    UserInputTranscribedEvent,
     llm,
 )
-from livekit.agents.voice import io
 from livekit.plugins import silero
 
 import stt_core
+from agent_sessions import FixtureAudio, heard
 from speech import FIXTURES, MAX_WER, PATIENT, warm_whisper, wer
 from stt_core import Audio
-from stt_core_livekit import STT, audio_to_frames
-
-RATE = 48_000
-
-
-class FixtureAudio(io.AudioInput):
-    """Room-like input: 48 kHz mono 20 ms frames of silence, the speech, then silence for ever."""
-
-    def __init__(self, speech: Audio, pace: float = 0.005) -> None:
-        super().__init__(label="fixture")
-        self._pace = pace
-        audio = Audio.concat([Audio.silence(1.0, RATE), speech.to(sample_rate=RATE, channels=1),
-                              Audio.silence(3.0, RATE)])
-        self._frames = iter(audio_to_frames(audio, frame_ms=20))
-        self._silence = audio_to_frames(Audio.silence(0.02, RATE))[0]
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        await asyncio.sleep(self._pace)  # 0.005: four times real time
-        return next(self._frames, self._silence)
+from stt_core_livekit import STT
 
 
 @pytest.fixture(scope="module")
@@ -52,22 +30,8 @@ def whisper() -> stt_core.Provider:
 async def test_agent_session_emits_the_users_words(whisper: stt_core.Provider) -> None:
     session = AgentSession(stt=STT(whisper, realtime_settings=PATIENT), vad=silero.VAD.load(),
                            turn_handling={"turn_detection": "stt"})
-    heard: list[UserInputTranscribedEvent] = []
-    final = asyncio.Event()
-
-    def on_transcript(event: UserInputTranscribedEvent) -> None:
-        heard.append(event)
-        if event.is_final:
-            final.set()
-
-    session.on("user_input_transcribed", on_transcript)
-    session.input.audio = FixtureAudio(Audio.from_file(FIXTURES / "lights.wav"))
-    await session.start(agent=Agent(instructions="Listen."))
-    try:
-        await asyncio.wait_for(final.wait(), timeout=60)
-    finally:
-        await session.aclose()
-    transcript = next(e.transcript for e in heard if e.is_final)
+    events = await heard(session, FixtureAudio(Audio.from_file(FIXTURES / "lights.wav")))
+    transcript = next(e.transcript for e, _ in events if e.is_final)
     assert wer("lights", transcript) <= MAX_WER, transcript
 
 
@@ -105,22 +69,9 @@ async def test_preemptive_generation_starts_from_our_preflight_before_the_final(
     session = AgentSession(stt=ours, vad=silero.VAD.load(), llm=model,
                            turn_handling={"turn_detection": "stt",
                                           "preemptive_generation": {"enabled": True}})
-    finals: list[float] = []
-    final = asyncio.Event()
-
-    def on_transcript(event: UserInputTranscribedEvent) -> None:
-        if event.is_final:
-            finals.append(time.monotonic())
-            final.set()
-
-    session.on("user_input_transcribed", on_transcript)
-    session.input.audio = FixtureAudio(Audio.from_file(FIXTURES / "lights.wav"), pace=0.02)
-    await session.start(agent=Agent(instructions="Listen."))
-    try:
-        await asyncio.wait_for(final.wait(), timeout=60)
-        await asyncio.sleep(0.5)
-    finally:
-        await session.aclose()
+    lights = FixtureAudio(Audio.from_file(FIXTURES / "lights.wav"), pace=0.02)  # in real time
+    events = await heard(session, lights, linger=0.5)
+    finals = [at for e, at in events if e.is_final]
     assert model.asked, "no generation started"
     asked_at, words = model.asked[-1]
     assert wer("lights", words) <= MAX_WER, model.asked  # the preflight's words

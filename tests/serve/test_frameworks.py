@@ -8,11 +8,8 @@ per utterance: LiveKit's ``openai.STT()`` and Pipecat's ``OpenAISTTService``."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import pytest
-from livekit.agents import Agent, AgentSession, APIStatusError, UserInputTranscribedEvent
+from livekit.agents import AgentSession, APIStatusError
 from livekit.agents.utils import http_context
 from livekit.plugins import openai as livekit_openai
 from livekit.plugins import silero
@@ -29,6 +26,7 @@ from pipecat.services.openai.stt import OpenAIRealtimeSTTService, OpenAISTTServi
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat.transcriptions.language import Language
 
+from agent_sessions import FixtureAudio, heard
 from realtime_clients import REALTIME_KEY
 from serving import ServeProcess
 from speech import FIXTURES, MAX_WER, wer
@@ -42,50 +40,19 @@ PIPECAT_RATE = 16_000
 # -- LiveKit -----------------------------------------------------------------------------------------
 
 
-class RoomAudio:
-    """What a room delivers: 48 kHz mono 20 ms frames, silence, the speech, then silence for ever."""
-
-    def __init__(self, name: str) -> None:
-        from livekit.agents.voice import io
-
-        speech = Audio.from_file(FIXTURES / f"{name}.wav").to(48_000, 1)
-        audio = Audio.concat([Audio.silence(0.5, 48_000), speech, Audio.silence(2.0, 48_000)])
-        frames = iter(audio_to_frames(audio, frame_ms=20))
-        silence = audio_to_frames(Audio.silence(0.02, 48_000))[0]
-
-        class Input(io.AudioInput):
-            async def __anext__(self) -> Any:
-                await asyncio.sleep(0.02)  # real time
-                return next(frames, silence)
-
-        self.input = Input(label=name)
-
-
 async def test_livekits_openai_stt_with_use_realtime_in_an_agent_session(
     realtime_server: ServeProcess,
 ) -> None:
-    heard: list[UserInputTranscribedEvent] = []
-    final = asyncio.Event()
-
-    def on_transcript(event: UserInputTranscribedEvent) -> None:
-        heard.append(event)
-        if event.is_final:
-            final.set()
-
     async with http_context.open():  # what a LiveKit job gives its plugins
         stt = livekit_openai.STT(use_realtime=True, base_url=f"{realtime_server.url}/v1",
                                  api_key=REALTIME_KEY, model="funasr", language="en")
         session = AgentSession(stt=stt, vad=silero.VAD.load(), turn_handling={"turn_detection": "stt"})
-        session.on("user_input_transcribed", on_transcript)
-        session.input.audio = RoomAudio("chairs").input
-        await session.start(agent=Agent(instructions="Listen."))
         try:
-            await asyncio.wait_for(final.wait(), timeout=60)
+            events = await heard(session, FixtureAudio(Audio.from_file(FIXTURES / "chairs.wav"), pace=0.02))
         finally:
-            await session.aclose()
             await stt.aclose()
-    finals = [e.transcript for e in heard if e.is_final]
-    interims = [e.transcript for e in heard if not e.is_final]
+    finals = [e.transcript for e, _ in events if e.is_final]
+    interims = [e.transcript for e, _ in events if not e.is_final]
     assert finals and wer("chairs", finals[0]) <= MAX_WER, finals
     assert interims, "no interim"  # (how many while the user speaks depends on the engine's speed)
     assert all(finals[0].startswith(i) for i in interims), (interims, finals)  # deltas only appended
