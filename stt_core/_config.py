@@ -109,8 +109,10 @@ class _EnvSource(PydanticBaseSettingsSource):
             # STT_RAY__AUTOSCALING__MAX_REPLICAS: [ray.autoscaling] max_replicas
             *tables, key = name[len("STT_"):].lower().split("__")
             if not tables and key not in STTConfig.model_fields:
-                raise ConfigError(f"unknown setting {name} in the environment"
-                                  f"{did_you_mean(key, set(STTConfig.model_fields), prefix='STT_')}")
+                env = name in os.environ  # else one of load_config's overrides (key=value) set it
+                setting, where, prefix = (name, "the environment", "STT_") if env else (key, _ARGUMENTS, "")
+                raise ConfigError(f"unknown setting {setting} in {where}"
+                                  f"{did_you_mean(key, set(STTConfig.model_fields), prefix=prefix)}")
             table = data
             for depth, part in enumerate(tables, 1):
                 table = table.setdefault(part, {})
@@ -290,14 +292,12 @@ class LoadedConfig:
         self.check_names(plugins)
         c = self.config
         shown: dict[str, Any] = {
-            "config_file": str(self.path) if self.path else None,
-            "chain": c.chain_order,
+            "config_file": str(self.path) if self.path else None, "chain": c.chain_order,
             "attempt_timeout": c.attempt_timeout,
             "hedge_after": c.model_dump(include={"hedge_after"})["hedge_after"],  # "p95" as written
             "stream_stall_timeout": c.stream_stall_timeout,
             "min_confidence": c.min_confidence, "max_reasks": c.max_reasks,
-            "retry": c.retry.model_dump(),
-            "breaker": c.breaker.model_dump(),
+            "retry": c.retry.model_dump(), "breaker": c.breaker.model_dump(),
             "realtime": c.realtime.model_dump(),
         }
         sections = {SERVE_SECTION: ServeSettings, **section_models()}

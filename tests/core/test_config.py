@@ -74,7 +74,7 @@ def test_overrides_win_over_file_and_env_and_reach_nested_tables(
         "num_cpus": 2, "autoscaling": {"min_replicas": 1, "max_replicas": "4"},
         "engines": {"funasr": {"num_gpus": "1"}}}
     assert loaded.provider_settings("whisper") == {"model": "bundled"}
-    with pytest.raises(ConfigError, match="unknown setting STT_CHIAN in the environment; did you mean"):
+    with pytest.raises(ConfigError, match=r"unknown setting chian in the arguments; did you mean 'chain'\?"):
         load_config(overrides={"chian": "whisper"})
     monkeypatch.setenv("STT_RAY__ENGINES", "x")  # a table's variable and one for its field: either order
     either = r"(STT_RAY__ENGINES and STT_RAY__ENGINES__FUNASR__NUM_GPUS are both|STT_RAY__ENGINES is set)"
