@@ -40,7 +40,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from .._errors import InvalidAudioError
+from .._errors import ConfigError
 from .._provider import check_language
 from .._realtime.session import RealtimeSettings
 from .admission import POLICY, TRY_LATER, Refusal, Seats, refused
@@ -246,7 +246,7 @@ class Session:
             raise BadEvent(str(e), param=f"{param}.model") from None
         try:
             check_language(config.hint)
-        except InvalidAudioError as e:
+        except ConfigError as e:  # not a language code
             raise BadEvent(str(e), param=f"{param}.{config.hint_field}") from None
         if not chain.capabilities.supports_language(config.hint):
             raise BadEvent(f"language {config.hint!r} is not taken by any engine of {chain.model}",

@@ -114,6 +114,9 @@ async def test_bad_events_are_answered_with_an_error_naming_them_and_the_session
         (json.dumps({**UPDATE, "session": {**UPDATE["session"], "audio": {"input": {  # type: ignore[dict-item]
             "transcription": {"languages": ["", "de"]}}}}}), "invalid_value",
          "session.audio.input.transcription.languages"),  # no engine of whisper, funasr takes German
+        (json.dumps({**UPDATE, "session": {**UPDATE["session"], "audio": {"input": {  # type: ignore[dict-item]
+            "transcription": {"language": "english please"}}}}}), "invalid_value",
+         "session.audio.input.transcription.language"),
         (json.dumps({"type": "input_audio_buffer.commit"}), "input_audio_buffer_commit_empty", None),
     ]
     async with websockets.connect(url(server)) as ws:
@@ -128,6 +131,7 @@ async def test_bad_events_are_answered_with_an_error_naming_them_and_the_session
     assert unknown["event_id"] == "e1" and "no.such.event" in unknown["message"]
     assert "threshold must be a number between 0 and 1" in errors[7][0]["error"]["message"]
     assert "language 'de' is not taken by any engine" in errors[9][0]["error"]["message"]
+    assert "'english please' is not a language code" in errors[10][0]["error"]["message"]
     assert await chairs(server) == CHAIRS  # and the server serves on
 
 
