@@ -23,7 +23,7 @@ from typing import BinaryIO
 from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._errors import InvalidAudioError
-from .._realtime.session import RealtimeSettings, realtime
+from .._realtime import RealtimeSettings, realtime
 from .._types import StreamEvent
 from .remote import listen_remote
 from .terminal import err, one_line, out

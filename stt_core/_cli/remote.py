@@ -24,7 +24,7 @@ import soxr
 
 from .._audio.audio import Audio
 from .._errors import ConfigError, ProviderError, ProviderUnavailable
-from .._realtime.session import RealtimeSettings
+from .._realtime import RealtimeSettings
 from .._serve.protocol import EMPTY_COMMIT, turn_detection
 from .._serve.protocol import PCM_RATE as RATE  # what audio/pcm is taken at
 from .._types import StreamEvent

@@ -27,7 +27,8 @@ from .._errors import STTError
 from .._provider import Provider
 from .._registry import UnusableEngine
 from .._types import Capabilities, StreamEvent, Transcript
-from .session import RealtimeSettings, realtime
+from .session import realtime
+from .settings import RealtimeSettings
 
 Mode = Literal["stream", "realtime", "segmented"]
 _MERGED = 1000  # chunks at most joined into one when they have queued up

@@ -47,7 +47,7 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
-from .._realtime.session import RealtimeSettings
+from .._realtime import RealtimeSettings
 from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
 from .admission import Seats, bearer, holds_the_key

@@ -25,7 +25,7 @@ from typing import Any
 from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._errors import STTError
-from .._realtime.session import RealtimeSettings, realtime
+from .._realtime import RealtimeSettings, realtime
 from .._types import StreamEvent
 from .deltas import Deltas, join
 from .protocol import EMPTY_COMMIT, error_event, event, new_id

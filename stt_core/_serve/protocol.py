@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from .._audio.audio import Audio
-from .._realtime.session import RealtimeSettings
+from .._realtime import RealtimeSettings
 
 PCM_RATE, G711_RATE = 24_000, 8_000
 EMPTY_COMMIT = "input_audio_buffer_commit_empty"  # the error code of a commit with no audio

@@ -42,7 +42,7 @@ from fastapi import WebSocket
 
 from .._errors import ConfigError
 from .._provider import check_language
-from .._realtime.session import RealtimeSettings
+from .._realtime import RealtimeSettings
 from .admission import POLICY, TRY_LATER, Refusal, Seats, refused
 from .listening import Item, Listening, committed
 from .models import Models, UnknownEngine
