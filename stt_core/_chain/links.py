@@ -343,7 +343,8 @@ class Links:
         latency = time.perf_counter() - started
         link.latencies.append(latency)
         link.loaded = True
-        link.breaker.record_success()
+        if request.purpose != "speculation":  # a speculation teaches no breaker, failed or answered
+            link.breaker.record_success()
         if isinstance(verdict, quality.Reask):
             request.record(link, "low_confidence", latency, verdict.reason)
         else:

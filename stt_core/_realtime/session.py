@@ -40,42 +40,21 @@ from collections.abc import AsyncGenerator, AsyncIterable, Coroutine
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from .. import telemetry
 from .._audio.audio import Audio
-from .._audio.vad import FRAME_SECONDS, Boundary, Segmenter, SileroVAD, VADSettings
+from .._audio.vad import FRAME_SECONDS, Boundary, Segmenter, SileroVAD
 from .._chain import Chain
+from .._chain.links import Link
 from .._chain.policy import Purpose
-from .._errors import ProviderTimeout, STTError
+from .._errors import ProviderError, ProviderTimeout, STTError
 from .._provider import Provider
 from .._types import StreamEvent, Transcript
 from .frames import Frames
+from .settings import RealtimeSettings
 from .utterance import Speculation, Speed, Utterance
 
 logger = logging.getLogger("stt_core.realtime")
-
-
-class RealtimeSettings(VADSettings):
-    """The VAD's settings, and how real time spends its engine's time. ``[realtime]`` in config."""
-
-    interim_share: float = Field(0.5, gt=0, le=1)
-    """At most this share of the time goes to recognising interims (the rest is the engine's)."""
-    min_interim_interval: float = Field(0.3, ge=0.05, le=10)
-    """Seconds between interims at the least, however fast the engine."""
-    pre_roll: float = Field(0.3, ge=0, le=2)
-    """Seconds of audio before the speech's start that go to the engine with it (recognisers hear
-    the first word better with a little lead-in; LiveKit's VAD keeps 0.5 s)."""
-    min_piece: float = Field(1.0, ge=0.1, le=30)
-    """Seconds of audio a recognition that speech overtook at a pause must cover to be kept as a
-    piece of the final (shorter ones are recognised again with what follows)."""
-    attempt_timeout: float = Field(10.0, gt=0, le=600)
-    """Seconds an engine has for one recognition in real time (tighter than the chain's
-    ``attempt_timeout``, which is for files): a hung local engine costs at most this before the
-    next engine gets the utterance."""
-    drain_timeout: float = Field(20.0, ge=0, le=600)
-    """Seconds the end of the input waits for the next final still being recognised (so a slow
-    engine that keeps answering is waited for, a hung one is not); those left are ``failed``."""
 
 
 def interim_engine(engine: Provider) -> Provider | None:
@@ -107,6 +86,9 @@ class Session:
                  vad: SileroVAD) -> None:
         self.engine, self.language, self.settings = engine, language, settings
         self.local = interim_engine(engine)
+        self.local_link: Link | None = None  # the chain's record of it (its breaker)
+        if isinstance(engine, Chain):
+            self.local_link = next((link for link in engine.links if link.provider is self.local), None)
         self.vad, self.segmenter = vad, Segmenter(settings)
         self.vad.reset()
         self.events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
@@ -208,6 +190,8 @@ class Session:
         utterance, s = self.utterance, self.settings
         if self.local is None or utterance is None or not self._engine_free():
             return
+        if self.local_link is not None and self.local_link.gate().action != "call":
+            return  # its breaker is open (or a request is probing it): the chain rests it, so do interims
         seconds = (len(utterance.frames) - utterance.cut) * FRAME_SECONDS
         expected = self.speed.expected(seconds)
         now = time.monotonic()
@@ -269,6 +253,12 @@ class Session:
             result = await self._rest_of(utterance)
         except Exception as e:  # STTError from the engines; anything else is reported the same way
             result = e
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # stopped or given up on
+                raise
+            # An engine raised it of its own (a worker pool shut down under it): its failure, or this
+            # final would never be out and every later one would wait behind it.
+            result = ProviderError(f"{self.engine.name} cancelled its recognition", provider=self.engine.name)
         if not self.finals or self.finals[0][0] is not utterance:
             return  # given up on by the drain, which reported it
         self.finals.popleft()
@@ -305,8 +295,8 @@ class Session:
         while self.finals:
             oldest = self.finals[0][1]
             await asyncio.wait({oldest}, timeout=self.settings.drain_timeout)
-            if not oldest.done():
-                break
+            if self.finals and self.finals[0][1] is oldest:
+                break  # not done in time (or done without its event): reported below
         if not self.finals:
             return
         unfinished = list(self.finals)

@@ -4,7 +4,8 @@ It serves one call at a time (a CPU), takes ``per_second`` seconds per second of
 what a test measures is the stream's behaviour, not this machine's speed or load), and answers
 with the names of the fixture clips the audio holds, found by where its samples lie in the
 conversation that was streamed (the stream passes 16 kHz float32 samples through unchanged). It
-fails, or hangs, on the clips it is told to.
+fails, hangs, or raises ``CancelledError`` of its own (as a call into a shut-down worker pool can), on
+the clips it is told to.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ class LocalEngine(FakeProvider):
 
     def __init__(self, conversation: Audio, spans: dict[str, tuple[float, float]], *, name: str = "local",
                  per_second: float = 0.0, fails: Sequence[str] = (), fails_once: Sequence[str] = (),
-                 hangs: Sequence[str] = (), **fields: Any) -> None:
+                 hangs: Sequence[str] = (), cancels: Sequence[str] = (), **fields: Any) -> None:
         super().__init__(name=name, **fields)
         self.samples = conversation.mono_float32(16_000)
         self.rate = 16_000
         self.spans, self.per_second = spans, per_second
         self.fails, self.fails_once, self.hangs = set(fails), set(fails_once), set(hangs)
+        self.cancels = set(cancels)
         self.turn = asyncio.Lock()
         self.waiting = 0  # calls made and not yet answered
         self.most_waiting = 0
@@ -49,6 +51,8 @@ class LocalEngine(FakeProvider):
                 await asyncio.sleep(self.per_second * audio.duration)
                 if self.hangs & set(clips):
                     await asyncio.sleep(3600)
+                if self.cancels & set(clips):
+                    raise asyncio.CancelledError
                 if self.fails & set(clips) or self.fails_once & set(clips):
                     self.fails_once -= set(clips)
                     raise ProviderError(f"{self.name} crashed on {', '.join(clips)}", provider=self.name,

@@ -14,7 +14,7 @@ import pytest
 
 from fakes.local_engine import LocalEngine
 from speech import conversation, live
-from stt_core import AllProvidersFailed, Audio, Chain, RetryPolicy, StreamEvent
+from stt_core import AllProvidersFailed, Audio, BreakerPolicy, Chain, RetryPolicy, StreamEvent
 from stt_core._audio.vad import FRAME, SileroVAD
 from stt_core._realtime import RealtimeSettings, realtime
 from stt_core._realtime.frames import Frames
@@ -65,11 +65,34 @@ async def test_a_hung_engine_costs_one_attempt_timeout_then_the_next_engine_has_
     assert finals[1] - ends[1] < 2.0, finals[1] - ends[1]
 
 
+async def test_interims_rest_an_engine_whose_breaker_is_open_as_the_chain_does() -> None:
+    # lights' final hangs and opens local's breaker (one failure opens it here): from then on the chain
+    # asks the backup, and no interim calls local either, so no final waits for a hung interim.
+    audio, local = setup(hangs=["lights", "weather", "meeting"], per_second=0.05 / SPEED)
+    backup = LocalEngine(audio, local.spans, name="backup")
+    chain = Chain([local, backup], breaker=BreakerPolicy(failures=1, cooldown=600))
+    events = await run(chain, audio, attempt_timeout=0.5)
+    assert outcomes(events) == [("final", clip) for clip in CLIPS]
+    assert chain.breakers[0].state == "open"
+    asked_after = {clip for _, _, clips in local.heard for clip in clips} & {"weather", "meeting"}
+    assert not asked_after, f"local was called for {asked_after} while its breaker was open"
+    assert [clips for _, _, clips in backup.heard if clips].count(("weather",)) >= 1
+
+
 async def test_a_hung_single_engine_fails_that_utterance_only() -> None:
     audio, engine = setup(hangs=["lights"], per_second=0.05 / SPEED)
     events = await run(Chain([engine], retry=RetryPolicy(attempts=2, initial_backoff=0.05)), audio,
                        attempt_timeout=0.3)
     assert outcomes(events) == [("final", "fox"), ("failed", ""), ("final", "weather"), ("final", "meeting")]
+
+
+async def test_an_engine_that_raises_cancelled_of_its_own_fails_that_utterance_only() -> None:
+    # Not the stream's cancellation but the engine's error: the final of lights was never out, and the
+    # end of the input waited on it for ever (weather's final behind it).
+    audio, engine = setup(cancels=["lights"], per_second=0.05 / SPEED)
+    events = await asyncio.wait_for(run(engine, audio, drain_timeout=2.0), timeout=60)
+    assert outcomes(events) == [("final", "fox"), ("failed", ""), ("final", "weather"), ("final", "meeting")]
+    assert "local cancelled its recognition" in str(next(e.error for e, _ in events if e.type == "failed"))
 
 
 async def test_a_failed_speculation_opens_no_breaker_so_the_final_is_tried_and_answered() -> None:

@@ -204,6 +204,19 @@ async def test_failed_probe_reopens_the_breaker() -> None:
     assert len(a.calls) == 3
 
 
+async def test_a_speculation_teaches_no_breaker_whether_it_fails_or_answers() -> None:
+    # Real time's recognitions ahead of need are not requests: only requests' failures in a row open
+    # an engine's breaker, so one that answers only speculations still opens on its failing requests.
+    down = ProviderError("down")
+    a = FakeProvider(name="a", script=[down, "ok", down, down])
+    chain = Chain([a, FakeProvider(name="b")], retry=FAST, breaker=BreakerPolicy(failures=2, cooldown=10))
+    await chain.transcribe(AUDIO)
+    assert (await chain.transcribe(AUDIO, purpose="speculation")).provider == "a"
+    await chain.transcribe(AUDIO)
+    assert chain.breakers[0].state == "open"  # two failed requests in a row, the speculation between
+    assert (await chain.transcribe(AUDIO, purpose="speculation")).provider == "b"  # and none probes it
+
+
 async def test_an_engine_with_health_is_probed_in_the_background_not_with_user_requests() -> None:
     a = FakeProvider(name="a", script=[ProviderError("down")] * 2, healthy=False)
     b = FakeProvider(name="b")
