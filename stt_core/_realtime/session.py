@@ -74,9 +74,10 @@ async def realtime(
 ) -> AsyncGenerator[StreamEvent, None]:
     """Interim, preflight and final transcripts (or ``failed``) from ``engine`` for live ``audio``."""
     session = Session(engine, language, settings or RealtimeSettings(), vad or SileroVAD())
-    async for event in telemetry.traced_stream(session.run(audio), chain=engine.model or engine.name,
-                                               language=language):
-        yield event
+    events = telemetry.traced_stream(session.run(audio), chain=engine.model or engine.name, language=language)
+    async with contextlib.aclosing(events):  # closing this stream stops the session's tasks now, not at GC
+        async for event in events:
+            yield event
 
 
 class Session:
