@@ -22,6 +22,8 @@ from speech import FIXTURES, MAX_WER, PATIENT, REFERENCES, conversation, normali
 from stt_core import (
     AllProvidersFailed,
     Audio,
+    BreakerPolicy,
+    Capabilities,
     Chain,
     ConfigError,
     InvalidAudioError,
@@ -418,3 +420,24 @@ async def test_an_utterance_no_engine_transcribes_is_a_recoverable_error_and_the
     assert [e.alternatives[0].text for e in final] == ["fox", "weather"]
     (error,) = errors
     assert error.recoverable and "crashed on lights" in str(error.error)
+
+
+async def test_a_stream_the_whole_chain_failed_is_said_at_once_and_the_audio_after_it_is_heard() -> None:
+    # A natively streaming engine, alone in its chain, that drops every stream after 5 chunks: each
+    # drop is a recoverable error when it happens (it was said only at the end of the input, and the
+    # audio after it queued for no one), and a new stream hears the audio that follows.
+    engine = FakeProvider(name="streamer", capabilities=Capabilities(streaming=True), fail_stream_after=5,
+                          final_every=2, text="words")
+    adapter = STT(Chain([engine], retry=RetryPolicy(attempts=1), breaker=BreakerPolicy(failures=100)))
+    assert adapter._hearing.mode == "stream"
+    said: list[str] = []
+    adapter.on("error", lambda e: said.append("error" if e.recoverable else "unrecoverable"))
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, audio_to_frames(Audio.silence(3.0), frame_ms=20), pace=0.02))
+    async for event in stream:
+        if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+            said.append("final" if not pusher.done() else "final after the input ended")
+    await pusher
+    assert said.count("error") >= 2 and "unrecoverable" not in said, said
+    assert "final" in said[said.index("error"):], said  # heard on, while the input still came
+    assert len(engine.streams) >= 2

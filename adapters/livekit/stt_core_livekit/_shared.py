@@ -38,15 +38,7 @@ from livekit.agents.inference_runner import _InferenceRunner
 from pydantic import BaseModel, ConfigDict
 
 import stt_core
-from stt_core import (
-    Audio,
-    ConfigError,
-    Provider,
-    ProviderError,
-    ProviderUnavailable,
-    STTError,
-    Transcript,
-)
+from stt_core import Audio, ConfigError, Provider, ProviderError, ProviderUnavailable, STTError, Transcript
 
 METHOD = "stt_core.transcribe"
 SETTINGS_SECTION = "livekit"

@@ -172,33 +172,35 @@ class SpeechStream(stt.RecognizeStream):
                     if isinstance(item, self._FlushSentinel):
                         ended = False
                         break
+                    if segment is not None and segment.done():  # the whole chain failed it (said): hear on
+                        await segment  # (it raises only for a chain that can never serve)
+                        queue = asyncio.Queue()  # and it waits a moment: not a new error every frame
+                        segment = asyncio.create_task(self._recognise(queue, self._heard, _RESTART_AFTER))
                     audio = frames_to_audio(item)
                     if segment is None:
-                        segment = asyncio.create_task(self._recognise(queue, offset=self._heard))
+                        segment = asyncio.create_task(self._recognise(queue, self._heard))
                     self._heard += audio.duration
                     queue.put_nowait(audio)
                 queue.put_nowait(None)
                 if segment is not None:
                     await segment
             finally:
-                # Closed mid-utterance (the caller hung up): the chain's stream, its engine's
-                # socket and tasks end with it, not whenever the input would have ended.
+                # Closed mid-utterance (the caller hung up): the chain's stream ends now, not with the input.
                 if segment is not None and not segment.done():
                     await aio.cancel_and_wait(segment)
 
-    async def _recognise(self, queue: asyncio.Queue[Audio | None], *, offset: float) -> None:
+    async def _recognise(self, queue: asyncio.Queue[Audio | None], offset: float, wait: float = 0.0) -> None:
         """One segment's events as LiveKit's (real time's END_OF_SPEECH comes before its final, as
-        LiveKit's StreamAdapter sends it); an utterance no engine transcribed is a recoverable
-        error, and the stream goes on."""
+        LiveKit's StreamAdapter sends it), after ``wait``; an utterance no engine transcribed, or a
+        stream the whole chain failed, is a recoverable error, and the stream goes on."""
+        await asyncio.sleep(wait)
         adapter, reported = self._adapter, offset
         events = adapter._hearing.events(stt_core.queued_audio(queue), language=self._language)
         try:
             async with contextlib.aclosing(events):
                 async for event in events:
                     if event.type == "failed":
-                        adapter.emit("error", stt.STTError(timestamp=time.time(), label=adapter.label,
-                                                           error=to_livekit_error(event.error),
-                                                           recoverable=True))
+                        self._failed(event.error)
                     elif event.type in ("speech_start", "speech_end"):
                         self._event_ch.send_nowait(stt.SpeechEvent(type=_KINDS[event.type]))
                     else:
@@ -208,8 +210,14 @@ class SpeechStream(stt.RecognizeStream):
                         adapter._answered_by(event.provider, adapter._hearing.model_of(event.provider))
                         reported = self._report_usage(reported, offset + (event.end or 0.0))
         except STTError as e:
-            raise to_livekit_error(e) from e
+            if adapter._hearing.never_serves(e):
+                raise to_livekit_error(e) from e
+            self._failed(e)
         self._report_usage(reported, self._heard)
+
+    def _failed(self, error: BaseException | None) -> None:
+        self._adapter.emit("error", stt.STTError(timestamp=time.time(), label=self._adapter.label,
+                                                 error=to_livekit_error(error), recoverable=True))
 
     def _report_usage(self, since: float, until: float) -> float:
         """A RECOGNITION_USAGE event for the audio in [since, until): LiveKit's STT metrics."""
@@ -256,6 +264,7 @@ def to_livekit_error(e: BaseException | None) -> APIError:
     return APIError(str(e), retryable=False)  # ConfigError, ProviderUnavailable: retrying will not help
 
 
+_RESTART_AFTER = 1.0  # seconds before a stream the whole chain failed is followed by another
 _KIND = stt.SpeechEventType
 _KINDS = {"speech_start": _KIND.START_OF_SPEECH, "interim": _KIND.INTERIM_TRANSCRIPT,
           "preflight": _KIND.PREFLIGHT_TRANSCRIPT, "final": _KIND.FINAL_TRANSCRIPT,
