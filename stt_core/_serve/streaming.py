@@ -47,7 +47,7 @@ async def streamed(chain: Chain, form: dict[str, Any], line: Line, request: Requ
         upload: UploadFile = form["upload"]
         if not await asyncio.to_thread(save_upload, upload.file, path):
             raise InvalidAudioError(f"audio is empty: {upload.filename or 'the upload'} has no bytes")
-        await held.enter_async_context(line.turn())
+        await unless_the_client_leaves(request, held.enter_async_context(line.turn()))  # gone: never run
         events = _events(chain, path, form, upload.filename or "the upload")
         held.push_async_callback(events.aclose)
         first = await unless_the_client_leaves(request, anext(events))
@@ -72,6 +72,16 @@ async def streamed(chain: Chain, form: dict[str, Any], line: Line, request: Requ
 
 
 async def _events(chain: Chain, path: Path, form: dict[str, Any], name: str) -> AsyncGenerator[bytes]:
+    heard = _heard(chain, path, form)
+    try:
+        async with contextlib.aclosing(heard):
+            async for event in heard:
+                yield event
+    except InvalidAudioError as e:  # said of the temporary file (opened, or a piece): say it of the client's
+        raise InvalidAudioError(str(e).replace(str(path), name)) from None
+
+
+async def _heard(chain: Chain, path: Path, form: dict[str, Any]) -> AsyncGenerator[bytes]:
     file = file_pieces(path, PIECE_SECONDS)
     pieces = iter([(0.0, file.whole)]) if file.whole is not None else file.pieces
     texts: list[str] = []
@@ -80,10 +90,7 @@ async def _events(chain: Chain, path: Path, form: dict[str, Any], name: str) -> 
     for offset, piece in pieces:
         if piece.duration < MIN_AUDIO_SECONDS and seconds:
             continue  # a long file's last few samples: too short to hold a word
-        try:
-            result = await chain.transcribe(piece, language=form["language"], prompt=form["prompt"])
-        except InvalidAudioError as e:  # said of the temporary file: say it of the client's
-            raise InvalidAudioError(str(e).replace(str(path), name)) from None
+        result = await chain.transcribe(piece, language=form["language"], prompt=form["prompt"])
         seconds = offset + piece.duration
         language, provider = language or result.language, result.provider
         if text := result.text.strip():

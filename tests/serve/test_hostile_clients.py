@@ -135,6 +135,30 @@ async def test_a_client_that_hangs_up_cancels_its_request(server: ServeProcess) 
     assert ready.json()["ready"] is True
 
 
+async def test_a_streamed_request_that_hangs_up_while_waiting_gives_its_place_in_line_back(
+    server: ServeProcess,
+) -> None:
+    # One place inside (a long request), two in line: two stream=True callers wait there and hang up.
+    # Their places in line are free again at once, so two more callers are let in, not turned away
+    # with 429 while the long request still runs.
+    long = Audio.concat([Audio.from_file(FIXTURES / f"{n}.wav") for n in REFERENCES] * 3).encode("WAV")
+    async with _client(server) as client:
+        running = asyncio.create_task(client.audio.transcriptions.create(file=("long.wav", long), model="m",
+                                                                          language="en"))
+        await server.wait_until_transcribing()
+        async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0,
+                                      timeout=0.3) as impatient:
+            for _ in range(2):
+                with pytest.raises(openai.APITimeoutError):
+                    await impatient.audio.transcriptions.create(file=(FIXTURES / "fox.wav").open("rb"),
+                                                                model="m", language="en", stream=True)
+        await asyncio.sleep(0.2)  # the server sees them go
+        assert not running.done()  # (else this would not test the line)
+        after = await asyncio.gather(_fox(server), _fox(server))
+        await running
+    assert all(wer("fox", text) <= MAX_WER for text in after), after
+
+
 async def test_callers_who_hung_up_leave_no_work_inside_a_local_engine(tmp_path: Path) -> None:
     # The default places (4 inside at once): 8 callers send 18 s each and hang up. Four of them were
     # already handed to whisper; only the one it was running may finish, the three that waited

@@ -185,7 +185,9 @@ def test_an_open_address_without_a_key_is_warned_about(
     ("files", "data", "status", "message"),
     [
         ({"file": ("a.wav", b"")}, {"model": "m"}, 400, "audio is empty"),
-        ({"file": ("a.wav", b"RIFF\x00\x00not a wav at all")}, {"model": "m"}, 400, "cannot decode"),
+        ({"file": ("a.wav", b"RIFF\x00\x00not a wav at all")}, {"model": "m"}, 400, "cannot decode a.wav"),
+        ({"file": ("a.wav", b"<html>no audio</html>")}, {"model": "m", "stream": "true"}, 400,
+         "cannot decode a.wav"),
         ({}, {"model": "m"}, 400, "the file field is missing"),
         ({"file": ("a.wav", b"x")}, {}, 400, "the model field is missing"),
         ({"file": ("a.wav", b"x")}, {"model": "m", "response_format": "mp3"}, 400, "response_format 'mp3'"),
@@ -204,6 +206,7 @@ async def test_raw_requests_with_bad_input_get_openai_style_errors(
     assert answer.status_code == status, answer.text
     error = answer.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
+    assert "stt-core-serve-" not in error["message"]  # the client's file name, never the server's path
 
 
 async def test_a_body_that_is_not_multipart_is_400(local_server: ServeProcess) -> None:
