@@ -106,7 +106,7 @@ class Transcript:
         it starts at: texts joined, segment times shifted, latencies and attempts added up."""
         last = pieces[-1][1]
         return cls(
-            text=" ".join(t.text for _, t in pieces if t.text),
+            text=_joined_text([t.text for _, t in pieces if t.text]),
             language=next((t.language for _, t in pieces if t.language), None),
             confidence=_weighted_confidence([t for _, t in pieces]),
             segments=tuple(s.shifted(offset) for offset, t in pieces for s in t.segments),
@@ -198,6 +198,19 @@ class StreamEvent:
         return dataclasses.replace(
             self, start=move(self.start), end=move(self.end), words=words
         )
+
+
+def _joined_text(texts: Sequence[str]) -> str:
+    """Pieces' texts as one. A recogniser closes each piece it hears as a sentence ("Please open
+    the door."); where the next piece goes on in lower case ("and turn on the lights."), that full
+    stop was the cut's, not the speaker's, and goes (not an abbreviation's: "U.S. and")."""
+    joined = ""
+    for text in texts:
+        last = joined.rsplit(" ", 1)[-1]
+        if last.endswith(".") and last[:-1].isalpha() and text[:1].islower():
+            joined = joined[:-1]
+        joined = f"{joined} {text}" if joined else text
+    return joined
 
 
 def _weighted_confidence(pieces: Sequence[Transcript]) -> float | None:

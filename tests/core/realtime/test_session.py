@@ -19,6 +19,7 @@ from stt_core import (
     ProviderUnavailable,
     RetryPolicy,
     StreamEvent,
+    Transcript,
 )
 from stt_core._realtime import RealtimeSettings, realtime
 from stt_core._realtime.utterance import Speed
@@ -65,6 +66,19 @@ async def test_a_pause_gives_a_preflight_that_the_final_reuses() -> None:
     # One recognition for the preflight and the final (plus any interims): not two of the whole.
     interims = sum(e.type == "interim" for e in events)
     assert len(engine.calls) == interims + 1
+
+
+@pytest.mark.parametrize(("texts", "joined"), [
+    (["Please open the door.", "and turn on the lights."], "Please open the door and turn on the lights."),
+    (["It ended.", "Then we left."], "It ended. Then we left."),  # the speaker's full stop
+    (["In the U.S.", "and Canada."], "In the U.S. and Canada."),  # an abbreviation's
+    (["Wait...", "and then"], "Wait... and then"),
+])
+def test_an_utterances_pieces_join_without_the_full_stop_a_cut_put_in(texts: list[str], joined: str) -> None:
+    # whisper closes each piece cut at a pause as a sentence; heard in pieces, "Please open the door
+    # and turn on the lights." came out as "Please open the door. and turn on the lights."
+    pieces = [(float(i), Transcript(text)) for i, text in enumerate(texts)]
+    assert Transcript.joined(pieces, float(len(texts))).text == joined
 
 
 async def test_speech_after_the_pause_is_recognised_again_for_the_final(whisper: stt_core.Provider) -> None:
