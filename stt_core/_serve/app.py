@@ -150,7 +150,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
         if denied := _check_key(request, settings):
             return denied
         form: dict[str, Any] = {}
-        streaming = False
+        streaming, engines = False, chain  # engines: the chain the request's model names
         try:
             try:
                 async with asyncio.timeout(settings.body_timeout):
@@ -184,7 +184,7 @@ def create_app(chain: Chain, settings: ServeSettings | None = None, *,
         except _Refused as e:
             return error_response(e.status, e.message, e.kind, param=e.param, code=e.code, headers=e.headers)
         except STTError as e:
-            return _stt_error(e, chain, form)
+            return _stt_error(e, engines, form)
         except ClientLeft:
             return Response(status_code=499)  # nobody reads it: the client closed the connection
         finally:

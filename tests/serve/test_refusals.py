@@ -46,9 +46,9 @@ class Counted:
         self.client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", http_client=httpx.AsyncClient(
             event_hooks={"request": [count]}))
 
-    async def transcribe(self, language: str | None = None) -> openai.APIStatusError:
+    async def transcribe(self, language: str | None = None, model: str = "m") -> openai.APIStatusError:
         with pytest.raises(openai.APIStatusError) as failed:
-            await self.client.audio.transcriptions.create(file=CLIP.open("rb"), model="m",
+            await self.client.audio.transcriptions.create(file=CLIP.open("rb"), model=model,
                                                           **({"language": language} if language else {}))
         return failed.value
 
@@ -72,6 +72,22 @@ async def test_a_refused_key_is_503_without_retry_after_and_the_sdk_asks_once(gr
     assert refused.response.headers["x-should-retry"] == "false"
     assert "groq rejected the API key (HTTP 401)" in refused.message
     assert sdk.posts == 1 and groq.attempts == 1  # the SDK retried a 503 with Retry-After: 5 twice
+
+
+async def test_a_model_naming_an_engine_that_can_never_serve_is_not_retried(
+    groq: FakeGroq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The served chain can serve (fake answers), the engine the request names cannot (groq has no
+    # key): judged by the engines it named, not by the served chain (was: Retry-After: 5, and the
+    # SDK asked three times in 10 s).
+    monkeypatch.delenv("GROQ_API_KEY", raising=False)
+    chain = Chain([GroqProvider(base_url=groq.url, timeout=5), FakeProvider(text="the quick brown fox")])
+    async with running(chain) as url:
+        sdk = Counted(url)
+        refused = await sdk.transcribe(model="groq")
+    assert refused.status_code == 503 and "retry-after" not in refused.response.headers
+    assert refused.response.headers["x-should-retry"] == "false" and "no API key" in refused.message
+    assert sdk.posts == 1
 
 
 async def test_engines_that_may_recover_keep_their_retry_after(groq: FakeGroq) -> None:
