@@ -62,10 +62,7 @@ DEFAULT_CONFIG_FILE = "stt.toml"
 _SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)  # + overrides
 _ARGUMENTS = "the arguments"  # where load_config's overrides come from (serve run stt_core_ray:app chain=...)
-
-
-def _vad_from_flag(value: str) -> str:
-    return "fsmn-vad" if value.strip().lower() in {"1", "true", "yes", "on"} else "none"
+_ON = {"1", "true", "yes", "on"}  # a seed flag that is set
 
 
 # The seed's environment names -> (section, field, conversion).
@@ -75,7 +72,8 @@ _ALIASES: dict[str, tuple[str, str, Callable[[str], Any]]] = {
     "FUNASR_USE_ITN": ("funasr", "use_itn", str),
     "FUNASR_MAX_SEGMENT_TIME": ("funasr", "max_single_segment_time", str),
     "FUNASR_DEVICE": ("funasr", "device", str),
-    "FUNASR_USE_EXTERNAL_VAD": ("funasr", "vad", _vad_from_flag),
+    "FUNASR_USE_EXTERNAL_VAD": ("funasr", "vad",
+                                lambda flag: "fsmn-vad" if flag.strip().lower() in _ON else "none"),
     "GROQ_API_KEY": ("groq", "api_key", str),
     "DEEPGRAM_API_KEY": ("deepgram", "api_key", str),
     "OPENAI_API_KEY": ("openai", "api_key", str),
@@ -150,11 +148,8 @@ class STTConfig(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's contents come in as init values; the environment overrides them.
@@ -169,9 +164,8 @@ class STTConfig(BaseSettings):
 
     @property
     def chain_order(self) -> list[str]:
-        if self.provider:
-            return [self.provider, *(name for name in self.chain if name != self.provider)]
-        return list(self.chain)
+        rest = [name for name in self.chain if name != self.provider]
+        return [self.provider, *rest] if self.provider else list(self.chain)
 
     @property
     def provider_sections(self) -> dict[str, dict[str, Any]]:
@@ -186,10 +180,7 @@ class LoadedConfig:
         self.config, self.path, self._file_data, self._given = config, path, file_data, given
 
     def source_of(self, section: str) -> str:
-        """Where ``section`` was set: the file, the arguments (``overrides``) or else the environment."""
-        sources = [str(self.path)] if self.path is not None and section in self._file_data else []
-        sources += [_ARGUMENTS] if section in self._given else []
-        return " or ".join(sources) or "the environment"
+        return _source_of(section, self.path, self._file_data, self._given)
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
@@ -270,14 +261,9 @@ class LoadedConfig:
         for name in names or self.config.chain_order:
             if name in known | named:
                 continue
-            if names:
-                where = "--chain"
-            elif name == self.config.provider:
-                where = "STT_PROVIDER"
-            elif "STT_CHAIN" in os.environ and "chain" not in self._given:
-                where = "STT_CHAIN"
-            else:
-                where = f"chain in {self.source_of('chain')}"
+            where = ("--chain" if names else "STT_PROVIDER" if name == self.config.provider
+                     else "STT_CHAIN" if "STT_CHAIN" in os.environ and "chain" not in self._given
+                     else f"chain in {self.source_of('chain')}")
             installed = ", ".join(info.name for info in plugins) or "none"
             raise ConfigError(f"unknown engine {name!r} in {where} (installed: {installed})"
                               f"{did_you_mean(name, known)}")
@@ -361,8 +347,10 @@ def load_config(
     token = _ENVIRON.set(environ)
     try:
         config = STTConfig(**file_data)
-    except ValidationError as e:
-        where = f"{file_path} or {elsewhere}" if file_path else elsewhere
+    except ValidationError as e:  # where the keys at fault were set
+        found = [_source_of(str(error["loc"][0]), file_path, file_data, given)
+                 for error in e.errors() if error["loc"]]
+        where = " or ".join(dict.fromkeys(part for one in found for part in one.split(" or "))) or elsewhere
         raise ConfigError(f"bad config in {where}: " + validation_problems(e, STTConfig)) from None
     except RecursionError:
         raise ConfigError(f"config in {file_path or elsewhere} is nested too deeply") from None
@@ -374,6 +362,16 @@ def load_config(
             raise ConfigError(f"unknown config key {key!r} in {loaded.source_of(key)}"
                               f"{did_you_mean(key, set(STTConfig.model_fields))}")
     return loaded
+
+
+def _source_of(section: str, path: Path | None, file_data: Mapping[str, Any], given: frozenset[str]) -> str:
+    """Where ``section`` was set: the file, the environment (``STT_`` variables, aliases), the arguments."""
+    variable = f"STT_{section.upper()}"
+    from_env = any(name == variable or name.startswith(variable + "__") for name in os.environ) or any(
+        table == section and name in os.environ for name, (table, _, _) in _ALIASES.items())
+    sources = [str(path)] if path is not None and section in file_data else []
+    sources += ["the environment"] * from_env + [_ARGUMENTS] * (section in given)
+    return " or ".join(sources) or "the environment"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

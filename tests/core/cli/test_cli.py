@@ -125,7 +125,9 @@ def test_bench_with_no_engine_that_can_serve_is_exit_1(tmp_path: Path) -> None:
     ("", {"STT_CHIAN": "whisper"}, "unknown setting STT_CHIAN in the environment; did you mean STT_CHAIN?"),
     ('[whisper]\nmodle = "small"', {}, "whisper.modle: unknown key; did you mean 'model'?"),
     ("atempt_timeout = 5", {}, "key 'atempt_timeout' in stt.toml; did you mean 'attempt_timeout'?"),
-    ("[retry]\natempts = 2", {}, "retry.atempts: unknown key; did you mean 'attempts'?"),
+    ("[retry]\natempts = 2", {}, "bad config in stt.toml: retry.atempts: unknown key; did you mean"),
+    ('chain = ["whisper"]', {"STT_RETRY__ATEMPTS": "5"}, "bad config in the environment: retry.atempts"),
+    ('attempt_timeout = "abc"', {"STT_CHAIN": "whisper"}, "bad config in stt.toml: attempt_timeout"),
     ("", {"STT_WHISPER__BEAM_SIZ": "2"}, "whisper.beam_siz: unknown key; did you mean 'beam_size'?"),
 ])
 def test_typos_are_config_errors_that_name_them(
