@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import socket
 import statistics
 import sys
 import time
@@ -169,6 +170,18 @@ def cmd_models_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_port(host: str, port: int) -> None:
+    """A port another server holds is said now, in one line (uvicorn says it after the models
+    load, as a log and exit code 3)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+    except OSError as e:
+        raise ConfigError(f"stt-core serve: cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from ..server import SECTION, ServeSettings, serve
@@ -194,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if never := chain.never_serves():  # every request would get 503: say why now, and do not start
         reasons = "; ".join(f"{name}: {reason}" for name, reason in never.items())
         raise ConfigError(f"stt-core serve: no engine of the chain ({chain.model}) can serve ({reasons})")
+    _check_port(settings.host, settings.port)
     err.print(f"stt-core serve: chain {chain.model}, loading models, then listening on "
               f"http://{settings.host}:{settings.port}/v1", markup=False)
     serve(chain, settings, realtime=config.config.realtime)

@@ -9,6 +9,7 @@ official openai SDK with its own retries on, as a user has it, counted at its tr
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,18 @@ def test_serve_refuses_to_start_when_no_engine_of_its_chain_can_ever_serve(tmp_p
     assert done.stderr.splitlines() == [
         "error: stt-core serve: no engine of the chain (groq) can serve (groq: no API key: set GROQ_API_KEY "
         "(or [groq] api_key))"]
+
+
+def test_serve_on_a_port_another_server_holds_says_so_in_one_line_before_loading(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        command = [sys.executable, "-m", "stt_core.cli", "serve", "--chain", "whisper", "--port", str(port)]
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr  # was: uvicorn's log after the models loaded, exit 3
+    assert done.stderr.splitlines() == [
+        f"error: stt-core serve: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
 async def test_a_refused_key_is_503_without_retry_after_and_the_sdk_asks_once(groq: FakeGroq) -> None:
