@@ -239,7 +239,10 @@ def read_stream(path: str | os.PathLike[str]) -> bytes:
 
 
 def described(e: BaseException) -> str:
-    """The error's first line; for libsndfile, its own words without the "Error opening <object>" prefix."""
+    """The error's first line; for libsndfile, its own words without the "Error opening <object>" prefix;
+    for FFmpeg's (PyAV's) and the OS's, their words without an error number and a path."""
     if isinstance(e, sf.LibsndfileError) and e.error_string:
         return str(e.error_string).strip()
+    if isinstance(strerror := getattr(e, "strerror", None), str) and strerror:
+        return strerror
     return first_line(e)

@@ -207,6 +207,7 @@ async def test_raw_requests_with_bad_input_get_openai_style_errors(
     error = answer.json()["error"]
     assert message in error["message"] and error["type"] == "invalid_request_error"
     assert "stt-core-serve-" not in error["message"]  # the client's file name, never the server's path
+    assert "Errno" not in error["message"]  # FFmpeg's words, not its error number
 
 
 async def test_a_body_that_is_not_multipart_is_400(local_server: ServeProcess) -> None:
