@@ -162,7 +162,7 @@ _SETUP_WORDS = ("model", "api key", "api_key", "configur", "permission", "quota"
 # gsk_..., key_...) and key=value pairs. Replaced before its text goes anywhere.
 _SECRET_PATTERNS = re.compile(
     r"(?i)(?P<prefix>bearer\s+|token\s+(?=[\w.\-]{16,})"
-    r"|(?:api[-_ ]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+"
+    r"|(?:api[-_ ]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&)\]]+"
     r"|\b(?:sk|gsk|key|dg|pk)[-_][A-Za-z0-9_\-]{8,}"
 )
 REDACTED = "[redacted]"
