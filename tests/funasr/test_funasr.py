@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -331,6 +332,25 @@ async def test_running_out_of_memory_moves_the_request_on_and_opens_no_breaker(
         first = result.attempts[0]
         assert first.outcome == "unavailable" and "ran out of memory" in (first.error or "")
     assert chain.breakers[0].state == "closed"
+
+
+async def test_an_answer_the_runtime_malformed_fails_its_request_and_the_worker_serves_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = funasr(vad="none", max_batch=1)
+    await provider.warmup()
+    engine = get_engine(provider.settings)
+    runtime, malformed = engine._recognise, iter([[{"txt": "a result without its text"}]])
+
+    def once_malformed(batch: Any, options: Any) -> Any:
+        return next(malformed, None) or runtime(batch, options)
+
+    monkeypatch.setattr(engine, "_recognise", once_malformed)
+    with pytest.raises(stt_core.STTError):
+        await asyncio.wait_for(provider.transcribe(AUDIO / "chairs.wav"), timeout=30)
+    # The shared worker thread lived (it died, and every later request waited for ever)
+    after = await asyncio.wait_for(provider.transcribe(AUDIO / "chairs.wav"), timeout=30)
+    assert after.text == CLIPS["chairs"][3]
 
 
 # -- confidence (quality-aware routing, #35) ---------------------------------------------------------

@@ -202,16 +202,22 @@ class Engine:
 
     def _run(self, jobs: list[_Job], options: Options) -> None:
         try:
-            spans = [self._spans(job.samples) for job in jobs]
-            flat = [(i, start, end) for i, job_spans in enumerate(spans) for start, end in job_spans]
-            results = self._recognise_all(
-                [jobs[i].samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)] for i, start, end in flat],
-                options,
-            )
-        except Exception as e:
+            pieces = self._pieces(jobs, options)
+        except Exception as e:  # these requests fail; the worker lives on to serve the next ones
             for job in jobs:
                 job.future.set_exception(inference_failed(e))
             return
+        for job, job_pieces in zip(jobs, pieces, strict=True):
+            job.future.set_result(job_pieces)
+
+    def _pieces(self, jobs: list[_Job], options: Options) -> list[list[Piece]]:
+        """Each job's audio cut where the VAD says, recognised in batches, as its pieces."""
+        spans = [self._spans(job.samples) for job in jobs]
+        flat = [(i, start, end) for i, job_spans in enumerate(spans) for start, end in job_spans]
+        results = self._recognise_all(
+            [jobs[i].samples[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)] for i, start, end in flat],
+            options,
+        )
         pieces: list[list[Piece]] = [[] for _ in jobs]
         for (i, start, end), result in zip(flat, results, strict=True):
             text, language, emotion, event = parse_tags(result["text"])
@@ -222,8 +228,7 @@ class Engine:
             )
             confidence = result.get("confidence")
             pieces[i].append(Piece(start, end, text, language, emotion, event, words, confidence))
-        for job, job_pieces in zip(jobs, pieces, strict=True):
-            job.future.set_result(job_pieces)
+        return pieces
 
     def _spans(self, samples: np.ndarray) -> list[tuple[float, float]]:
         """Where to cut: the VAD's speech segments for long audio, the whole of a short one."""
