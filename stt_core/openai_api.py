@@ -347,10 +347,10 @@ def error_message(body: object) -> str:
 
 
 def whisper_language(language: str | None) -> str | None:
-    """Whisper takes ISO-639-1 codes: 'en-US' -> 'en'; 'auto' means detect."""
+    """Whisper takes ISO-639-1 codes: 'en-US' and 'en_US' -> 'en'; 'auto' means detect."""
     if not language or language == "auto":
         return None
-    return language.lower().split("-")[0]
+    return language.lower().replace("_", "-").split("-")[0]
 
 
 # verbose_json names the detected language ("english"); these are Whisper's own names.

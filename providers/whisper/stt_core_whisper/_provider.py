@@ -38,6 +38,7 @@ from stt_core import (
     install_command,
     whisper_speech,
 )
+from stt_core.openai_api import whisper_language
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -129,9 +130,7 @@ class WhisperProvider(Provider):
         self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
     ) -> Transcript:
         samples = audio.mono_float32(SAMPLE_RATE)
-        language = language or self.settings.language
-        if language == "auto":
-            language = None
+        language = whisper_language(language or self.settings.language)  # "en-US": faster-whisper wants "en"
         given_up = threading.Event()
         try:
             return await asyncio.to_thread(
