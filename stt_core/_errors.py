@@ -155,9 +155,11 @@ _CAUSE_LENGTH = 500  # characters of one cause in the summary: room for a hint a
 # cleaned of credentials before it goes anywhere.
 
 _AUDIO_WORDS = ("audio", "media", "decod", "corrupt", "format", "encoding", "duration")
-# A 400 that speaks of these is the server's own set-up ("could not load model file ..."), which
-# the next engine may not share: never the caller's audio.
-_SETUP_WORDS = ("model", "api key", "api_key", "configur", "permission", "quota")
+# A 400 that speaks of these is the server's own set-up ("could not load model file ...") or a
+# parameter it does not take ("Invalid language 'zh_cn' ... ISO-639-1 format"), which the next
+# engine may not share: never the caller's audio.
+_SETUP_WORDS = ("model", "api key", "api_key", "configur", "permission", "quota",
+                "language", "response_format", "granularit")
 # What an upstream may echo back that is a credential: bearer tokens, key-shaped words (sk-...,
 # gsk_..., key_...) and key=value pairs. Replaced before its text goes anywhere.
 _SECRET_PATTERNS = re.compile(
@@ -208,6 +210,9 @@ def error_for_status(
             f"{provider} rejected the API key (HTTP {status}): {detail}",
             provider=provider, status_code=status,
         )
+    if status == 429 and "quota" in detail.lower():  # OpenAI's insufficient_quota: billing, not a pace
+        return ProviderError(f"{provider} is out of quota (HTTP 429): {detail}", provider=provider,
+                             status_code=status)
     if status == 429:
         wait = parse_retry_after(retry_after)
         after = "" if wait is None else f", retry after {wait:g} s"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stt_core._errors import without_secrets
+from stt_core import InvalidAudioError, ProviderError
+from stt_core._errors import error_for_status, without_secrets
 
 
 @pytest.mark.parametrize(("said", "passed_on"), [
@@ -17,3 +18,19 @@ from stt_core._errors import without_secrets
 ])
 def test_credentials_are_replaced_and_the_words_around_them_kept(said: str, passed_on: str) -> None:
     assert without_secrets(said) == passed_on
+
+
+@pytest.mark.parametrize(("status", "detail", "kind", "retryable", "said"), [
+    (400, "Invalid file format. Supported: flac, mp3, wav", InvalidAudioError, False, "refused the audio"),
+    (400, "Invalid language 'zh_cn'. Language parameter must be specified in ISO-639-1 format.",
+     ProviderError, False, "refused the request"),  # the next engine may take it: not bad audio
+    (400, "response_format 'srt' is not supported", ProviderError, False, "refused the request"),
+    (429, "Rate limit reached for requests", ProviderError, True, "is rate limiting"),
+    (429, "You exceeded your current quota, please check your plan and billing details.", ProviderError,
+     False, "is out of quota"),  # billing, not a pace: retrying it only repeats the refusal
+])
+def test_an_upstream_status_is_read_as_what_it_means(
+    status: int, detail: str, kind: type, retryable: bool, said: str
+) -> None:
+    error = error_for_status(status, detail, provider="up")
+    assert type(error) is kind and said in str(error) and getattr(error, "retryable", False) is retryable
