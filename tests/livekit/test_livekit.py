@@ -422,6 +422,23 @@ async def test_an_utterance_no_engine_transcribes_is_a_recoverable_error_and_the
     assert error.recoverable and "crashed on lights" in str(error.error)
 
 
+async def test_an_empty_frame_in_a_stream_is_passed_over() -> None:
+    # It ended the stream with stt-core's InvalidAudioError ("audio is empty"), and what came after was lost.
+    audio, spans = conversation(("fox", "weather"))
+    heard = audio.to(sample_format="int16")
+    engine = LocalEngine(heard, dict(zip(("fox", "weather"), spans, strict=True)))
+    adapter = STT(Chain([engine]))
+    errors: list[Any] = []
+    adapter.on("error", errors.append)
+    frames = audio_to_frames(heard, frame_ms=20)
+    frames.insert(len(frames) // 3, rtc.AudioFrame(b"", heard.sample_rate, 1, 0))
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, frames, pace=0.005))
+    final, _ = await finals(stream)
+    await pusher
+    assert [e.alternatives[0].text for e in final] == ["fox", "weather"] and not errors
+
+
 async def test_a_stream_the_whole_chain_failed_is_said_at_once_and_the_audio_after_it_is_heard() -> None:
     # A natively streaming engine, alone in its chain, that drops every stream after 5 chunks: each
     # drop is a recoverable error when it happens (it was said only at the end of the input, and the

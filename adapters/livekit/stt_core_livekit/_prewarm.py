@@ -30,11 +30,9 @@ def configured_chain(config: str | Path | None = None, *, names: list[str] | Non
     inference on, its local engines are links to LiveKit's inference process, and nothing is
     loaded in this process."""
     loaded = stt_core.load_config(config)
-    if not shared_inference_on(loaded):
-        return loaded.build_chain(names=names)
-    return loaded.build_chain(
-        names=names, adapt=lambda engine: SharedEngine(engine) if engine.capabilities.offline else engine
-    )
+    shared = shared_inference_on(loaded)
+    return loaded.build_chain(names=names,
+                              adapt=lambda e: SharedEngine(e) if shared and e.capabilities.offline else e)
 
 
 def prewarm(proc: Any, config: str | Path | None = None) -> Chain:

@@ -176,6 +176,8 @@ class SpeechStream(stt.RecognizeStream):
                         await segment  # (it raises only for a chain that can never serve)
                         queue = asyncio.Queue()  # and it waits a moment: not a new error every frame
                         segment = asyncio.create_task(self._recognise(queue, self._heard, _RESTART_AFTER))
+                    if item.samples_per_channel == 0:
+                        continue  # an empty frame holds nothing to hear (recognize() refuses audio of none)
                     audio = frames_to_audio(item)
                     if segment is None:
                         segment = asyncio.create_task(self._recognise(queue, self._heard))
