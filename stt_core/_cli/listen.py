@@ -78,7 +78,7 @@ async def listen(chain: Chain, source: str, *, speed: float, rate: int, channels
                 shown.event(event)
         finally:
             shown.done()
-    return 0
+    return 1 if shown.failed else 0  # an utterance no engine transcribed, as remote listening says
 
 
 async def listen_url(url: str, source: str, *, speed: float, rate: int, channels: int, fmt: str,
@@ -101,8 +101,10 @@ class _Shown:
         self.json_lines = json_lines
         self.live = out.is_terminal and not json_lines
         self._interim = False
+        self.failed = 0  # utterances no engine transcribed
 
     def event(self, event: StreamEvent) -> None:
+        self.failed += event.type == "failed"
         if self.json_lines:
             fields = {"type": event.type, "text": event.text, "start": _ms(event.start),
                       "end": _ms(event.end), "language": event.language, "confidence": event.confidence,

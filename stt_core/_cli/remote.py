@@ -95,7 +95,10 @@ class Remote:
     async def start(self, *, model: str | None, language: str | None, settings: RealtimeSettings) -> None:
         created = await self._next()
         if created.get("type") != "session.created":
-            raise ProviderError(f"the server did not open a session: {created}")
+            said = f"the server did not open a session: {_said(created)}"
+            if "invalid_api_key" in json.dumps(created):  # the caller's to fix (exit 2), not a failure
+                raise ConfigError(f"{said} (the key sent is [serve] api_key here: STT_SERVE__API_KEY)")
+            raise ProviderError(said)
         turns = turn_detection(settings)
         transcription = {"model": model or "stt-core", "language": language}
         await self._send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {

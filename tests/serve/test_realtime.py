@@ -236,6 +236,13 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
     assert [e["type"] for e in events].count("speech_start") == 2
     ends = [e["end"] for e in events if e["type"] == "speech_end"]
     assert [e["end"] for e in finals] == ends and ends[0] < finals[1]["start"]  # where the VAD said
+    wrong = subprocess.run(
+        [sys.executable, "-m", "stt_core.cli", "listen", str(FIXTURES / "fox.wav"),
+         "--url", f"ws://127.0.0.1:{realtime_server.port}", "--speed", "0"],
+        capture_output=True, text=True, env={**env, "STT_SERVE__API_KEY": "sk-wrong-key"}, cwd=tmp_path,
+        timeout=60, check=False)
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr  # was 1
+    assert "invalid or missing API key" in wrong.stderr and "STT_SERVE__API_KEY" in wrong.stderr
 
 
 FAILED = "conversation.item.input_audio_transcription.failed"

@@ -463,6 +463,14 @@ def test_listen_prints_each_final_of_a_file_streamed_in_real_time(tmp_path: Path
     assert times and all(t is None or t == round(t, 3) for t in times), times  # not 3.1700000000000004
 
 
+def test_listen_exits_1_when_an_utterance_got_no_transcript(tmp_path: Path) -> None:
+    # groq without a key: each utterance is reported failed, and listening goes on (it exited 0)
+    done = stt("listen", str(AUDIO / "two_utterances.wav"), "--chain", "groq", "--speed", "0",
+               env=NO_KEYS, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("not transcribed: no provider could transcribe") == 2, done.stderr
+
+
 def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     import json
 
