@@ -235,6 +235,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if several and args.format in ("srt", "vtt") and not args.output_dir:
         raise ConfigError(f"several files as {args.format} on stdout would not be one valid file: "
                           "use --output-dir DIR (one file per input)")
+    stems = [Path(name).stem for name in args.files]
+    if args.output_dir and (twice := next((stem for stem in stems if stems.count(stem) > 1), None)):
+        raise ConfigError(f"--output-dir: several inputs are named {twice!r}, and each would write "
+                          f"{args.output_dir / twice}.{_EXTENSIONS[args.format]} over the other")
     chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
     return asyncio.run(_transcribe_files(chain, args))
 
@@ -356,7 +360,7 @@ def _print_result(path: Path, result: Transcript, args: argparse.Namespace, *, s
     """The result in its format: into its own file (-o, --output-dir) or on stdout, which stays
     one valid document (JSON gives one object per line per file)."""
     rendered = _render(path, result, args.format)
-    if several and args.format == "text":
+    if several and args.format == "text" and not args.output_dir:  # in one stream: say whose it is
         rendered = f"# {path}\n{rendered}"
     target = args.output or (args.output_dir / f"{path.stem}.{_EXTENSIONS[args.format]}"
                              if args.output_dir else None)

@@ -181,6 +181,14 @@ def test_subtitles_and_one_file_per_input(tmp_path: Path) -> None:
     assert (tmp_path / "subs" / "fox.srt").read_text().startswith("1\n00:00:00,000 --> ")
     one = stt("transcribe", fox, "--chain", "whisper", "-o", str(tmp_path / "fox.txt"), cwd=tmp_path)
     assert one.returncode == 0 and "fox" in (tmp_path / "fox.txt").read_text().lower()
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "fox.wav").write_bytes((AUDIO / "lights.wav").read_bytes())
+    both = stt("transcribe", fox, str(tmp_path / "again" / "fox.wav"), "--chain", "whisper",
+               "--output-dir", str(tmp_path / "texts"), cwd=tmp_path)
+    assert both.returncode == 2 and "several inputs are named 'fox'" in both.stderr  # not one over the other
+    texts = stt("transcribe", fox, lights, "--chain", "whisper", "--output-dir", str(tmp_path / "texts"),
+                cwd=tmp_path)
+    assert texts.returncode == 0 and not (tmp_path / "texts" / "fox.txt").read_text().startswith("#")
 
 
 def test_json_for_several_files_is_one_object_per_line(tmp_path: Path) -> None:
