@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 import stt_core
@@ -71,6 +72,20 @@ async def test_transcribe_through_the_prerecorded_api(deepgram: FakeDeepgram) ->
     assert (sent.sample_rate, sent.channels) == (16_000, 1)
     expected = clip.to(sample_rate=16_000, channels=1).float32()[:, 0]
     assert abs(sent.float32()[:, 0] - expected).max() < 1e-3
+
+
+async def test_closing_the_provider_closes_its_connections_to_deepgram(deepgram: FakeDeepgram) -> None:
+    port = int(deepgram.url.rsplit(":", 1)[1])
+
+    def connections() -> int:
+        return sum(1 for c in psutil.Process().net_connections("tcp")
+                   if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+    engine = provider(deepgram, language="en")
+    await engine.transcribe(AUDIO / "fox.wav")
+    assert connections() == 1  # kept alive for the next request
+    await engine.aclose()
+    assert connections() == 0  # was: the SDK's HTTP client was never closed
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ from stt_core import (
 )
 
 if TYPE_CHECKING:
+    import httpx
     from deepgram import AsyncDeepgramClient
 
 SAMPLE_RATE = 16_000
@@ -74,6 +75,7 @@ class DeepgramProvider(Provider):
         super().__init__(settings, **fields)
         self.settings: DeepgramSettings
         self._client: AsyncDeepgramClient | None = None
+        self._http: httpx.AsyncClient | None = None  # the SDK's HTTP client: ours, so we close it
         family = "-".join(self.settings.model.split("-")[:2])  # nova-3-medical is nova-3's
         if languages := MODEL_LANGUAGES.get(family):
             self.capabilities = Capabilities(streaming=True, languages=languages | {"multi"},
@@ -196,11 +198,14 @@ class DeepgramProvider(Provider):
 
     def _deepgram(self) -> AsyncDeepgramClient:
         if self._client is None:
+            import httpx
             from deepgram import AsyncDeepgramClient, DeepgramClientEnvironment
 
             base = self.settings.base_url.rstrip("/")
             socket_base = "ws" + base.removeprefix("http")  # http -> ws, https -> wss
             assert self.settings.api_key is not None  # checked by unavailable_reason first
+            # Never follow a redirect: it would send the audio (and, on the same origin, the key) on
+            self._http = httpx.AsyncClient(timeout=self.settings.timeout, follow_redirects=False)
             self._client = AsyncDeepgramClient(
                 api_key=self.settings.api_key.get_secret_value(),
                 environment=DeepgramClientEnvironment(
@@ -208,10 +213,16 @@ class DeepgramProvider(Provider):
                 ),
                 timeout=self.settings.timeout,
                 max_retries=0,  # one retry layer: the chain's
+                httpx_client=self._http, follow_redirects=False,
                 stream_reconnection_enabled=False,
                 reconnect=False,  # a dropped stream is the chain's to fail over, with its audio
             )
         return self._client
+
+    async def _aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        self._client = self._http = None
 
 
 def _event(message: Any, provider: str) -> StreamEvent | None:
