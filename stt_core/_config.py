@@ -41,7 +41,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
-from ._errors import ConfigError
+from ._errors import ConfigError, without_secrets
 from ._provider import Provider, did_you_mean, validation_problems
 from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
@@ -294,10 +294,10 @@ class LoadedConfig:
             table = {PROVIDER_KEY: kind} if kind != name else {}
             table |= {k: v for k, v in c.provider_sections.get(name, {}).items() if k == "min_confidence"}
             if kind in plugins and (name in c.provider_sections or name in c.chain_order):
-                shown[name] = table | self._settings_for(plugins, name).model_dump(mode="json")
+                shown[name] = table | _redact(self._settings_for(plugins, name).model_dump(mode="json"))
             elif kind in plugins:  # installed, not configured: its defaults (and environment)
                 try:
-                    shown[name] = self._settings_for(plugins, name).model_dump(mode="json")
+                    shown[name] = _redact(self._settings_for(plugins, name).model_dump(mode="json"))
                 except ConfigError as e:
                     shown[name] = {"error": str(e)}
             elif name in c.provider_sections:
@@ -394,5 +394,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _redact(section: dict[str, Any]) -> dict[str, Any]:
-    return {key: "**********" if _SECRET_KEY.search(key) or isinstance(value, SecretStr) else value
-            for key, value in section.items()}
+    """A table with its secrets replaced: keys that name one, and credentials inside values (a URL's)."""
+    return {k: "**********" if _SECRET_KEY.search(k) or isinstance(value, SecretStr)
+            else without_secrets(value) if isinstance(value, str) else value for k, value in section.items()}

@@ -168,6 +168,7 @@ _SECRET_PATTERNS = re.compile(
     r"|\b(?:sk|gsk|key|dg|pk)[-_][A-Za-z0-9_\-]{8,}"
 )
 REDACTED = "[redacted]"
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")  # https://user:password@host
 
 
 def without_secrets(text: str, *secrets: str) -> str:
@@ -176,6 +177,7 @@ def without_secrets(text: str, *secrets: str) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
+    text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
     return _SECRET_PATTERNS.sub(lambda m: (m.group("prefix") or "") + REDACTED, text)
 
 

@@ -206,6 +206,14 @@ def test_redacted_hides_secrets_of_installed_and_unknown_providers(
     assert shown["fake"]["text"] == "hello world"  # defaults are shown too
 
 
+def test_config_show_hides_credentials_inside_a_url(tmp_path: Path) -> None:
+    url = "https://user:hunter2secret@gpu-box:8000/v1?api_key=zzzsecretzzz"  # a server behind basic auth
+    path = write(tmp_path, f'chain = ["vllm"]\n[vllm]\nprovider = "openai"\nbase_url = "{url}"\n')
+    shown = load_config(path).redacted()
+    assert "hunter2secret" not in repr(shown) and "zzzsecretzzz" not in repr(shown)
+    assert shown["vllm"]["base_url"] == "https://user:[redacted]@gpu-box:8000/v1?api_key=[redacted]"
+
+
 def test_min_confidence_at_the_top_per_engine_and_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Registry
 ) -> None:

@@ -15,6 +15,7 @@ from stt_core._errors import error_for_status, without_secrets
     ('{"error": "token: abcdefghijklmnopqrstuvwxyz"}', '{"error": "token: [redacted]"}'),
     ("key sk-proj-abcdefgh12345678 is revoked", "key [redacted] is revoked"),
     ("no credentials here (HTTP 500)", "no credentials here (HTTP 500)"),
+    ("cannot reach https://user:hunter2@gpu-box/v1", "cannot reach https://user:[redacted]@gpu-box/v1"),
 ])
 def test_credentials_are_replaced_and_the_words_around_them_kept(said: str, passed_on: str) -> None:
     assert without_secrets(said) == passed_on
