@@ -296,6 +296,8 @@ async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
                 continue
             try:
                 load, first, median, result = await _time_calls(provider, audio, repeats)
+            except InvalidAudioError:
+                raise  # the audio, not the engine: one line and exit 2, as transcribe says it
             except STTError as e:
                 table.add_row(name, "-", "-", "-", "-", f"[red]failed[/]: {escape(str(e))}")
                 continue

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from speech import MAX_WER, TINY_SENSEVOICE, wer
-from stt_core import install_command
+from stt_core import Audio, install_command
 from tables import provider_entries, table_rows
 
 AUDIO = Path(__file__).parents[2] / "fixtures" / "audio"
@@ -101,6 +101,9 @@ def test_bench_bad_input_is_exit_2(tmp_path: Path) -> None:
     assert run.returncode == 2 and "file is empty" in run.stderr and "Traceback" not in run.stderr
     run = stt("bench", str(AUDIO / "fox.wav"), "--repeats", "0", cwd=tmp_path)
     assert run.returncode == 2 and "expected a whole number of at least 1, got '0'" in run.stderr
+    (tmp_path / "10ms.wav").write_bytes(Audio.silence(0.01).encode())  # decodes; too short for any engine
+    run = stt("bench", "10ms.wav", "--chain", "whisper", cwd=tmp_path)
+    assert run.returncode == 2 and "too short to recognise" in run.stderr, run.stderr
 
 
 def test_bench_with_no_engine_that_can_serve_is_exit_1(tmp_path: Path) -> None:
