@@ -6,9 +6,10 @@
     python examples/livekit_agent.py dev             # or: start (production), console (local mic)
 
 Offline, with no server, no microphone and no keys: `python examples/livekit_agent.py file
-examples/audio/fox.wav` feeds the file through the same STT as a session would (LiveKit's
-StreamAdapter with Silero's VAD over the chain, 48 kHz frames in real time) and prints each speech
-event it gets (bundled whisper answers when FunASR's model is not downloaded). `console` needs
+examples/audio/fox.wav` feeds the file through the same STT as a session would (stt-core's real
+time when the chain's first engine that can serve is local, else LiveKit's StreamAdapter with
+Silero's VAD; 48 kHz frames in real time) and prints each speech event it gets (bundled whisper
+answers when FunASR's model is not downloaded). `console` needs
 PortAudio and a microphone; with LIVEKIT_API_KEY (or AGENT_LLM) the agent also answers.
 
 The chain (FunASR SenseVoiceSmall locally, Groq Whisper as the fallback, bundled whisper last) comes from
@@ -76,7 +77,7 @@ def voice_models() -> dict[str, str]:
 async def entrypoint(ctx: JobContext) -> None:
     session = AgentSession(
         stt=STT.from_process(ctx.proc, CONFIG),  # the chain prewarm built
-        vad=ctx.proc.userdata["vad"],  # FunASR does not stream: LiveKit cuts turns with this VAD
+        vad=ctx.proc.userdata["vad"],  # LiveKit's turns (and StreamAdapter, for an STT that does not stream)
         **voice_models(),  # type: ignore[arg-type]
     )
 
@@ -96,7 +97,9 @@ async def transcribe_file(path: str) -> None:
     audio = stt_core.Audio.concat([stt_core.Audio.from_file(path).to(sample_rate=rate, channels=1),
                                    stt_core.Audio.silence(1.0, rate)])  # the VAD's end of speech
     async with chain:
-        adapter = stt.StreamAdapter(stt=STT(chain), vad=silero.VAD.load())
+        recogniser = STT(chain)  # as AgentSession does: an STT that does not stream gets a StreamAdapter
+        adapter = recogniser if recogniser.capabilities.streaming else \
+            stt.StreamAdapter(stt=recogniser, vad=silero.VAD.load())
         stream = adapter.stream()
 
         async def feed() -> None:

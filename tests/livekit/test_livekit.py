@@ -342,7 +342,7 @@ def test_the_example_agent_sets_up_a_worker_process(monkeypatch: pytest.MonkeyPa
 @pytest.mark.slow
 def test_the_example_agent_runs_offline_on_a_file(tmp_path: Path) -> None:
     """`python examples/livekit_agent.py file AUDIO`: no server, no microphone, no keys; the file
-    through LiveKit's StreamAdapter and Silero over the example's chain, in real time."""
+    through the example's chain as a session hears it (stt-core's real time: whisper), in real time."""
     example = Path(__file__).parents[2] / "examples" / "livekit_agent.py"
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("STT_", "LIVEKIT_", "GROQ_", "DEEPGRAM_")) and k != "AGENT_LLM"}
