@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+import logging
 import os
 import re
 import time
@@ -30,6 +31,8 @@ from ._errors import (
     UnmappedError,
 )
 from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript
+
+logger = logging.getLogger("stt_core")
 
 
 def _clean_api_key(value: Any) -> Any:
@@ -227,6 +230,11 @@ class Provider(abc.ABC):
 
     # -- what a provider implements ---------------------------------------------------------
 
+    async def _transcribe_piece(self, piece: Audio, **options: Any) -> Transcript:
+        """One piece of a long file (``transcribe_file``); a chain asks it as it asks a live
+        utterance's final, since no one will ask for that piece again."""
+        return await self.transcribe(piece, **options)
+
     @abc.abstractmethod
     async def _transcribe(
         self,
@@ -303,21 +311,32 @@ async def transcribe_file(
     if file.whole is not None:
         return await engine.transcribe(file.whole, **options)
     results: list[tuple[float, Transcript]] = []
+    lost: list[tuple[float, float, STTError]] = []  # pieces no engine transcribed
     for offset, piece in file.pieces:
-        if piece.duration < MIN_AUDIO_SECONDS and results:
+        if piece.duration < MIN_AUDIO_SECONDS and (results or lost):
             continue  # a long file's last few samples: too short to hold a word, or to recognise
-        results.append((offset, await engine.transcribe(piece, **options)))
+        try:
+            results.append((offset, await engine._transcribe_piece(piece, **options)))
+        except (InvalidAudioError, ConfigError):
+            raise  # the file or the request: no other piece would fare better
+        except STTError as e:  # that piece only: the pieces already paid for, and those after, are kept
+            lost.append((offset, offset + piece.duration, e))
+            logger.warning("%s: %.1f-%.1f s not transcribed: %s", os.fspath(path), *lost[-1])
         if progress is not None:
             progress(offset + piece.duration, file.duration or offset + piece.duration)
     if not results:
+        if lost:
+            raise lost[0][2]
         raise InvalidAudioError(f"{os.fspath(path)} has no audio samples")
-    if len(results) == 1:  # one piece (a short file in another container, a truncated one): as it came
+    if len(results) == 1 and not lost:  # one piece (a short file in another container, a truncated one)
         result = results[0][1]
     else:
         end = results[-1][0] + (results[-1][1].duration or 0.0)
         result = Transcript.joined(results, file.duration if file.duration is not None else end)
-    if file.notes:
-        return result.replace(metadata={**result.metadata, "warnings": list(file.notes)})
+    warnings = [*file.notes, *(f"{start:.1f}-{end:.1f} s not transcribed: {e}" for start, end, e in lost)]
+    if warnings:  # untranscribed: the seconds no engine heard, for a caller to act on (the CLI exits 1)
+        extra = {"untranscribed": [[start, end] for start, end, _ in lost]} if lost else {}
+        return result.replace(metadata={**result.metadata, "warnings": warnings, **extra})
     return result
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from typing import Any
 
 from .. import telemetry
 from .._audio.audio import Audio, AudioSource
@@ -180,6 +181,11 @@ class Chain(Provider):
                                             word_timestamps=word_timestamps)
         finally:
             _ASKED.reset(asked)
+
+    async def _transcribe_piece(self, piece: Audio, **options: Any) -> Transcript:
+        # Its last engine that can take it is called even while its breaker rests it: one piece that
+        # failed (a 503) opened the breaker, and every piece after it was skipped.
+        return await self.transcribe(piece, purpose="utterance", **options)
 
     async def _transcribe(
         self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool

@@ -349,6 +349,8 @@ async def _transcribe_files(chain: Chain, args: argparse.Namespace) -> int:
                 else:
                     report.file(path, result.attempts)
                     _print_result(path, result, args, several=len(files) > 1)
+                    if result.metadata.get("untranscribed"):  # pieces no engine heard (each said above)
+                        worst = max(worst, EXIT_FAILED)
                 shown.file_done()
     return worst
 

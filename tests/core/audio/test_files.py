@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stt_core import Audio, Chain, InvalidAudioError, Provider, Segment, Transcript, transcribe_file
+from stt_core import (
+    AllProvidersFailed,
+    Audio,
+    Chain,
+    InvalidAudioError,
+    Provider,
+    ProviderError,
+    Segment,
+    Transcript,
+    transcribe_file,
+)
 from stt_core.testing import FakeProvider
 
 RATE = 16_000
@@ -85,3 +95,24 @@ async def test_short_files_are_one_request_and_bad_files_one_clear_error(tmp_pat
     with pytest.raises(InvalidAudioError, match="cannot decode"):
         await transcribe_file(engine, noise)
     assert len(engine.calls) == 1  # bad files never reached the engine
+
+
+async def test_a_piece_no_engine_transcribed_is_said_and_the_pieces_around_it_are_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 40 s in pieces of 10: the second fails at every engine. It raised, and the three pieces
+    # transcribed (for a cloud engine, paid for) were thrown away.
+    path = tmp_path / "forty.wav"
+    sf.write(path, speech_like(40), RATE, subtype="PCM_16")
+    down = ProviderError("upstream 503", provider="cloud", retryable=False)
+    engine = FakeProvider(name="cloud", script=["one", down], text="more")
+    result = await transcribe_file(Chain([engine]), path, piece_seconds=10)
+    pieces = len(engine.calls)  # cut at pauses: about 5 s each
+    # and the piece after it was asked though the failure opened the engine's breaker: its last hope
+    assert pieces >= 4 and result.text.split() == ["one"] + ["more"] * (pieces - 2), result.text
+    [[start, end]] = result.metadata["untranscribed"]
+    assert 4 <= start < end <= 20
+    assert "not transcribed" in result.metadata["warnings"][0] and "upstream 503" in caplog.text
+    every = FakeProvider(name="cloud", script=[down] * 100)
+    with pytest.raises(AllProvidersFailed):  # nothing heard at all: the error, as before
+        await transcribe_file(Chain([every]), path, piece_seconds=10)

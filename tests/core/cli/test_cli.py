@@ -340,6 +340,23 @@ def test_a_long_file_shows_progress_on_a_terminal_and_stdout_stays_the_result(tm
     assert len(pieces) - 1 >= 3 and all(not rest.strip() for rest in pieces)
 
 
+def test_a_long_file_with_a_piece_no_engine_heard_prints_the_rest_and_exits_1(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(16_000 * 610, dtype=np.int16), 16_000)  # in pieces of at most 300 s
+    down = "stt_core.ProviderError('down', provider='flaky')"
+    body = ("    def __init__(self, settings=None, /, **fields):\n"
+            f"        super().__init__(settings, script=['first', {down}], **fields)\n")
+    env = _engine_plugin(tmp_path, "flaky", body)
+    done = stt("transcribe", str(long), "--chain", "flaky", cwd=tmp_path, env=env)
+    assert done.returncode == 1, done.stderr  # not all of it was transcribed
+    heard = done.stdout.split()  # what was (it printed nothing, and the pieces after were never asked)
+    assert heard[0] == "first" and heard[1:] and set(heard[1:]) == {"hello", "world"}, done.stdout
+    assert re.search(r"long\.wav: \d+\.\d-\d+\.\d s not transcribed: .*down", done.stderr), done.stderr
+
+
 def test_the_readme_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
     import re
 
