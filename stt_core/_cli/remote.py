@@ -91,8 +91,10 @@ class Remote:
         self.texts: dict[str, str] = {}  # item id -> its deltas joined
         self.committed = False  # the last commit is sent: its answer ends the session
         self.failed = 0
+        self.padding = 0.0  # prefix_padding_ms asked for: in audio_start_ms, as OpenAI counts it
 
     async def start(self, *, model: str | None, language: str | None, settings: RealtimeSettings) -> None:
+        self.padding = settings.pre_roll
         created = await self._next()
         if created.get("type") != "session.created":
             said = f"the server did not open a session: {_said(created)}"
@@ -133,7 +135,7 @@ class Remote:
     def _show(self, kind: str | None, message: dict[str, Any]) -> None:
         item = str(message.get("item_id", ""))
         if kind == "input_audio_buffer.speech_started":
-            start = message["audio_start_ms"] / 1000
+            start = message["audio_start_ms"] / 1000 + self.padding  # where the VAD heard speech start
             self.pending[item], self.texts[item] = start, ""
             self.show.event(StreamEvent("speech_start", "", start=start))
         elif kind == "input_audio_buffer.speech_stopped":

@@ -18,6 +18,7 @@ import openai
 import pytest
 import websockets
 
+import stt_core
 from fakes.groq_api import FakeOpenAI
 from realtime_clients import (
     REALTIME_KEY,
@@ -31,8 +32,9 @@ from realtime_clients import (
     speech,
 )
 from serving import WHISPER_TABLE, ServeProcess
-from speech import FIXTURES, MAX_WER, REFERENCES, wer
-from stt_core import Audio
+from speech import FIXTURES, MAX_WER, REFERENCES, live, wer
+from stt_core import Audio, Capabilities, StreamEvent
+from stt_core.testing import FakeProvider
 
 pytestmark = pytest.mark.slow
 COMPLETED = "conversation.item.input_audio_transcription.completed"
@@ -236,6 +238,13 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
     assert [e["type"] for e in events].count("speech_start") == 2
     ends = [e["end"] for e in events if e["type"] == "speech_end"]
     assert [e["end"] for e in finals] == ends and ends[0] < finals[1]["start"]  # where the VAD said
+    # Speech starts where in process it does: audio_start_ms counts the prefix padding before it, as
+    # OpenAI's does, and the client adds it back (they were 0.3 s apart). Not for speech in the first
+    # 0.3 s of a stream, where audio_start_ms is 0 (the first utterance here starts at once).
+    local = asyncio.run(_events_in_process(FIXTURES / "two_utterances.wav"))
+    in_process = [e.start for e in local if e.type == "speech_start"]
+    remote = [e["start"] for e in events if e["type"] == "speech_start"]
+    assert remote[1] == pytest.approx(in_process[1], abs=0.05), (remote, in_process)
     wrong = subprocess.run(
         [sys.executable, "-m", "stt_core.cli", "listen", str(FIXTURES / "fox.wav"),
          "--url", f"ws://127.0.0.1:{realtime_server.port}", "--speed", "0"],
@@ -243,6 +252,12 @@ def test_stt_core_listen_url_is_a_client_of_its_own_server(realtime_server: Serv
         timeout=60, check=False)
     assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr  # was 1
     assert "invalid or missing API key" in wrong.stderr and "STT_SERVE__API_KEY" in wrong.stderr
+
+
+async def _events_in_process(path: Path) -> list[StreamEvent]:
+    audio = Audio.from_file(path)
+    engine = FakeProvider(name="local", text="words", capabilities=Capabilities(offline=True))
+    return [event async for event in stt_core.realtime(engine, live(audio, chunk=0.02, pace=0.0))]
 
 
 FAILED = "conversation.item.input_audio_transcription.failed"
