@@ -47,9 +47,12 @@ async def pcm(stream: BinaryIO, rate: int, channels: int) -> AsyncIterator[Audio
     """Raw 16-bit PCM from a pipe, as it arrives."""
     frame = 2 * channels
     want = round(rate * CHUNK_SECONDS) * frame
-    left = b""
+    left, first = b"", True
     while data := await asyncio.to_thread(stream.read1 if hasattr(stream, "read1") else stream.read, want):
-        data, left = left + data, b""
+        if first and data.startswith(b"RIFF") and data[8:12] == b"WAVE":  # its header would be heard as noise
+            raise InvalidAudioError("stdin holds a WAV file, and `listen -` reads raw 16-bit PCM (--rate, "
+                                    "--channels): give the file's path instead")
+        data, left, first = left + data, b"", False
         whole = len(data) // frame * frame
         data, left = data[:whole], data[whole:]
         if data:

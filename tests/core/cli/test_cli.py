@@ -519,6 +519,10 @@ def test_listen_reads_raw_pcm_from_a_pipe_and_gives_json_events() -> None:
     assert wer("lights", events[-1]["text"]) <= MAX_WER
     assert events[-1]["provider"] == "whisper" and events[-1]["start"] == pytest.approx(0.5, abs=0.2)
     assert 0.5 <= events[-1]["confidence"] <= 1  # finals carry their engine's confidence
+    wav = subprocess.run([sys.executable, "-m", "stt_core.cli", "listen", "-", "--chain", "whisper"],
+                         input=(AUDIO / "lights.wav").read_bytes(), capture_output=True, env=full_env,
+                         timeout=120)
+    assert wav.returncode == 2 and b"stdin holds a WAV file" in wav.stderr  # was: its header heard as PCM
 
 
 
