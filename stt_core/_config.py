@@ -395,5 +395,5 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _redact(section: dict[str, Any]) -> dict[str, Any]:
     """A table with its secrets replaced: keys that name one, and credentials inside values (a URL's)."""
-    return {k: "**********" if _SECRET_KEY.search(k) or isinstance(value, SecretStr)
+    return {k: "**********" if value is not None and (_SECRET_KEY.search(k) or isinstance(value, SecretStr))
             else without_secrets(value) if isinstance(value, str) else value for k, value in section.items()}

@@ -58,7 +58,7 @@ def test_a_plugin_built_from_the_docs_snippets_installs_and_works(tmp_path: Path
     installed = [run(command, plugin) for command in commands("1.")]
     listed = provider_entries(installed[-1].stdout)["myengine"]
     assert "stt-plugin-myengine" in listed["about"]
-    assert "no API key: set STT_MYENGINE__API_KEY" in listed["can serve"]
+    assert "no API key; set STT_MYENGINE__API_KEY" in listed["can serve"]
 
     # "The [myengine] table of stt.toml and the STT_MYENGINE__<FIELD> variables ... reach self.settings"
     (tmp_path / "stt.toml").write_text('chain = ["myengine"]\n[myengine]\nmodel = "v2-file"\n')

@@ -122,7 +122,7 @@ async def test_audio_deepgram_cannot_decode_is_invalid_audio(deepgram: FakeDeepg
 
 async def test_no_key_is_unavailable_before_any_request(deepgram: FakeDeepgram) -> None:
     p = DeepgramProvider(base_url=deepgram.url)
-    with pytest.raises(ProviderUnavailable, match="no API key: set DEEPGRAM_API_KEY"):
+    with pytest.raises(ProviderUnavailable, match="no API key; set DEEPGRAM_API_KEY"):
         await p.transcribe(AUDIO / "fox.wav")
     with pytest.raises(ProviderUnavailable):
         async for _ in p.stream(frames(Audio.from_file(AUDIO / "fox.wav"))):

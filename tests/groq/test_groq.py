@@ -101,7 +101,7 @@ async def test_each_fault_maps_to_the_error_tree(
 
 async def test_no_key_is_unavailable_before_any_request(groq: FakeGroq) -> None:
     p = GroqProvider(base_url=groq.url)
-    assert p.why_unavailable() == "no API key: set GROQ_API_KEY (or [groq] api_key)"
+    assert p.why_unavailable() == "no API key; set GROQ_API_KEY (or [groq] api_key)"
     with pytest.raises(ProviderUnavailable, match="no API key"):
         await p.transcribe(AUDIO / "fox.wav")
     assert groq.attempts == 0

@@ -61,7 +61,7 @@ async def test_a_server_that_asks_for_no_key(serve) -> None:  # type: ignore[no-
 
 
 def test_openai_itself_needs_a_key() -> None:
-    assert OpenAIProvider().why_unavailable() == "no API key: set OPENAI_API_KEY (or [openai] api_key)"
+    assert OpenAIProvider().why_unavailable() == "no API key; set OPENAI_API_KEY (or [openai] api_key)"
 
 
 @pytest.mark.parametrize(

@@ -292,6 +292,7 @@ def test_the_example_exits_1_and_says_why_when_every_engine_failed(tmp_path: Pat
                           env={**env, "STT_CONFIG": str(tmp_path / "stt.toml")})
     assert done.returncode == 1, done.stderr[-2000:]
     assert "error: ChainSTTService#0: no provider could transcribe the audio (groq: no API key" in done.stderr
+    assert "set GROQ_API_KEY" in done.stderr  # Pipecat's own redaction took "key: set" for a secret
     assert not [line for line in done.stdout.splitlines() if line.startswith("final: ")]
 
 

@@ -60,7 +60,7 @@ def test_serve_refuses_to_start_when_no_engine_of_its_chain_can_ever_serve(tmp_p
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines() == [
-        "error: stt-core serve: no engine of the chain (groq) can serve (groq: no API key: set GROQ_API_KEY "
+        "error: stt-core serve: no engine of the chain (groq) can serve (groq: no API key; set GROQ_API_KEY "
         "(or [groq] api_key))"]
 
 

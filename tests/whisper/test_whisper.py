@@ -178,7 +178,7 @@ def test_bench_command_times_each_engine_and_the_chain(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     rows, duration = table_rows(run.stdout), Audio.from_file(FIXTURES / "fox.wav").duration
-    assert rows["groq"][1:] == [*"----", "skipped: no API key: set GROQ_API_KEY (or [groq] api_key)"]
+    assert rows["groq"][1:] == [*"----", "skipped: no API key; set GROQ_API_KEY (or [groq] api_key)"]
     for name, answered in (("whisper", ""), ("chain", "whisper: ")):
         _, load, first, median, speed, result = rows[name]
         assert float(load) >= 0 and float(first) > 0 and float(median) > 0

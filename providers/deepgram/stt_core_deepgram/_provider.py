@@ -85,7 +85,7 @@ class DeepgramProvider(Provider):
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, DeepgramSettings)
         if settings.api_key is None or not settings.api_key.get_secret_value():
-            return "no API key: set DEEPGRAM_API_KEY (or [deepgram] api_key)"
+            return "no API key; set DEEPGRAM_API_KEY (or [deepgram] api_key)"
         return None
 
     # -- batch: the pre-recorded API ------------------------------------------------------------

@@ -29,7 +29,7 @@ class GroqProvider(OpenAICompatibleProvider):
     def unavailable_reason(cls, settings: ProviderSettings) -> str | None:
         assert isinstance(settings, GroqSettings)
         if settings.api_key is None or not settings.api_key.get_secret_value():
-            return "no API key: set GROQ_API_KEY (or [groq] api_key)"
+            return "no API key; set GROQ_API_KEY (or [groq] api_key)"
         return None
 
     def answer_metadata(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -35,5 +35,5 @@ class OpenAIProvider(OpenAICompatibleProvider):
         assert isinstance(settings, OpenAISettings)
         has_key = settings.api_key is not None and settings.api_key.get_secret_value()
         if not has_key and settings.base_url.rstrip("/") == OPENAI_URL:
-            return "no API key: set OPENAI_API_KEY (or [openai] api_key)"
+            return "no API key; set OPENAI_API_KEY (or [openai] api_key)"
         return None

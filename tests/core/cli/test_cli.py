@@ -73,7 +73,7 @@ def test_every_provider_failing_is_exit_1_with_each_reason(tmp_path: Path) -> No
     assert run.returncode == 1
     said = run.stderr.strip().splitlines()
     assert said[0].startswith("funasr unavailable: model 'iic/SenseVoiceSmall' is not downloaded")
-    assert said[1] == "groq unavailable: no API key: set GROQ_API_KEY (or [groq] api_key)"
+    assert said[1] == "groq unavailable: no API key; set GROQ_API_KEY (or [groq] api_key)"
     assert said[2:] == [f"error: {fox}: no provider could transcribe the audio (funasr: as said above; "
                         "groq: as said above)"] * 2  # each reason once, however many files
     quiet = stt("transcribe", fox, "--chain", "funasr,groq", "--quiet", cwd=tmp_path, env=NO_KEYS)
