@@ -115,10 +115,15 @@ class OpenAICompatibleProvider(Provider):
         limit = int(self.settings.max_upload_mb * 1_000_000)
         if len(encoded) <= limit:
             return await self._request(encoded, language, prompt)
-        # Too big for one upload: cut at silences into pieces that fit, then shift their times.
+        # Too big for one upload: cut at silences into pieces of about the size that fits, then shift
+        # their times. FLAC compresses unevenly (silence to almost nothing), so a piece still too big
+        # is cut again, the same way.
         pieces = audio.split_at_silences(audio.duration * limit / len(encoded) * 0.9)
-        results = [(offset, await self._request(piece.encode(self._format()), language, prompt))
-                   for offset, piece in pieces]
+        results = []
+        for offset, piece in pieces:
+            heard = await self._transcribe(piece, language=language, prompt=prompt,
+                                           word_timestamps=word_timestamps)
+            results.append((offset, heard))
         return Transcript.joined(results, audio.duration)
 
     async def _request(self, encoded: bytes, language: str | None, prompt: str | None) -> Transcript:

@@ -45,6 +45,7 @@ class Received:
 @dataclass
 class FakeGroq:
     text: str = "hello from groq"
+    max_upload_bytes: int | None = None  # a file larger than this: 413
     language: str = "english"
     avg_logprob: float = -0.2  # the Whisper signals each verbose_json segment carries
     no_speech_prob: float = 0.01
@@ -97,6 +98,8 @@ class FakeGroq:
             if part.name == "file":
                 filename = part.filename or ""
                 data = await part.read()
+                if self.max_upload_bytes is not None and len(data) > self.max_upload_bytes:
+                    return _error(413, "Request Entity Too Large", "request_too_large")  # as Groq's 25 MB
                 samples, rate = sf.read(io.BytesIO(data), dtype="float32")
                 audio = Audio(samples, rate)
             elif part.name and part.name.endswith("[]"):

@@ -75,6 +75,18 @@ async def test_audio_over_the_upload_limit_is_cut_at_silences_and_joined_in_time
     assert result.segments[1].end == pytest.approx(clip.duration, abs=0.01)
 
 
+async def test_audio_that_compresses_unevenly_is_cut_until_every_upload_fits(groq: FakeGroq) -> None:
+    # A minute of digital silence, then speech: FLAC makes the silence almost nothing, so pieces
+    # sized by the whole file's average left the speech in one upload over the limit (a 413).
+    speech = Audio.from_file(AUDIO / "two_utterances.wav")
+    clip = Audio.concat([Audio.silence(60.0), speech, speech, speech])
+    limit = int(len(clip.encode("FLAC")) * 0.8)
+    groq.max_upload_bytes = limit
+    result = await provider(groq, max_upload_mb=limit / 1e6).transcribe(clip)
+    assert len(groq.requests) >= 2 and result.text.startswith("hello from groq")
+    assert sum(r.audio.duration for r in groq.requests) == pytest.approx(clip.duration, abs=0.01)
+
+
 @pytest.mark.parametrize(
     ("fault", "error", "retryable", "message"),
     [
