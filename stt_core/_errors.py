@@ -164,11 +164,14 @@ _SETUP_WORDS = ("model", "api key", "api_key", "configur", "permission", "quota"
 # gsk_..., key_...) and key=value pairs. Replaced before its text goes anywhere.
 _SECRET_PATTERNS = re.compile(
     r"(?i)(?P<prefix>bearer\s+|token\s+(?=[\w.\-]{16,})"
-    r"|(?:api[-_ ]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&)\]]+"
+    r"|(?:api[-_ ]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&]+?(?=[)\]]*(?:[\s\"',;&]|$))"
     r"|\b(?:sk|gsk|key|dg|pk)[-_][A-Za-z0-9_\-]{8,}"
 )
 REDACTED = "[redacted]"
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^/\s@]+@")  # https://user:password@host
+# A 429 that is no pace to wait out but an account out of credit (OpenAI's insufficient_quota):
+# not "quota" alone, which rate limits also say ("Please retry after 6 seconds ... quotaincrease").
+_OUT_OF_QUOTA = ("exceeded your current quota", "insufficient_quota", "billing details")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@]*:)[^/\s]*@")  # https://user:password@host (to its last @)
 
 
 def without_secrets(text: str, *secrets: str) -> str:
@@ -212,7 +215,7 @@ def error_for_status(
             f"{provider} rejected the API key (HTTP {status}): {detail}",
             provider=provider, status_code=status,
         )
-    if status == 429 and "quota" in detail.lower():  # OpenAI's insufficient_quota: billing, not a pace
+    if status == 429 and retry_after is None and any(w in detail.lower() for w in _OUT_OF_QUOTA):  # billing
         return ProviderError(f"{provider} is out of quota (HTTP 429): {detail}", provider=provider,
                              status_code=status)
     if status == 429:

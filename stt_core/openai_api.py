@@ -24,7 +24,7 @@ from pydantic import Field
 
 from ._audio.audio import Audio
 from ._chain.quality import WhisperWindow, finite, whisper_speech
-from ._errors import ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
+from ._errors import ConfigError, ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
 from ._provider import ApiKey, Provider, ProviderSettings
 from ._types import Capabilities, Segment, Transcript, Word
 
@@ -117,7 +117,10 @@ class OpenAICompatibleProvider(Provider):
             return await self._request(encoded, language, prompt)
         # Too big for one upload: cut at silences into pieces of about the size that fits, then shift
         # their times. FLAC compresses unevenly (silence to almost nothing), so a piece still too big
-        # is cut again, the same way.
+        # is cut again, the same way; down to a second, past which the limit is the mistake.
+        if audio.duration <= 1.0:
+            raise ConfigError(f"{self.name}: max_upload_mb = {self.settings.max_upload_mb:g} is less than "
+                              f"a second of audio ({len(encoded)} bytes)")
         pieces = audio.split_at_silences(audio.duration * limit / len(encoded) * 0.9)
         results = []
         for offset, piece in pieces:

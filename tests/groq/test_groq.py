@@ -15,6 +15,7 @@ from stt_core import (
     Audio,
     BreakerPolicy,
     Chain,
+    ConfigError,
     InvalidAudioError,
     ProviderError,
     ProviderTimeout,
@@ -85,6 +86,8 @@ async def test_audio_that_compresses_unevenly_is_cut_until_every_upload_fits(gro
     result = await provider(groq, max_upload_mb=limit / 1e6).transcribe(clip)
     assert len(groq.requests) >= 2 and result.text.startswith("hello from groq")
     assert sum(r.audio.duration for r in groq.requests) == pytest.approx(clip.duration, abs=0.01)
+    with pytest.raises(ConfigError, match=r"max_upload_mb = 0\.001 is less than a second of audio"):
+        await provider(groq, max_upload_mb=0.001).transcribe(speech)  # cut for ever (RecursionError)
 
 
 @pytest.mark.parametrize(
