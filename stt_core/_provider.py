@@ -299,12 +299,15 @@ async def transcribe_file(
     word_timestamps: bool = False,
     piece_seconds: float = 300.0,
     progress: Callable[[float, float], None] | None = None,
+    partial: bool = True,
 ) -> Transcript:
     """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain).
 
     ``engine.transcribe(path)`` comes here too, so a path is never decoded whole when it is long:
     it goes in pieces (``file_pieces``), whose transcripts are joined with their times shifted.
     ``progress(done, total)`` is called with seconds of audio after each piece of a long file.
+    A piece no engine transcribed is said and left out (``metadata["untranscribed"]``); with
+    ``partial=False`` its error is raised instead (a server, whose client can ask again).
     """
     options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
     file = file_pieces(path, piece_seconds)
@@ -320,6 +323,8 @@ async def transcribe_file(
         except (InvalidAudioError, ConfigError):
             raise  # the file or the request: no other piece would fare better
         except STTError as e:  # that piece only: the pieces already paid for, and those after, are kept
+            if not partial:
+                raise
             lost.append((offset, offset + piece.duration, e))
             logger.warning("%s: %.1f-%.1f s not transcribed: %s", os.fspath(path), *lost[-1])
         if progress is not None:

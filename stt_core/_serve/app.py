@@ -47,6 +47,7 @@ from .._errors import (
     ProviderUnavailable,
     STTError,
 )
+from .._provider import transcribe_file
 from .._realtime import RealtimeSettings
 from .._registry import UnusableEngine, install_command
 from ..openai_api import RESPONSE_FORMATS, response_body
@@ -307,9 +308,9 @@ async def _transcribe(chain: Chain, form: dict[str, Any]) -> Response:
         if not await asyncio.to_thread(save_upload, upload.file, path):
             raise InvalidAudioError(f"audio is empty: {name} has no bytes")
         try:
-            transcript = await chain.transcribe(
-                path, language=form["language"], prompt=form["prompt"],
-                word_timestamps="word" in form["granularities"],
+            transcript = await transcribe_file(  # a piece no engine heard fails it: the client may ask again
+                chain, path, language=form["language"], prompt=form["prompt"],
+                word_timestamps="word" in form["granularities"], partial=False,
             )
         except InvalidAudioError as e:  # said of the temporary file: say it of the client's
             raise InvalidAudioError(str(e).replace(str(path), name)) from None

@@ -90,7 +90,7 @@ async def _heard(chain: Chain, path: Path, form: dict[str, Any]) -> AsyncGenerat
     for offset, piece in pieces:
         if piece.duration < MIN_AUDIO_SECONDS and seconds:
             continue  # a long file's last few samples: too short to hold a word
-        result = await chain.transcribe(piece, language=form["language"], prompt=form["prompt"])
+        result = await chain._transcribe_piece(piece, language=form["language"], prompt=form["prompt"])
         seconds = offset + piece.duration
         language, provider = language or result.language, result.provider
         if text := result.text.strip():

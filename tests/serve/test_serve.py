@@ -494,3 +494,18 @@ async def test_a_model_naming_engines_keeps_the_chains_quality_rules() -> None:
                                  files={"file": ("fox.wav", (FIXTURES / "fox.wav").read_bytes())})
     assert answer.status_code == 200 and answer.json()["text"] == "from a", answer.text
     assert answer.headers["x-stt-provider"] == "a" and not b.calls
+
+
+async def test_a_long_upload_with_a_piece_no_engine_heard_is_an_error_the_client_can_retry() -> None:
+    # Served, a gap in the text would be a 200 that the openai SDK cannot tell from a whole answer:
+    # a failed piece fails the request (the CLI and transcribe_file keep the other pieces instead).
+    from stt_core.testing import FakeProvider
+
+    down = stt_core.ProviderError("upstream 503", provider="cloud", retryable=False)
+    engine = FakeProvider(name="cloud", script=["first", down])
+    long = Audio.silence(610.0).encode()  # three pieces of at most 300 s
+    async with running(Chain([engine]), max_upload_mb=30) as url, httpx.AsyncClient(base_url=url) as http:
+        answer = await http.post("/v1/audio/transcriptions", files={"file": ("long.wav", long)},
+                                 data={"model": "m"})
+    assert answer.status_code == 502 and "upstream 503" in answer.json()["error"]["message"], answer.text
+    assert len(engine.calls) == 2  # no piece asked after it
