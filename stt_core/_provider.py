@@ -160,11 +160,7 @@ class Provider(abc.ABC):
             )
         check_language(language)
         audio = as_audio(audio)
-        if audio.num_frames == 0:
-            raise InvalidAudioError("audio is empty (no samples)")
-        if audio.duration < MIN_AUDIO_SECONDS:  # before any engine or batch: one such clip failed a batch
-            raise InvalidAudioError(f"audio is too short to recognise: {audio.duration * 1000:.1f} ms "
-                                    f"(at least {MIN_AUDIO_SECONDS * 1000:.0f} ms)")
+        check_audio(audio)
         self._check_ready()
         started = time.perf_counter()
         try:
@@ -343,6 +339,16 @@ async def transcribe_file(
         extra = {"untranscribed": [[start, end] for start, end, _ in lost]} if lost else {}
         return result.replace(metadata={**result.metadata, "warnings": warnings, **extra})
     return result
+
+
+def check_audio(audio: Audio) -> None:
+    """Audio no engine could hear is bad input, refused before any engine or batch sees it (one
+    such clip failed a whole batch)."""
+    if audio.num_frames == 0:
+        raise InvalidAudioError("audio is empty (no samples)")
+    if audio.duration < MIN_AUDIO_SECONDS:
+        raise InvalidAudioError(f"audio is too short to recognise: {audio.duration * 1000:.1f} ms "
+                                f"(at least {MIN_AUDIO_SECONDS * 1000:.0f} ms)")
 
 
 def check_language(language: str | None) -> None:

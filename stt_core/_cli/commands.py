@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import socket
@@ -27,7 +28,7 @@ from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._config import load_config
 from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
-from .._provider import Provider, transcribe_file, validation_problems
+from .._provider import Provider, check_audio, transcribe_file, validation_problems
 from .._registry import install_command, registry
 from .._types import Transcript
 from .terminal import StatusLines, err, error, one_line, out, progress
@@ -178,8 +179,9 @@ def _check_port(host: str, port: int) -> None:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
             probe.bind(address)
-    except OSError as e:
-        raise ConfigError(f"stt-core serve: cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except OSError as e:  # in use, or not ours to take; anything else (one of several addresses) is uvicorn's
+        if e.errno in (errno.EADDRINUSE, errno.EACCES):
+            raise ConfigError(f"stt-core serve: cannot listen on {host}:{port}: {e.strerror}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -274,6 +276,7 @@ def _positive_int(text: str) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     chain = load_config(args.config).build_chain(names=_chain_names(args.chain))
     audio = Audio.from_file(args.file)
+    check_audio(audio)  # audio no engine could hear: one line and exit 2, not a table of failures
     return asyncio.run(_bench(chain, audio, args.repeats))
 
 
@@ -296,8 +299,6 @@ async def _bench(chain: Chain, audio: Audio, repeats: int) -> int:
                 continue
             try:
                 load, first, median, result = await _time_calls(provider, audio, repeats)
-            except InvalidAudioError:
-                raise  # the audio, not the engine: one line and exit 2, as transcribe says it
             except STTError as e:
                 table.add_row(name, "-", "-", "-", "-", f"[red]failed[/]: {escape(str(e))}")
                 continue
