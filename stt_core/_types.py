@@ -200,14 +200,18 @@ class StreamEvent:
         )
 
 
+_ABBREVIATIONS = {"etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "inc", "ltd", "co", "no", "approx"}
+
+
 def _joined_text(texts: Sequence[str]) -> str:
     """Pieces' texts as one. A recogniser closes each piece it hears as a sentence ("Please open
     the door."); where the next piece goes on in lower case ("and turn on the lights."), that full
-    stop was the cut's, not the speaker's, and goes (not an abbreviation's: "U.S. and")."""
+    stop was the cut's, not the speaker's, and goes (not an abbreviation's: "U.S. and", "etc. and")."""
     joined = ""
     for text in texts:
         last = joined.rsplit(" ", 1)[-1]
-        if last.endswith(".") and last[:-1].isalpha() and text[:1].islower():
+        if last.endswith(".") and last[:-1].isalpha() and last[:-1].lower() not in _ABBREVIATIONS \
+                and text[:1].islower():
             joined = joined[:-1]
         joined = f"{joined} {text}" if joined else text
     return joined

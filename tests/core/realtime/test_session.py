@@ -73,6 +73,7 @@ async def test_a_pause_gives_a_preflight_that_the_final_reuses() -> None:
     (["It ended.", "Then we left."], "It ended. Then we left."),  # the speaker's full stop
     (["In the U.S.", "and Canada."], "In the U.S. and Canada."),  # an abbreviation's
     (["Wait...", "and then"], "Wait... and then"),
+    (["I love it etc.", "and more"], "I love it etc. and more"),
 ])
 def test_an_utterances_pieces_join_without_the_full_stop_a_cut_put_in(texts: list[str], joined: str) -> None:
     # whisper closes each piece cut at a pause as a sentence; heard in pieces, "Please open the door
