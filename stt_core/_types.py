@@ -42,8 +42,12 @@ def language_in(language: str | None, languages: frozenset[str] | None) -> bool:
     request's language (may this engine take it?) and an answer's (does its engine transcribe it?)."""
     if not language or language == "auto" or languages is None:
         return True
-    code = language.lower()
-    return code in languages or code.replace("_", "-").split("-")[0] in languages
+    return language.lower() in languages or primary_language(language) in languages
+
+
+def primary_language(language: str) -> str:
+    """A language code's primary subtag, lower case: 'en-US' and 'en_US' are 'en'."""
+    return language.lower().replace("_", "-").split("-")[0]
 
 
 @dataclass(frozen=True)

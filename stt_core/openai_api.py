@@ -26,7 +26,7 @@ from ._audio.audio import Audio
 from ._chain.quality import WhisperWindow, finite, whisper_speech
 from ._errors import ConfigError, ProviderError, ProviderTimeout, STTError, error_for_status, without_secrets
 from ._provider import ApiKey, Provider, ProviderSettings
-from ._types import Capabilities, Segment, Transcript, Word
+from ._types import Capabilities, Segment, Transcript, Word, primary_language
 
 SAMPLE_RATE = 16_000  # Whisper's own rate: sending more only costs upload time
 NO_KEY = "none"  # the SDKs insist on a key; a server that asks for none ignores it
@@ -358,7 +358,7 @@ def whisper_language(language: str | None) -> str | None:
     """Whisper takes ISO-639-1 codes: 'en-US' and 'en_US' -> 'en'; 'auto' means detect."""
     if not language or language == "auto":
         return None
-    return language.lower().replace("_", "-").split("-")[0]
+    return primary_language(language)
 
 
 # verbose_json names the detected language ("english"); these are Whisper's own names.
