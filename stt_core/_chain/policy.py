@@ -103,7 +103,7 @@ def admit(
     if refuses:
         return Skip(refuses)
     if purpose == "speculation":
-        if gate.action != "call":
+        if not may_speculate(gate):
             return Skip(gate.reason or "a speculative recognition never probes an engine")
         return Plan(1, attempt_timeout)
     if may_hold and not later and gate.closed and 0 < gate.held_for <= retry.max_retry_after:
@@ -117,6 +117,12 @@ def admit(
         return Plan(1, timeout, probe=True)
     retries = retry.retry_before_fallover or not later
     return Plan(retry.attempts if retries else 1, attempt_timeout)
+
+
+def may_speculate(gate: Gate) -> bool:
+    """Whether a recognition ahead of need may call an engine: only one its breaker lets every
+    request call (never one it skips or that a request is probing)."""
+    return gate.action == "call"
 
 
 def never_takes(*, refuses: str | None, unavailable: str | None, cause: BaseException | None) -> str | None:

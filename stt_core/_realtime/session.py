@@ -46,7 +46,7 @@ from .._audio.audio import Audio
 from .._audio.vad import FRAME_SECONDS, Boundary, Segmenter, SileroVAD
 from .._chain import Chain
 from .._chain.links import Link
-from .._chain.policy import Purpose
+from .._chain.policy import Purpose, may_speculate
 from .._errors import ProviderError, ProviderTimeout, STTError
 from .._provider import Provider
 from .._types import StreamEvent, Transcript
@@ -191,8 +191,8 @@ class Session:
         utterance, s = self.utterance, self.settings
         if self.local is None or utterance is None or not self._engine_free():
             return
-        if self.local_link is not None and self.local_link.gate().action != "call":
-            return  # its breaker is open (or a request is probing it): the chain rests it, so do interims
+        if self.local_link is not None and not may_speculate(self.local_link.gate()):
+            return  # the chain rests it (its breaker is open, or a request probes it): so do interims
         seconds = (len(utterance.frames) - utterance.cut) * FRAME_SECONDS
         expected = self.speed.expected(seconds)
         now = time.monotonic()
