@@ -180,7 +180,7 @@ class LoadedConfig:
         self.config, self.path, self._file_data, self._given = config, path, file_data, given
 
     def source_of(self, section: str) -> str:
-        return _source_of(section, self.path, self._file_data, self._given)
+        return _sources_of({section}, self.path, self._file_data, self._given)
 
     def provider_settings(self, name: str) -> dict[str, Any]:
         """Engine ``name``'s table, less the chain's keys (``provider``, ``min_confidence``)."""
@@ -348,9 +348,8 @@ def load_config(
     try:
         config = STTConfig(**file_data)
     except ValidationError as e:  # where the keys at fault were set
-        found = [_source_of(str(error["loc"][0]), file_path, file_data, given)
-                 for error in e.errors() if error["loc"]]
-        where = " or ".join(dict.fromkeys(part for one in found for part in one.split(" or "))) or elsewhere
+        at_fault = {str(error["loc"][0]) for error in e.errors() if error["loc"]}
+        where = _sources_of(at_fault, file_path, file_data, given) if at_fault else elsewhere
         raise ConfigError(f"bad config in {where}: " + validation_problems(e, STTConfig)) from None
     except RecursionError:
         raise ConfigError(f"config in {file_path or elsewhere} is nested too deeply") from None
@@ -364,13 +363,14 @@ def load_config(
     return loaded
 
 
-def _source_of(section: str, path: Path | None, file_data: Mapping[str, Any], given: frozenset[str]) -> str:
-    """Where ``section`` was set: the file, the environment (``STT_`` variables, aliases), the arguments."""
-    variable = f"STT_{section.upper()}"
-    from_env = any(name == variable or name.startswith(variable + "__") for name in os.environ) or any(
-        table == section and name in os.environ for name, (table, _, _) in _ALIASES.items())
-    sources = [str(path)] if path is not None and section in file_data else []
-    sources += ["the environment"] * from_env + [_ARGUMENTS] * (section in given)
+def _sources_of(keys: set[str], path: Path | None, file_data: dict[str, Any], given: frozenset[str]) -> str:
+    """Where ``keys`` (top-level keys or tables) were set: the file, the environment (``STT_``
+    variables, aliases), the arguments (``overrides``); the environment when none says."""
+    variables = {f"STT_{key.upper()}" for key in keys}
+    from_env = any(name.split("__")[0] in variables for name in os.environ) or any(
+        table in keys and name in os.environ for name, (table, _, _) in _ALIASES.items())
+    sources = [str(path)] if path is not None and keys & file_data.keys() else []
+    sources += ["the environment"] * from_env + [_ARGUMENTS] * bool(keys & given)
     return " or ".join(sources) or "the environment"
 
 
