@@ -221,7 +221,7 @@ class ChainSTTService(STTService):
         await self.push_error(f"{self.name}: {error}", exception=error)
 
     def usage_pending(self, seconds: float) -> None:
-        """Seconds of audio a cut utterance sends: Pipecat's usage metric, emitted with its answer."""
+        """Seconds of audio a cut utterance sends: Pipecat's usage metric, emitted as it is sent."""
         self._stt_usage_pending_seconds += seconds
 
     def pipecat_trace(self, scope: str) -> Any:
