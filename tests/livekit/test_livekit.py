@@ -458,3 +458,26 @@ async def test_a_stream_the_whole_chain_failed_is_said_at_once_and_the_audio_aft
     assert said.count("error") >= 2 and "unrecoverable" not in said, said
     assert "final" in said[said.index("error"):], said  # heard on, while the input still came
     assert len(engine.streams) >= 2
+
+
+async def test_audio_the_chain_refuses_ends_the_stream_with_one_unrecoverable_error() -> None:
+    # A new stream would be refused too: an error every second, for ever. So the stream ends, and
+    # LiveKit hears why once, as an error that no retry can mend.
+    class Refuses(FakeProvider):
+        async def _stream(self, audio, *, language):  # type: ignore[no-untyped-def]
+            async for _ in audio:
+                raise InvalidAudioError("audio is clipped beyond repair")
+            yield  # pragma: no cover
+
+    engine = Refuses(name="streamer", capabilities=Capabilities(streaming=True))
+    adapter = STT(Chain([engine], retry=RetryPolicy(attempts=1)))
+    said: list[Any] = []
+    adapter.on("error", said.append)
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, audio_to_frames(Audio.silence(3.0), frame_ms=20), pace=0.01))
+    with pytest.raises(APIStatusError, match="clipped beyond repair") as raised:
+        async for _ in stream:
+            pass
+    pusher.cancel()
+    assert raised.value.status_code == 400 and not raised.value.retryable
+    assert [e.recoverable for e in said] == [False]
