@@ -41,8 +41,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
-from ._errors import ConfigError, without_secrets
-from ._provider import Provider, did_you_mean, validation_problems
+from ._errors import ConfigError, did_you_mean, validation_problems, without_secrets
+from ._provider import Provider
 from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
 from ._serve import SECTION as SERVE_SECTION

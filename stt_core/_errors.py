@@ -14,10 +14,13 @@
 from __future__ import annotations
 
 import datetime
+import difflib
 import email.utils
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
 
 from ._text import first_line, shorten
 
@@ -235,3 +238,40 @@ def error_for_status(
         return InvalidAudioError(f"{provider} refused the audio (HTTP 400): {detail}")
     return ProviderError(f"{provider} refused the request (HTTP {status}): {detail}", provider=provider,
                          status_code=status)
+
+
+# -- settings that failed validation, as one line that names each key and never its value --------
+
+
+def validation_problems(e: ValidationError, model: type[BaseModel] | None = None, prefix: str = "") -> str:
+    """pydantic's errors as ``key: problem`` pairs; values are left out, so no secret leaks. With
+    the ``model`` that was validated, an unknown key gets a "did you mean" from its table's keys."""
+    problems = []
+    for err in e.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(settings)"
+        if err["type"] == "extra_forbidden":
+            known = _keys_beside(model, err["loc"]) if model is not None else set()
+            message = "unknown key" + did_you_mean(str(err["loc"][-1]), known)
+        else:
+            message = err["msg"]
+        problems.append(f"{prefix}{key}: {message}")
+    return "; ".join(problems)
+
+
+def did_you_mean(name: str, known: set[str], prefix: str = "") -> str:
+    """``"; did you mean 'model'?"`` for a name close to one of ``known``, else ``""``."""
+    close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.75)
+    if not close:
+        return ""
+    return f"; did you mean {prefix}{close[0].upper()}?" if prefix else f"; did you mean {close[0]!r}?"
+
+
+def _keys_beside(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
+    """The keys of the table that holds ``loc``'s last key, following nested models down."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = field.annotation if field is not None else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return set()
+        model = inner
+    return set(model.model_fields)

@@ -7,7 +7,6 @@ a provider implements ``_transcribe`` (and ``_stream`` if its engine streams nat
 from __future__ import annotations
 
 import abc
-import difflib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
     UnmappedError,
+    validation_problems,
 )
 from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript
 
@@ -362,37 +362,3 @@ def check_language(language: str | None) -> None:
 def _describe_validation(provider: str, cls: type[BaseModel], e: ValidationError, source: str) -> str:
     where = f" in {source}" if source else ""
     return f"bad settings for provider {provider!r}{where}: " + validation_problems(e, cls, f"{provider}.")
-
-
-def validation_problems(e: ValidationError, model: type[BaseModel] | None = None, prefix: str = "") -> str:
-    """pydantic's errors as ``key: problem`` pairs; values are left out, so no secret leaks. With
-    the ``model`` that was validated, an unknown key gets a "did you mean" from its table's keys."""
-    problems = []
-    for err in e.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(settings)"
-        if err["type"] == "extra_forbidden":
-            known = _keys_beside(model, err["loc"]) if model is not None else set()
-            message = "unknown key" + did_you_mean(str(err["loc"][-1]), known)
-        else:
-            message = err["msg"]
-        problems.append(f"{prefix}{key}: {message}")
-    return "; ".join(problems)
-
-
-def did_you_mean(name: str, known: set[str], prefix: str = "") -> str:
-    """``"; did you mean 'model'?"`` for a name close to one of ``known``, else ``""``."""
-    close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.75)
-    if not close:
-        return ""
-    return f"; did you mean {prefix}{close[0].upper()}?" if prefix else f"; did you mean {close[0]!r}?"
-
-
-def _keys_beside(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
-    """The keys of the table that holds ``loc``'s last key, following nested models down."""
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        inner = field.annotation if field is not None else None
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
-            return set()
-        model = inner
-    return set(model.model_fields)

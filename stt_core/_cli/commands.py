@@ -27,8 +27,8 @@ from .. import __version__
 from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._config import load_config
-from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError
-from .._provider import Provider, check_audio, transcribe_file, validation_problems
+from .._errors import AllProvidersFailed, ConfigError, InvalidAudioError, STTError, validation_problems
+from .._provider import Provider, check_audio, transcribe_file
 from .._registry import install_command, registry
 from .._types import Transcript
 from .terminal import StatusLines, err, error, one_line, out, progress
