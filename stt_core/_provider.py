@@ -7,6 +7,7 @@ a provider implements ``_transcribe`` (and ``_stream`` if its engine streams nat
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, SecretStr, ValidationError
 
 from ._audio.audio import Audio, AudioSource, as_audio
 from ._audio.decode import MIN_AUDIO_SECONDS
-from ._audio.files import file_pieces
+from ._audio.files import FilePieces, file_pieces
 from ._errors import (
     ConfigError,
     InvalidAudioError,
@@ -28,6 +29,7 @@ from ._errors import (
     ProviderUnavailable,
     STTError,
     UnmappedError,
+    refused_key,
     validation_problems,
 )
 from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript
@@ -227,9 +229,14 @@ class Provider(abc.ABC):
     # -- what a provider implements ---------------------------------------------------------
 
     async def _transcribe_piece(self, piece: Audio, **options: Any) -> Transcript:
-        """One piece of a long file (``transcribe_file``); a chain asks it as it asks a live
+        """One piece of a long file (``file_transcripts``); a chain asks it as it asks a live
         utterance's final, since no one will ask for that piece again."""
         return await self.transcribe(piece, **options)
+
+    def _fails_every_piece(self, error: STTError, *, language: str | None, word_timestamps: bool) -> bool:
+        """Would ``error``, met by one piece of a file, meet every piece after it (not installed,
+        a refused key)? Then the file stops there, and no more pieces are paid for."""
+        return self.why_unavailable() is not None or refused_key(error)
 
     @abc.abstractmethod
     async def _transcribe(
@@ -300,36 +307,31 @@ async def transcribe_file(
     """Transcribe the audio file at ``path`` with ``engine`` (a provider or a chain).
 
     ``engine.transcribe(path)`` comes here too, so a path is never decoded whole when it is long:
-    it goes in pieces (``file_pieces``), whose transcripts are joined with their times shifted.
+    it goes in pieces (``file_transcripts``), whose transcripts are joined with their times shifted.
     ``progress(done, total)`` is called with seconds of audio after each piece of a long file.
     A piece no engine transcribed is said and left out (``metadata["untranscribed"]``); with
     ``partial=False`` its error is raised instead (a server, whose client can ask again).
     """
-    options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
     file = file_pieces(path, piece_seconds)
-    if file.whole is not None:
-        return await engine.transcribe(file.whole, **options)
     results: list[tuple[float, Transcript]] = []
     lost: list[tuple[float, float, STTError]] = []  # pieces no engine transcribed
-    for offset, piece in file.pieces:
-        if piece.duration < MIN_AUDIO_SECONDS and (results or lost):
-            continue  # a long file's last few samples: too short to hold a word, or to recognise
-        try:
-            results.append((offset, await engine._transcribe_piece(piece, **options)))
-        except (InvalidAudioError, ConfigError):
-            raise  # the file or the request: no other piece would fare better
-        except STTError as e:  # that piece only: the pieces already paid for, and those after, are kept
-            if not partial:
-                raise
-            lost.append((offset, offset + piece.duration, e))
-            logger.warning("%s: %.1f-%.1f s not transcribed: %s", os.fspath(path), *lost[-1])
-        if progress is not None:
-            progress(offset + piece.duration, file.duration or offset + piece.duration)
+    heard = file_transcripts(engine, file, language=language, prompt=prompt, word_timestamps=word_timestamps)
+    async with contextlib.aclosing(heard):
+        async for start, end, result in heard:
+            if isinstance(result, Transcript):
+                results.append((start, result))
+            elif not partial:
+                raise result
+            else:  # that piece only: the pieces already paid for, and those after, are kept
+                lost.append((start, end, result))
+                logger.warning("%s: %.1f-%.1f s not transcribed: %s", os.fspath(path), start, end, result)
+            if progress is not None and file.whole is None:
+                progress(end, file.duration or end)
     if not results:
         if lost:
             raise lost[0][2]
         raise InvalidAudioError(f"{os.fspath(path)} has no audio samples")
-    if len(results) == 1 and not lost:  # one piece (a short file in another container, a truncated one)
+    if len(results) == 1 and not lost:  # one request (a short file, a truncated one)
         result = results[0][1]
     else:
         end = results[-1][0] + (results[-1][1].duration or 0.0)
@@ -339,6 +341,34 @@ async def transcribe_file(
         extra = {"untranscribed": [[start, end] for start, end, _ in lost]} if lost else {}
         return result.replace(metadata={**result.metadata, "warnings": warnings, **extra})
     return result
+
+
+async def file_transcripts(
+    engine: Provider, file: FilePieces, *, language: str | None, prompt: str | None, word_timestamps: bool
+) -> AsyncGenerator[tuple[float, float, Transcript | STTError]]:
+    """Each request ``file`` goes in, in order: (start, end, its transcript, or the error no engine
+    got past). A file that fits one request is one ``engine.transcribe``, its error raised; a long
+    file's piece that failed is that piece's loss (the caller keeps the others), unless the error
+    is the request's (``ConfigError``) or would be every later piece's too, which are raised."""
+    options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
+    if file.whole is not None:
+        yield 0.0, file.whole.duration, await engine.transcribe(file.whole, **options)
+        return
+    first = True
+    for start, piece in file.pieces:  # a file that cannot be read raises here, whole
+        if piece.duration < MIN_AUDIO_SECONDS and not first:
+            continue  # a long file's last few samples: too short to hold a word, or to recognise
+        first = False
+        result: Transcript | STTError
+        try:
+            result = await engine._transcribe_piece(piece, **options)
+        except ConfigError:
+            raise
+        except STTError as e:
+            if engine._fails_every_piece(e, language=language, word_timestamps=word_timestamps):
+                raise
+            result = e
+        yield start, start + piece.duration, result
 
 
 def check_audio(audio: Audio) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -110,7 +111,7 @@ class Transcript:
         it starts at: texts joined, segment times shifted, latencies and attempts added up."""
         last = pieces[-1][1]
         return cls(
-            text=_joined_text([t.text for _, t in pieces if t.text]),
+            text=joined_text([t.text for _, t in pieces]),
             language=next((t.language for _, t in pieces if t.language), None),
             confidence=_weighted_confidence([t for _, t in pieces]),
             segments=tuple(s.shifted(offset) for offset, t in pieces for s in t.segments),
@@ -207,17 +208,33 @@ class StreamEvent:
 _ABBREVIATIONS = {"etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "inc", "ltd", "co", "no", "approx"}
 
 
-def _joined_text(texts: Sequence[str]) -> str:
-    """Pieces' texts as one. A recogniser closes each piece it hears as a sentence ("Please open
-    the door."); where the next piece goes on in lower case ("and turn on the lights."), that full
-    stop was the cut's, not the speaker's, and goes (not an abbreviation's: "U.S. and", "etc. and")."""
+WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+"""Chinese, Japanese and Korean characters: each one a word, and no space between them."""
+_WIDE_CHAR = re.compile(f"[{WIDE}]")
+
+
+def glue(left: str, right: str) -> str:
+    """Two texts one after the other: a space between words, none beside a CJK character."""
+    if not left or not right:
+        return left + right
+    wide = _WIDE_CHAR.match(left[-1]) or _WIDE_CHAR.match(right[0])
+    return left + ("" if wide else " ") + right
+
+
+def joined_text(texts: Sequence[str]) -> str:
+    """Consecutive pieces' texts as one, spacing made single. A recogniser closes each piece it
+    hears as a sentence ("Please open the door."); where the next piece goes on in lower case ("and
+    turn on the lights."), that full stop was the cut's, not the speaker's, and goes (not an
+    abbreviation's: "U.S. and", "etc. and")."""
     joined = ""
-    for text in texts:
+    for text in (" ".join(t.split()) for t in texts):
+        if not text:
+            continue
         last = joined.rsplit(" ", 1)[-1]
         if last.endswith(".") and last[:-1].isalpha() and last[:-1].lower() not in _ABBREVIATIONS \
                 and text[:1].islower():
             joined = joined[:-1]
-        joined = f"{joined} {text}" if joined else text
+        joined = glue(joined, text)
     return joined
 
 

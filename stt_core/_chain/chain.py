@@ -187,6 +187,9 @@ class Chain(Provider):
         # failed (a 503) opened the breaker, and every piece after it was skipped.
         return await self.transcribe(piece, purpose="utterance", **options)
 
+    def _fails_every_piece(self, error: STTError, *, language: str | None, word_timestamps: bool) -> bool:
+        return bool(self.never_serves(error, language=language, word_timestamps=word_timestamps))
+
     async def _transcribe(
         self, audio: Audio, *, language: str | None, prompt: str | None, word_timestamps: bool
     ) -> Transcript:

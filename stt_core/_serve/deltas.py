@@ -30,24 +30,16 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-_WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"  # CJK: one character, one word
-_WORD = re.compile(rf"[{_WIDE}]|[^\s{_WIDE}]+")
-_WIDE_CHAR = re.compile(rf"[{_WIDE}]")
+from .._types import WIDE, glue
+
+_WORD = re.compile(rf"[{WIDE}]|[^\s{WIDE}]+")
+_WIDE_CHAR = re.compile(rf"[{WIDE}]")
 AGREE = 3  # guesses in a row that must agree on a word before it is sent
 
 
 def squeeze(text: str) -> str:
     """``text`` with its spacing made single (engines differ in spaces, never in words)."""
     return " ".join(text.split())
-
-
-def join(parts: list[str]) -> str:
-    """Transcripts of consecutive pieces as one: a space between words, none between CJK."""
-    joined = ""
-    for part in (squeeze(p) for p in parts):
-        if part:
-            joined = _glue(joined, part)
-    return joined
 
 
 @dataclass
@@ -72,7 +64,7 @@ class Deltas:
         """The item's final: (the last delta, the transcript), the transcript starting with every
         delta sent."""
         text = squeeze(text)
-        transcript = text if text.startswith(self.sent) else _glue(self.sent, _after(self.sent, text))
+        transcript = text if text.startswith(self.sent) else glue(self.sent, _after(self.sent, text))
         delta = transcript[len(self.sent):]
         self.sent = transcript
         return delta, transcript
@@ -112,10 +104,3 @@ def _after(sent: str, final: str) -> str:
 
 def _plain(word: str) -> str:
     return re.sub(r"[\W_]+", "", word.lower())
-
-
-def _glue(left: str, right: str) -> str:
-    if not left or not right:
-        return left + right
-    wide = _WIDE_CHAR.match(left[-1]) or _WIDE_CHAR.match(right[0])
-    return left + ("" if wide else " ") + right

@@ -6,9 +6,11 @@ OpenAI streams it (the openai SDK's ``stream=True`` reads them):
 
 The file is cut at pauses near every ``PIECE_SECONDS`` (``file_pieces``, never decoded whole) and
 each piece's transcript is a delta as soon as the chain gives it, so a long file shows its words
-as they are transcribed. The first piece is transcribed before the answer starts: a request that
-fails at once gets the HTTP status the non-streamed one would; a later failure is an ``error``
-event (the SDK raises it) and ends the stream. The request keeps its place in line until the
+as they are transcribed. The deltas joined are the pieces' texts joined as for any long file
+(``joined_text``): a piece's closing full stop waits for the next piece, which may show it was
+the cut's. The first piece is transcribed before the answer starts: a request that fails at once
+gets the HTTP status the non-streamed one would; a later failure is an ``error`` event (the SDK
+raises it) and ends the stream. The request keeps its place in line until the
 stream ends; a client that hangs up cancels the rest.
 """
 
@@ -26,11 +28,11 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
-from .._audio.decode import MIN_AUDIO_SECONDS
 from .._audio.files import file_pieces
 from .._chain.chain import Chain
 from .._errors import InvalidAudioError, STTError
-from .deltas import join
+from .._provider import file_transcripts
+from .._types import joined_text
 from .http import Line, save_upload, unless_the_client_leaves
 
 PIECE_SECONDS = 30.0  # a delta every 30 s of audio at most (whisper's own window)
@@ -83,23 +85,30 @@ async def _events(chain: Chain, path: Path, form: dict[str, Any], name: str) -> 
 
 async def _heard(chain: Chain, path: Path, form: dict[str, Any]) -> AsyncGenerator[bytes]:
     file = file_pieces(path, PIECE_SECONDS)
-    pieces = iter([(0.0, file.whole)]) if file.whole is not None else file.pieces
+    heard = file_transcripts(chain, file, language=form["language"], prompt=form["prompt"],
+                             word_timestamps=False)
     texts: list[str] = []
-    language: str | None = None
-    provider, seconds = "", 0.0
-    for offset, piece in pieces:
-        if piece.duration < MIN_AUDIO_SECONDS and seconds:
-            continue  # a long file's last few samples: too short to hold a word
-        result = await chain._transcribe_piece(piece, language=form["language"], prompt=form["prompt"])
-        seconds = offset + piece.duration
-        language, provider = language or result.language, result.provider
-        if text := result.text.strip():
-            delta = join([*texts, text])[len(join(texts)):]
-            texts.append(text)
-            yield _data({"type": "transcript.text.delta", "delta": delta})
-        elif not texts and offset == 0:
-            yield b": nothing heard in the first piece\n\n"  # a comment: the answer starts, no text
-    done: dict[str, Any] = {"type": "transcript.text.done", "text": join(texts),
+    sent, language, provider, seconds = "", None, "", 0.0
+    async with contextlib.aclosing(heard):
+        async for start, end, result in heard:
+            seconds = end
+            if isinstance(result, STTError):
+                raise result  # a piece lost: the client can ask again, and gets the whole text then
+            language, provider = language or result.language, result.provider
+            if text := result.text.strip():
+                texts.append(text)
+                # A piece's closing full stop waits for the next piece: if that goes on in lower
+                # case, the stop was the cut's, and the joined text drops it (``Transcript.joined``).
+                joined = joined_text(texts)
+                if delta := joined.removesuffix(".")[len(sent):]:
+                    sent += delta
+                    yield _data({"type": "transcript.text.delta", "delta": delta})
+            elif not texts and start == 0:
+                yield b": nothing heard in the first piece\n\n"  # a comment: the answer starts, no text
+    text = joined_text(texts)
+    if text[len(sent):]:  # the last piece's full stop
+        yield _data({"type": "transcript.text.delta", "delta": text[len(sent):]})
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": text,
                             "usage": {"type": "duration", "seconds": round(file.duration or seconds, 3)},
                             "engine": provider}
     if language:

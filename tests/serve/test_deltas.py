@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stt_core._serve.deltas import Deltas, join
+from stt_core._serve.deltas import Deltas
+from stt_core._types import joined_text
 
 CASES = [
     # guesses, final, deltas sent (the final's last), transcript
@@ -72,5 +73,5 @@ def test_the_deltas_joined_are_always_a_prefix_of_the_transcript(guesses: list[l
 
 
 def test_join_spaces_words_not_cjk() -> None:
-    assert join(["Hello  there.", "", "How are you?"]) == "Hello there. How are you?"
-    assert join(["你好", "世界"]) == "你好世界"
+    assert joined_text(["Hello  there.", "", "How are you?"]) == "Hello there. How are you?"
+    assert joined_text(["你好", "世界"]) == "你好世界"

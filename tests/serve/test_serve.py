@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -509,3 +510,24 @@ async def test_a_long_upload_with_a_piece_no_engine_heard_is_an_error_the_client
                                  data={"model": "m"})
     assert answer.status_code == 502 and "upstream 503" in answer.json()["error"]["message"], answer.text
     assert len(engine.calls) == 2  # no piece asked after it
+
+
+async def test_stream_true_gives_the_text_a_request_without_it_gets() -> None:
+    # The deltas joined once kept a piece's closing full stop that the joined transcript drops
+    # ("door. and turn"): a piece's full stop now waits for the next piece.
+    from stt_core.testing import FakeProvider
+
+    said = ["Please open the door.", "and turn on the lights.", "Thank you."]
+    engine = FakeProvider(name="cloud", script=list(said), text="and so on.")
+    long = Audio.silence(75.0).encode()  # three pieces of at most 30 s
+    form = {"files": {"file": ("long.wav", long)}, "data": {"model": "m", "stream": "true"}}
+    async with (running(Chain([engine]), max_upload_mb=30) as url, httpx.AsyncClient(base_url=url) as http,
+                http.stream("POST", "/v1/audio/transcriptions", **form) as answer):  # type: ignore[arg-type]
+        events = [json.loads(line[6:]) async for line in answer.aiter_lines() if line.startswith("data: ")]
+    deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
+    more = len(engine.calls) - len(said)  # the pieces cut at the silence's own pauses
+    assert more >= 0 and events[-1]["type"] == "transcript.text.done"
+    # what Transcript.joined makes of the same pieces, for a request without stream=true
+    text = " ".join(["Please open the door and turn on the lights. Thank you", *["and so on"] * more]) + "."
+    assert "".join(deltas) == events[-1]["text"] == text
+    assert deltas[0] == "Please open the door"  # sent before the second piece was heard

@@ -116,3 +116,28 @@ async def test_a_piece_no_engine_transcribed_is_said_and_the_pieces_around_it_ar
     every = FakeProvider(name="cloud", script=[down] * 100)
     with pytest.raises(AllProvidersFailed):  # nothing heard at all: the error, as before
         await transcribe_file(Chain([every]), path, piece_seconds=10)
+
+
+async def test_a_file_stops_at_the_first_piece_whose_failure_every_piece_would_meet(tmp_path: Path) -> None:
+    # A refused key failed each piece in turn: a two-hour file uploaded 24 pieces, all refused.
+    path = tmp_path / "forty.wav"
+    sf.write(path, speech_like(40), RATE, subtype="PCM_16")
+    refused = ProviderError("401: invalid api key", provider="cloud", status_code=401, retryable=False)
+    engine = FakeProvider(name="cloud", script=[refused] * 100)
+    with pytest.raises(AllProvidersFailed, match="invalid api key"):
+        await transcribe_file(Chain([engine]), path, piece_seconds=10)
+    assert len(engine.calls) == 1
+    alone = FakeProvider(name="cloud", script=[refused] * 100)  # an engine outside a chain, the same
+    with pytest.raises(ProviderError, match="invalid api key"):
+        await transcribe_file(alone, path, piece_seconds=10)
+    assert len(alone.calls) == 1
+
+
+async def test_a_piece_an_engine_refuses_as_bad_audio_is_that_pieces_loss_only(tmp_path: Path) -> None:
+    path = tmp_path / "forty.wav"
+    sf.write(path, speech_like(40), RATE, subtype="PCM_16")
+    engine = FakeProvider(name="cloud", script=["one", InvalidAudioError("the engine could not decode it")],
+                          text="more")
+    result = await transcribe_file(Chain([engine]), path, piece_seconds=10)
+    assert result.text.split() == ["one"] + ["more"] * (len(engine.calls) - 2)
+    assert len(result.metadata["untranscribed"]) == 1
