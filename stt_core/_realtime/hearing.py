@@ -80,9 +80,10 @@ class Hearing:
         return await self.chain.transcribe(audio, language=language, word_timestamps=word_timestamps,
                                            purpose="utterance", attempt_timeout=self.settings.attempt_timeout)
 
-    def never_serves(self, error: STTError) -> bool:
-        """``Chain.never_serves``: when an adapter should say it cannot work (not just failed)."""
-        return bool(self.chain.never_serves(error))
+    def never_serves(self, error: STTError, *, language: str | None = None) -> bool:
+        """``Chain.never_serves`` for what it hears in ``language``: when an adapter should say it
+        cannot work (not just failed)."""
+        return bool(self.chain.never_serves(error, language=language))
 
     def model_of(self, engine: str) -> str | None:
         """The model of the chain's engine named ``engine`` (what answered an event)."""

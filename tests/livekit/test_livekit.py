@@ -481,3 +481,20 @@ async def test_audio_the_chain_refuses_ends_the_stream_with_one_unrecoverable_er
     pusher.cancel()
     assert raised.value.status_code == 400 and not raised.value.retryable
     assert [e.recoverable for e in said] == [False]
+
+
+async def test_a_language_no_engine_takes_ends_the_stream_with_one_unrecoverable_error() -> None:
+    # The chain was judged for no language, found an engine that could serve, and the stream began
+    # again every second: a "recoverable" error each time, for ever.
+    english = Capabilities(streaming=True, languages=frozenset({"en"}))
+    engine = FakeProvider(name="streamer", capabilities=english)
+    adapter = STT(Chain([engine], retry=RetryPolicy(attempts=1)), language="de")
+    said: list[Any] = []
+    adapter.on("error", said.append)
+    stream = adapter.stream()
+    pusher = asyncio.create_task(push(stream, audio_to_frames(Audio.silence(3.0), frame_ms=20), pace=0.01))
+    with pytest.raises(APIError, match="does not support language 'de'"):
+        async for _ in stream:
+            pass
+    pusher.cancel()
+    assert [e.recoverable for e in said] == [False]

@@ -229,6 +229,16 @@ async def test_a_stream_every_engine_failed_is_reported_not_retried_per_frame(se
     assert service.is_usable
 
 
+async def test_a_language_no_engine_takes_marks_the_service_unusable_at_once() -> None:
+    # Judged for no language, the chain looked usable: an ErrorFrame each second, for ever.
+    english = stt_core.Capabilities(streaming=True, languages=frozenset({"en"}))
+    service = ChainSTTService(Chain([FakeProvider(name="streamer", capabilities=english)]), language="de")
+    frames = [item for frame in silence(3.0) for item in (frame, SleepFrame(sleep=0.01))]
+    _, up = await asyncio.wait_for(run_test(service, frames_to_send=frames), 60)
+    (error,) = of(up, ErrorFrame)
+    assert "does not support language 'de'" in error.error and not service.is_usable
+
+
 async def test_cancel_stops_recognition_in_flight_and_leaves_no_task() -> None:
     slow = FakeProvider(name="slow", delay=30.0, capabilities=stt_core.Capabilities(offline=False))
     service = ChainSTTService(slow)

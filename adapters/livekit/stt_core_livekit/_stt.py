@@ -212,8 +212,8 @@ class SpeechStream(stt.RecognizeStream):
                         adapter._answered_by(event.provider, adapter._hearing.model_of(event.provider))
                         reported = self._report_usage(reported, offset + (event.end or 0.0))
         except STTError as e:
-            if isinstance(e, InvalidAudioError) or adapter._hearing.never_serves(e):  # no new stream helps
-                raise to_livekit_error(e) from e
+            if isinstance(e, InvalidAudioError) or adapter._hearing.never_serves(e, language=self._language):
+                raise to_livekit_error(e) from e  # a new stream would fail the same way
             self._failed(e)
         self._report_usage(reported, self._heard)
 

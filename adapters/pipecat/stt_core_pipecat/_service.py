@@ -238,7 +238,7 @@ class ChainSTTService(STTService):
         if not isinstance(exception, STTError):
             return None
         failed = exception if isinstance(exception, AllProvidersFailed) else None
-        if self.hearing.never_serves(exception):
+        if self.hearing.never_serves(exception, language=self.language):
             refused = failed is not None and failed.key_refused
             return ErrorCategory.AUTHENTICATION if refused else ErrorCategory.INVALID_REQUEST
         last = failed.last if failed and failed.last else exception
@@ -320,8 +320,8 @@ class Continuous:
                     await self._one_stream()
             except STTError as e:
                 await service.failed(e)
-                if self._ending:
-                    return  # the chain has just failed: the pipeline's end does not wait on it
+                if self._ending or not service.is_usable:
+                    return  # the chain has just failed (or can never serve): nothing waits on it
                 # Not at once: a chain that fails before it reads (every breaker open) would send
                 # an error per frame. The audio of that second waits in the queue for the next.
                 await asyncio.sleep(_RESTART_AFTER)
