@@ -40,7 +40,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
-from ._chain.quality import DEFAULT_MIN_CONFIDENCE, QualityPolicy
+from ._chain.quality import DEFAULT_MIN_CONFIDENCE, Confidence, QualityPolicy
 from ._errors import ConfigError, did_you_mean, validation_problems, without_secrets
 from ._provider import Provider
 from ._realtime import RealtimeSettings
@@ -138,7 +138,7 @@ class STTConfig(BaseSettings):
     an engine that has not answered by then races the next one, and the first answer wins."""
     stream_stall_timeout: float | None = Field(10.0, ge=0.5, le=_HOUR)
     """A streaming engine that takes audio and says nothing for this long has failed."""
-    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    min_confidence: Confidence = DEFAULT_MIN_CONFIDENCE
     """Re-ask a less confident answer (or one in a language its engine does not transcribe); 0: off."""
     max_reasks: int = Field(1, ge=0, le=MAX_CHAIN)  # re-asks of cloud engines (paid calls) per request
     retry: RetryPolicy = RetryPolicy()

@@ -253,7 +253,7 @@ def validation_problems(e: ValidationError, model: type[BaseModel] | None = None
             known = _keys_beside(model, err["loc"]) if model is not None else set()
             message = "unknown key" + did_you_mean(str(err["loc"][-1]), known)
         else:
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")  # pydantic's, before our own words
         problems.append(f"{prefix}{key}: {message}")
     return "; ".join(problems)
 

@@ -153,7 +153,7 @@ class Request:
     cloud_reasks: int = 0  # cloud engines asked after a doubted answer
 
     def heard_nothing(self) -> bool:
-        return any(not answer.text.strip() for answer, _ in self.doubted)
+        return any(not quality.has_words(answer.text) for answer, _ in self.doubted)
 
     def best_doubted(self) -> Transcript:
         """When no engine's answer was accepted: the best of the doubted ones (``quality.best``)."""
@@ -240,7 +240,8 @@ class Links:
         if not request.doubted:
             return None
         return quality.may_reask(offline=link.provider.capabilities.offline,
-                                 cloud_reasks=request.cloud_reasks, max_reasks=self.judging.max_reasks)
+                                 cloud_reasks=request.cloud_reasks, max_reasks=self.judging.max_reasks,
+                                 speculation=request.purpose == "speculation")
 
     def judged(self, link: Link, answer: Transcript, request: Request) -> quality.Accept | quality.Reask:
         """What the chain makes of ``link``'s answer (``quality.judge``)."""

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from .._types import SETTINGS_MODEL, Transcript, language_in
 
@@ -43,17 +43,27 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 """The line every engine's confidence is calibrated to (docs/benchmarks.md, "Quality")."""
 
 
+def _not_a_switch(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads true as 1.0: every answer would be re-asked
+        raise ValueError("should be a number from 0 to 1, not true or false (0 turns judging off)")
+    return value
+
+
+Confidence = Annotated[float, BeforeValidator(_not_a_switch), Field(ge=0, le=1)]
+"""A ``min_confidence`` value: a number on the confidence scale."""
+
+
 class QualityPolicy(BaseModel):
     """When the chain doubts an answer and asks the next engine. What ``min_confidence`` and
     ``max_reasks`` (top level of stt.toml) and each engine's ``min_confidence`` build."""
 
     model_config = SETTINGS_MODEL
-    min_confidence: float = Field(DEFAULT_MIN_CONFIDENCE, ge=0, le=1)
+    min_confidence: Confidence = DEFAULT_MIN_CONFIDENCE
     """An answer less confident than this is re-asked of the next engine; 0 turns judging off."""
     max_reasks: int = Field(1, ge=0, le=32)
     """Re-asks of cloud engines per request (each is a paid call); local engines are re-asked
     without this limit (each at most once per request)."""
-    per_engine: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    per_engine: dict[str, Confidence] = {}
     """``min_confidence`` for one engine, by its name in the chain (``[whisper] min_confidence``)."""
 
     @classmethod
@@ -94,7 +104,7 @@ def judge(
     confidence = answer.confidence
     if confidence is None:
         return Accept()
-    if not answer.text.strip():
+    if not has_words(answer.text):  # "." alone is no speech heard either
         if confidence >= min_confidence or heard_nothing_before:
             return Accept()
         return Reask(f"heard no speech, with confidence {confidence:.2f} < {min_confidence:g}")
@@ -103,19 +113,27 @@ def judge(
     return Accept()
 
 
-def may_reask(*, offline: bool, cloud_reasks: int, max_reasks: int) -> str | None:
-    """Why an engine is not asked after a doubted answer, or ``None``: it may be."""
-    if offline or cloud_reasks < max_reasks:
+def may_reask(*, offline: bool, cloud_reasks: int, max_reasks: int, speculation: bool = False) -> str | None:
+    """Why an engine is not asked after a doubted answer, or ``None``: it may be. A speculation (a
+    preflight of the utterance so far) never pays a cloud engine for a second opinion: the final
+    will ask it, once, if the final is doubted too."""
+    if offline:
+        return None
+    if speculation:
+        return "not re-asked for a speculation: a cloud engine is re-asked for the final only"
+    if cloud_reasks < max_reasks:
         return None
     return f"not re-asked: max_reasks ({max_reasks}) re-asks of cloud engines already made"
 
 
 def best(answers: Sequence[tuple[Transcript, frozenset[str] | None]]) -> Transcript:
     """The answer to give when every one was doubted (each with its engine's languages): the most
-    confident in a language its engine transcribes, else the most confident; the first on a tie."""
-    def rank(item: tuple[int, tuple[Transcript, frozenset[str] | None]]) -> tuple[bool, float, int]:
+    confident in a language its engine transcribes, words before none, else the most confident;
+    the first on a tie."""
+    def rank(item: tuple[int, tuple[Transcript, frozenset[str] | None]]) -> tuple[bool, bool, float, int]:
         index, (answer, languages) = item
-        return language_in(answer.language, languages), answer.confidence or 0.0, -index
+        return (language_in(answer.language, languages), has_words(answer.text), answer.confidence or 0.0,
+                -index)
 
     return max(enumerate(answers), key=rank)[1][0]
 
@@ -211,6 +229,11 @@ def whisper_speech(
     return kept, _on_scale(score, line)
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a word (a letter or digit), not only punctuation."""
+    return re.search(r"\w", text) is not None
+
+
 def repeated_pairs(text: str) -> float:
     """The share of a text's word pairs that it has said before ("three, three, four" has none;
     "gen 1 gen 1 gen 1" has 3 of 5): speech seldom repeats itself within a few seconds."""
@@ -227,7 +250,7 @@ def phantom(text: str) -> bool:
 
 
 def _no_speech(window: WhisperWindow, threshold: float) -> bool:
-    if window.no_speech_prob > threshold or not re.search(r"\w", window.text):
+    if window.no_speech_prob > threshold or not has_words(window.text):
         return True
     unsure = window.no_speech_prob >= 0.3 or window.avg_logprob < -1.0
     return unsure and phantom(window.text)

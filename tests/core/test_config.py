@@ -239,6 +239,9 @@ def test_min_confidence_at_the_top_per_engine_and_from_the_environment(
     ("max_reasks = -1\n", "max_reasks: Input should be greater than or equal to 0"),
     ('chain = ["fake"]\n[fake]\nmin_confidence = "high"\n', r"bad min_confidence: fake: .*number"),
     ('chain = ["fake"]\n[fake]\nmin_confidence = 1.5\n', "bad min_confidence: fake: .*less than or equal"),
+    # true was read as 1.0, and every answer re-asked of every engine
+    ("min_confidence = true\n", "min_confidence: should be a number from 0 to 1, not true or false"),
+    ('chain = ["fake"]\n[fake]\nmin_confidence = false\n', "fake: should be a number from 0 to 1, not true"),
 ])
 def test_bad_min_confidence_is_a_config_error_naming_it(tmp_path: Path, plugins: Registry, text: str,
                                                          match: str) -> None:

@@ -36,6 +36,8 @@ def answer(text: str = "hello there", confidence: float | None = 0.9,
     (answer("", confidence=0.85), 0.5, EN, False, Accept()),  # sure it heard no speech
     (answer(" ", confidence=0.2), 0.5, EN, False, Reask("heard no speech, with confidence 0.20 < 0.5")),
     (answer("", confidence=0.2), 0.5, EN, True, Accept()),  # two engines heard nothing: silence
+    (answer(".", confidence=0.2), 0.5, EN, False, Reask("heard no speech, with confidence 0.20 < 0.5")),
+    (answer("。", confidence=0.2), 0.5, FIVE, True, Accept()),  # punctuation alone is no speech too
     (answer("words", confidence=0.2), 0.5, EN, True, Reask("confidence 0.20 < 0.5")),
 ])
 def test_judge(given: Transcript, min_confidence: float, languages: frozenset[str] | None,
@@ -44,14 +46,19 @@ def test_judge(given: Transcript, min_confidence: float, languages: frozenset[st
                  heard_nothing_before=heard_nothing) == expected
 
 
-@pytest.mark.parametrize(("offline", "cloud_reasks", "max_reasks", "expected"), [
-    (True, 5, 0, None),  # a local engine: re-asked without a count
-    (False, 0, 1, None),
-    (False, 1, 1, "not re-asked: max_reasks (1) re-asks of cloud engines already made"),
-    (False, 0, 0, "not re-asked: max_reasks (0) re-asks of cloud engines already made"),
+@pytest.mark.parametrize(("offline", "cloud_reasks", "max_reasks", "speculation", "expected"), [
+    (True, 5, 0, False, None),  # a local engine: re-asked without a count
+    (False, 0, 1, False, None),
+    (False, 1, 1, False, "not re-asked: max_reasks (1) re-asks of cloud engines already made"),
+    (False, 0, 0, False, "not re-asked: max_reasks (0) re-asks of cloud engines already made"),
+    # a preflight at each pause re-asked the cloud engine: three paid calls for one utterance
+    (False, 0, 1, True, "not re-asked for a speculation: a cloud engine is re-asked for the final only"),
+    (True, 0, 1, True, None),
 ])
-def test_may_reask(offline: bool, cloud_reasks: int, max_reasks: int, expected: str | None) -> None:
-    assert may_reask(offline=offline, cloud_reasks=cloud_reasks, max_reasks=max_reasks) == expected
+def test_may_reask(offline: bool, cloud_reasks: int, max_reasks: int, speculation: bool,
+                   expected: str | None) -> None:
+    assert may_reask(offline=offline, cloud_reasks=cloud_reasks, max_reasks=max_reasks,
+                     speculation=speculation) == expected
 
 
 @pytest.mark.parametrize(("answers", "expected"), [
@@ -59,6 +66,7 @@ def test_may_reask(offline: bool, cloud_reasks: int, max_reasks: int, expected: 
     ([(answer("a", 0.3), EN), (answer("b", 0.3), FIVE)], "a"),  # a tie: the first
     ([(answer("a", 0.9, "zh"), EN), (answer("b", 0.2), FIVE)], "b"),  # in its engine's language first
     ([(answer("a", None), EN), (answer("b", 0.1), EN)], "b"),  # none counts as 0
+    ([(answer("Yes.", 0.4), EN), (answer(".", 0.99), FIVE)], "Yes."),  # words before punctuation alone
 ])
 def test_best(answers: list[tuple[Transcript, frozenset[str] | None]], expected: str) -> None:
     assert best(answers).text == expected
