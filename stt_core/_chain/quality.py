@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -194,22 +194,24 @@ def finite(value: object) -> float | None:
 
 
 def whisper_speech(
-    windows: Sequence[WhisperWindow], *, no_speech_threshold: float = 0.8
+    windows: Sequence[WhisperWindow], *, no_speech_threshold: float = 0.8,
+    heard_speech: Callable[[], bool] = lambda: False,
 ) -> tuple[list[int], float]:
     """Which ``windows`` hold speech (their indices), and the confidence of the answer they make.
 
-    A window is no speech when the model rates it likelier than ``no_speech_threshold`` to be
-    none, or when it says a known phantom ("Thank you.") or loops on the same words while rating
-    it at least 0.3 likely to be none (or below Whisper's own -1.0 log probability): a phantom is
-    left out, not re-asked. Confidence of speech: the mean word probability (else the average log
-    probability), times the share of its word pairs that do not repeat, times 0.6 if a window fell
-    back to sampling and 0.5 if it loops (compression ratio over 2.4), mapped so ``WORDS_LINE``
-    (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the confidence that there
-    is none: the least no-speech probability of the windows left out, mapped so
-    ``no_speech_threshold`` is ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is
-    not sure enough); with no windows at all (the engine skipped them as silence), the line.
+    A window is no speech when the model rates it likelier than ``no_speech_threshold`` to be none, or
+    when it says a known phantom ("Thank you.") or loops on the same words while rating it at least 0.3
+    likely to be none (or below Whisper's own -1.0 log probability), unless ``heard_speech()`` (a VAD
+    over the audio, asked only then) hears speech: "Yeah." and "Okay." are said too. A phantom is left
+    out, not re-asked. Confidence of speech: the mean word probability (else the average log
+    probability), times the share of its word pairs that do not repeat, times 0.6 if a window fell back
+    to sampling and 0.5 if it loops (compression ratio over 2.4), mapped so ``WORDS_LINE`` (or
+    ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the confidence that there is none:
+    the least no-speech probability of the windows left out, mapped so ``no_speech_threshold`` is
+    ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not sure enough); with no windows
+    at all (the engine skipped them as silence), the line.
     """
-    kept = [i for i, w in enumerate(windows) if not _no_speech(w, no_speech_threshold)]
+    kept = [i for i, w in enumerate(windows) if not _no_speech(w, no_speech_threshold, heard_speech)]
     if not kept:
         least = min((w.no_speech_prob for w in windows), default=no_speech_threshold)
         return [], _on_scale(least, no_speech_threshold)
@@ -249,11 +251,11 @@ def phantom(text: str) -> bool:
             or repeated_pairs(plain) >= 0.5)
 
 
-def _no_speech(window: WhisperWindow, threshold: float) -> bool:
+def _no_speech(window: WhisperWindow, threshold: float, heard_speech: Callable[[], bool]) -> bool:
     if window.no_speech_prob > threshold or not has_words(window.text):
         return True
     unsure = window.no_speech_prob >= 0.3 or window.avg_logprob < -1.0
-    return unsure and phantom(window.text)
+    return unsure and phantom(window.text) and not heard_speech()
 
 
 def _on_scale(score: float, line: float) -> float:

@@ -14,6 +14,7 @@ object (CTranslate2 models are thread-safe); inference runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import math
 import os
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16_000  # what Whisper models take
 WINDOW_SECONDS = 30  # what Whisper decodes at a time
+MIN_WORD_SECONDS = 0.2  # speech a VAD hears in the shortest word ("Yeah.": 0.3-0.4 s; silence and noise: 0)
 BUNDLED = "bundled"
 _HF_REPO = "Systran/faster-whisper-{}"  # where faster-whisper fetches a named size from
 
@@ -177,7 +179,8 @@ class WhisperProvider(Provider):
                 decoded.append(s)
         except RuntimeError as e:
             raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
-        kept, confidence = whisper_speech([_window(s) for s in decoded], no_speech_threshold=threshold)
+        kept, confidence = whisper_speech([_window(s) for s in decoded], no_speech_threshold=threshold,
+                                          heard_speech=functools.cache(lambda: _holds_speech(samples)))
         segments = [_segment(decoded[i], word_timestamps) for i in kept]
         return Transcript(
             text=" ".join(s.text for s in segments).strip(),
@@ -266,6 +269,16 @@ def _resolve_device(device: str) -> str:
     except ImportError:
         return "cpu"
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _holds_speech(samples: Any) -> bool:
+    """Whether faster-whisper's own Silero VAD hears a word's worth of speech in ``samples`` (16 kHz):
+    what tells a short word said ("Yeah.") from the same word invented over silence or noise."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps  # imported when needed, as the model
+
+    spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=100, speech_pad_ms=0))
+    heard: int = sum(span["end"] - span["start"] for span in spans)
+    return heard >= MIN_WORD_SECONDS * SAMPLE_RATE
 
 
 def _use_vad(setting: bool | str, samples: int) -> bool:

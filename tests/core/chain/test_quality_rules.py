@@ -105,6 +105,17 @@ def test_whisper_speech(windows: list[WhisperWindow], kept: list[int], low: bool
     assert (confidence < 0.5) is low, confidence
 
 
+def test_a_phantom_is_kept_as_words_where_the_audio_holds_speech() -> None:
+    yeah = W(" Yeah.", -0.8, 0.53, 0.5, 0.0, (0.4,))  # said, and rated half likely to be silence
+    asked: list[bool] = []
+    assert whisper_speech([yeah])[0] == []  # no VAD's word: a phantom
+    assert whisper_speech([yeah], heard_speech=lambda: asked.append(True) or True)[0] == [0]
+    assert whisper_speech([CLEAR], heard_speech=lambda: asked.append(True) or True)[0] == [0]
+    assert asked == [True]  # asked only of a phantom, not of every window
+    too_sure = W(" You", -0.97, 0.95, 0.3, 0.0, (0.03,))  # over no_speech_threshold: the model's own say
+    assert whisper_speech([too_sure], heard_speech=lambda: True)[0] == []
+
+
 def test_whisper_speech_maps_its_lines_onto_the_default() -> None:
     on_words_line = whisper_speech([W(" a b c d", -0.5, 0.1, 0.9, 0.0, (0.61,) * 4)])[1]
     on_logprob_line = whisper_speech([W(" a b c d", -0.7, 0.1, 0.9)])[1]
