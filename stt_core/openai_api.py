@@ -328,16 +328,21 @@ def response_body(
         "text": transcript.text,
         "confidence": transcript.confidence,  # stt-core's own field: the answering engine's, 0 to 1
     }
-    if "segment" in granularities:  # a segment's confidence as Whisper's average log probability
-        body["segments"] = [
+    if "segment" in granularities:  # a segment's confidence (else the answer's) as Whisper's average log
+        body["segments"] = [  # probability; 0.0 (sure) only where the engine gives none at all
             {"id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
-             "temperature": 0.0, "avg_logprob": math.log(s.confidence) if s.confidence else 0.0,
+             "temperature": 0.0, "avg_logprob": _logprob(s.confidence, transcript.confidence),
              "compression_ratio": 0.0, "no_speech_prob": 0.0}
             for i, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:
         body["words"] = [{"word": w.text, "start": w.start, "end": w.end} for w in transcript.words]
     return json.dumps(body, ensure_ascii=False), "application/json"
+
+
+def _logprob(*confidences: float | None) -> float:
+    known = next((c for c in confidences if c is not None), None)
+    return 0.0 if known is None else math.log(max(known, 1e-6))  # 0 is no certainty, not log(0)
 
 
 def _end(transcript: Transcript) -> float:

@@ -107,10 +107,15 @@ def judge(
     if not has_words(answer.text):  # "." alone is no speech heard either
         if confidence >= min_confidence or heard_nothing_before:
             return Accept()
-        return Reask(f"heard no speech, with confidence {confidence:.2f} < {min_confidence:g}")
+        return Reask(f"heard no speech, with confidence {_below(confidence)} < {min_confidence:g}")
     if confidence < min_confidence:
-        return Reask(f"confidence {confidence:.2f} < {min_confidence:g}")
+        return Reask(f"confidence {_below(confidence)} < {min_confidence:g}")
     return Accept()
+
+
+def _below(confidence: float) -> str:
+    """Two decimals, rounded down: 0.497 under a line of 0.5 reads 0.49, not 0.50 < 0.5."""
+    return f"{math.floor(confidence * 100 + 1e-9) / 100:.2f}"
 
 
 def may_reask(*, offline: bool, cloud_reasks: int, max_reasks: int, speculation: bool = False) -> str | None:

@@ -4,6 +4,7 @@ and named instances: two sections of one provider in one chain."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -253,3 +254,15 @@ async def test_confidence_from_verbose_json_whisper_signals_through_the_openai_s
     assert sure.confidence is not None and sure.confidence > 0.75  # avg_logprob -0.2
     assert unsure.confidence is not None and unsure.confidence < 0.3 and unsure.text == "hello from openai"
     assert phantom.text == "" and not phantom.segments  # near-silence is no speech
+
+
+def test_verbose_json_segments_carry_the_answers_confidence_where_a_segment_has_none() -> None:
+    # SenseVoice's segments have no confidence: they went out as avg_logprob 0.0, perfect certainty.
+    from stt_core import Segment, Transcript
+    from stt_core.openai_api import response_body
+
+    segments = (Segment("你好", 0.0, 1.0), Segment("吗", 1.0, 1.2, confidence=0.0))
+    unsure = Transcript("你好吗", confidence=0.2, segments=segments)
+    answered = json.loads(response_body(unsure, "verbose_json")[0])["segments"]
+    assert answered[0]["avg_logprob"] == pytest.approx(math.log(0.2))
+    assert answered[1]["avg_logprob"] < -10  # a confidence of 0: none at all, not log(0) nor 0.0

@@ -23,6 +23,7 @@ def answer(text: str = "hello there", confidence: float | None = 0.9,
     (answer(confidence=0.5), 0.5, EN, False, Accept()),  # the line itself passes
     (answer(confidence=0.49), 0.5, EN, False, Reask("confidence 0.49 < 0.5")),
     (answer(confidence=0.49), 0.4, EN, False, Accept()),  # an engine's own line
+    (answer(confidence=0.497), 0.5, EN, False, Reask("confidence 0.49 < 0.5")),  # not "0.50 < 0.5"
     (answer(confidence=0.01), 0, EN, False, Accept()),  # 0: judging off
     (answer(language="zh"), 0, EN, False, Accept()),  # off means the language too
     (answer(language="zh"), 0.5, EN, False, Reask("answered in 'zh', which it does not transcribe")),
