@@ -38,7 +38,7 @@ from ._registry import (
     list_providers,
     registry,
 )
-from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word
+from ._types import Attempt, Capabilities, Segment, StreamEvent, Transcript, Word, primary_language
 from .hookspecs import hookimpl, hookspec
 from .openai_api import WHISPER_LANGUAGES
 
@@ -92,6 +92,7 @@ __all__ = [
     "list_providers",
     "load_config",
     "parse_retry_after",
+    "primary_language",
     "queued_audio",
     "realtime",
     "registry",

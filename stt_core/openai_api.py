@@ -392,4 +392,4 @@ def language_name(code: str | None) -> str | None:
     """'en' -> 'english', as verbose_json names it; an unknown code is passed through."""
     if not code:
         return None
-    return _CODES.get(code.lower().split("-")[0], code)
+    return _CODES.get(primary_language(code), code)

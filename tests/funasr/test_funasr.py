@@ -73,6 +73,9 @@ async def test_exact_text_language_and_tags(name: str) -> None:
 async def test_language_hint_reaches_the_model_and_unknown_languages_are_refused() -> None:
     result = await funasr(use_itn=False).transcribe(AUDIO / "zh_hello.wav", language="zh")
     assert (result.text, result.language) == ("你好世界", "zh")
+    # zh_CN is zh, as the chain reads it (funasr refused it, and the chain paid the next engine)
+    result = await funasr(use_itn=False).transcribe(AUDIO / "zh_hello.wav", language="zh_CN")
+    assert (result.text, result.language) == ("你好世界", "zh")
     with pytest.raises(ConfigError, match="does not recognise language 'fr'"):
         await funasr().transcribe(AUDIO / "zh_hello.wav", language="fr")
 

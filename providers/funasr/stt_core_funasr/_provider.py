@@ -30,6 +30,7 @@ from stt_core import (
     Word,
     find_vad_model,
     install_command,
+    primary_language,
 )
 
 from ._engine import Engine, Piece, get_engine
@@ -192,7 +193,7 @@ def _download_for_serving(name: str, settings: FunASRSettings, target: Path | No
 
 
 def _language(language: str) -> str:
-    code = language.lower().split("-")[0]
+    code = primary_language(language)  # en-US and en_US are en, as the chain reads them
     if code != "auto" and code not in LANGUAGES:
         raise ConfigError(f"funasr (SenseVoice) does not recognise language {language!r}; "
                           f"it knows {', '.join(sorted(LANGUAGES))} or auto")
