@@ -195,7 +195,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings(**(config.provider_settings(SECTION) | given))
     except ValidationError as e:
-        raise ConfigError(f"bad [{SECTION}] settings in {config.source_of(SECTION)}: "
+        at_fault = {str(err["loc"][0]) for err in e.errors() if err["loc"]}
+        on_line = at_fault and at_fault <= set(given)
+        where = "on the command line" if on_line else f"in {config.source_of(SECTION)}"
+        raise ConfigError(f"bad [{SECTION}] settings {where}: "
                           f"{validation_problems(e, ServeSettings)}") from None
     if args.ray or args.ray_address:
         try:

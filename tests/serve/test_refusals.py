@@ -76,6 +76,17 @@ def test_serve_on_a_port_another_server_holds_says_so_in_one_line_before_loading
         f"error: stt-core serve: cannot listen on 127.0.0.1:{port}: Address already in use"]
 
 
+def test_a_bad_port_is_said_to_come_from_where_it_was_set(tmp_path: Path) -> None:
+    # It was said to come from "the environment" when --port gave it.
+    command = [sys.executable, "-m", "stt_core.cli", "serve", "--chain", "whisper", "--port", "70000"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "bad [serve] settings on the command line: port:" in done.stderr, done.stderr
+    (tmp_path / "stt.toml").write_text("[serve]\nport = 70000\n")
+    done = subprocess.run(command[:-2], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "bad [serve] settings in stt.toml: port:" in done.stderr, done.stderr
+
+
 async def test_a_refused_key_is_503_without_retry_after_and_the_sdk_asks_once(groq: FakeGroq) -> None:
     chain = Chain([GroqProvider(api_key="gsk_revoked_0123456789", base_url=groq.url, timeout=5)])
     async with running(chain) as url:
