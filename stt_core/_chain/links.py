@@ -326,9 +326,15 @@ class Links:
             except STTError as e:
                 traced["outcome"] = self.failed(link, request, e, started)
                 raise
-            except asyncio.CancelledError:
-                request.record(link, "cancelled", time.perf_counter() - started)
-                raise
+            except asyncio.CancelledError as e:
+                if asyncio.current_task().cancelling():  # type: ignore[union-attr]  # the caller's doing
+                    request.record(link, "cancelled", time.perf_counter() - started)
+                    raise
+                # The engine raised it of its own (a worker pool shut down under it): its failure, and
+                # the chain falls over, where it would have ended the caller's task.
+                own = ProviderError(f"{link.name} cancelled its own call", provider=link.name)
+                traced["outcome"] = self.failed(link, request, own, started)
+                raise own from e
             verdict = self.judged(link, result, request)
             if isinstance(verdict, quality.Reask):
                 traced["outcome"] = "low_confidence"

@@ -95,6 +95,17 @@ async def test_an_engine_that_raises_cancelled_of_its_own_fails_that_utterance_o
     assert "local cancelled its recognition" in str(next(e.error for e, _ in events if e.type == "failed"))
 
 
+async def test_an_engine_that_raises_cancelled_of_its_own_in_a_chain_hands_the_utterance_on() -> None:
+    # The chain let the engine's own CancelledError through: no fall-over, and the backup that could
+    # have answered lights was never asked.
+    audio, local = setup(cancels=["lights"], per_second=0.05 / SPEED)
+    backup = LocalEngine(audio, local.spans, name="backup")
+    events = await asyncio.wait_for(run(Chain([local, backup]), audio, drain_timeout=2.0), timeout=60)
+    # (the backup may hear lights in two parts, the preflight's and the rest: "lights lights" here)
+    assert [(kind, set(text.split())) for kind, text in outcomes(events)] == [("final", {c}) for c in CLIPS]
+    assert next(e.provider for e, _ in events if e.type == "final" and "lights" in e.text) == "backup"
+
+
 async def test_a_failed_speculation_opens_no_breaker_so_the_final_is_tried_and_answered() -> None:
     # The preflight at lights' pause meets a transient fault: it teaches the breaker nothing, and
     # the final, with the chain's whole policy, is answered (it was refused by the breaker before).
