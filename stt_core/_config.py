@@ -33,7 +33,6 @@ from pydantic import (
     BeforeValidator,
     Field,
     PlainSerializer,
-    SecretStr,
     ValidationError,
     field_validator,
 )
@@ -41,7 +40,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ._chain import BreakerPolicy, Chain, Percentile, RetryPolicy, hedge_setting
 from ._chain.quality import DEFAULT_MIN_CONFIDENCE, Confidence, QualityPolicy
-from ._errors import ConfigError, did_you_mean, validation_problems, without_secrets
+from ._errors import ConfigError, did_you_mean, validation_problems, without_secrets_in
 from ._provider import Provider
 from ._realtime import RealtimeSettings
 from ._registry import Registry, UnusableEngine, registry, section_models
@@ -59,7 +58,6 @@ ADAPTER_SECTIONS = {"livekit", "ray", "serve"}
 _OTHER_SETTINGS = ("STT_CONFIG", "STT_CORE_", "STT_MAX_AUDIO_SECONDS", "STT_MAX_DECODED_MB")
 CONFIG_ENV = "STT_CONFIG"
 DEFAULT_CONFIG_FILE = "stt.toml"
-_SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("stt_core_environ", default=None)  # + overrides
 _ARGUMENTS = "the arguments"  # where load_config's overrides come from (serve run stt_core_ray:app chain=...)
 _ON = {"1", "true", "yes", "on"}  # a seed flag that is set
@@ -294,14 +292,14 @@ class LoadedConfig:
             table = {PROVIDER_KEY: kind} if kind != name else {}
             table |= {k: v for k, v in c.provider_sections.get(name, {}).items() if k == "min_confidence"}
             if kind in plugins and (name in c.provider_sections or name in c.chain_order):
-                shown[name] = table | _redact(self._settings_for(plugins, name).model_dump(mode="json"))
+                shown[name] = table | self._shown(plugins, name)
             elif kind in plugins:  # installed, not configured: its defaults (and environment)
                 try:
-                    shown[name] = _redact(self._settings_for(plugins, name).model_dump(mode="json"))
+                    shown[name] = self._shown(plugins, name)
                 except ConfigError as e:
                     shown[name] = {"error": str(e)}
             elif name in c.provider_sections:
-                shown[name] = table | _redact(self.provider_settings(name))
+                shown[name] = table | without_secrets_in(self.provider_settings(name))
         for name, model in sorted(sections.items()):
             shown[name] = self._section(name, model)
         return shown
@@ -322,11 +320,14 @@ class LoadedConfig:
         unset = {key: value for key, value in defaults.items() if key not in settings.model_fields_set}
         return settings.model_copy(update=unset) if unset else settings
 
+    def _shown(self, plugins: Registry, name: str) -> dict[str, Any]:
+        return without_secrets_in(self._settings_for(plugins, name).model_dump(mode="json"))
+
     def _section(self, name: str, model: type[BaseModel] | str) -> dict[str, Any]:
         """An adapter's table as its own model reads it (defaults filled in, secrets redacted)."""
         if isinstance(model, str):  # its model could not be loaded: the table as written
-            return {"error": model} | _redact(self.provider_settings(name))
-        return dict(self.table(name, model).model_dump(mode="json"))
+            return {"error": model} | without_secrets_in(self.provider_settings(name))
+        return without_secrets_in(self.table(name, model).model_dump(mode="json"))
 
 
 def load_config(
@@ -391,9 +392,3 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"cannot read config file {path}: nested too deeply") from None
-
-
-def _redact(section: dict[str, Any]) -> dict[str, Any]:
-    """A table with its secrets replaced: keys that name one, and credentials inside values (a URL's)."""
-    return {k: "**********" if value is not None and (_SECRET_KEY.search(k) or isinstance(value, SecretStr))
-            else without_secrets(value) if isinstance(value, str) else value for k, value in section.items()}

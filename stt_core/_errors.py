@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from ._text import first_line, shorten
 
@@ -185,6 +185,27 @@ def without_secrets(text: str, *secrets: str) -> str:
             text = text.replace(secret, REDACTED)
     text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
     return _SECRET_PATTERNS.sub(lambda m: (m.group("prefix") or "") + REDACTED, text)
+
+
+_SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def without_secrets_in(table: Mapping[str, Any]) -> dict[str, Any]:
+    """A settings table (``config show``'s) with its secrets replaced, tables within it too: the
+    values of keys that name one, and credentials inside any text (a URL's password)."""
+    return {key: _scrubbed(key, value) for key, value in table.items()}
+
+
+def _scrubbed(key: str, value: Any) -> Any:
+    if value is not None and (_SECRET_KEY.search(key) or isinstance(value, SecretStr)):
+        return "**********"
+    if isinstance(value, str):
+        return without_secrets(value)
+    if isinstance(value, Mapping):
+        return without_secrets_in(value)
+    if isinstance(value, list | tuple):
+        return [_scrubbed(key, item) for item in value]
+    return value
 
 
 def parse_retry_after(value: str | None) -> float | None:
