@@ -22,9 +22,10 @@ class RealtimeSettings(VADSettings):
     piece of the final (shorter ones are recognised again with what follows)."""
     attempt_timeout: float = Field(10.0, gt=0, le=600)
     """Seconds an engine has for one recognition in real time (tighter than the chain's
-    ``attempt_timeout``, which is for files): a hung local engine costs at most this per call, and
-    twice this (a recognition ahead of need in flight, then the final's call) before the next
-    engine gets the utterance."""
+    ``attempt_timeout``, which is for files): a hung local engine costs at most this per call,
+    and before the next engine gets the utterance, twice this, or three times where the
+    recognition ahead of need in flight fell over to the next engine too (it, then the final's
+    call)."""
     drain_timeout: float = Field(20.0, ge=0, le=600)
     """Seconds the end of the input waits for the next final still being recognised (so a slow
     engine that keeps answering is waited for, a hung one is not); those left are ``failed``."""
