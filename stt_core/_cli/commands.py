@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import socket
 import statistics
 import sys
@@ -206,6 +207,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ImportError as e:
             raise ConfigError(f"stt-core serve --ray needs Ray Serve ({e.name} is missing): "
                               f"{install_command('ray')}") from None
+        if not (args.ray_address or os.environ.get("RAY_ADDRESS")):  # a cluster of its own: its proxy is here
+            _check_port(settings.host, settings.port)
         serve_on_ray(config, settings, names=_chain_names(args.chain), address=args.ray_address)
         return EXIT_OK
     chain = config.build_chain(names=_chain_names(args.chain))

@@ -22,8 +22,9 @@ from .._types import Attempt
 # Piped output has no terminal width: rich would fold tables to 80 columns, splitting headers and
 # long reasons over many lines; 200 keeps a row on a line (COLUMNS still wins where it is set).
 _PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
-out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: text such as an address (127.0.0.1:1234:) or a time (5:100:) is printed as it is.
+out = Console(highlight=False, soft_wrap=True, width=_PIPED_WIDTH, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 _LONGEST_ERROR = 2000  # characters of one error line; --debug shows the rest
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

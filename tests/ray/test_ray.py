@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -267,7 +268,7 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
     env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "stt_core.cli", "serve", "--ray-address", served.cluster.address,
-         "--chain", "whisper,funasr", "--port", str(served.port)],
+         "--chain", "whisper,funasr", "--port", str(free_port())],  # Serve runs on served.port already
         cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
         env=env | {"STT_RAY__APP_NAME": "from-cli", "STT_RAY__ROUTE_PREFIX": "/from-cli",
                    "STT_RAY__ENGINE_WAIT": "1", "STT_RAY__ENGINES__WHISPER__NUM_GPUS": "1",
@@ -279,6 +280,8 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         said = log.read_text()
+        # where Serve really listens (it said the port it was given, where nothing answered)
+        assert f"Ray Serve already runs on this cluster, listening on 127.0.0.1:{served.port}" in said, said
         assert f"serving http://127.0.0.1:{served.port}/from-cli/v1 on Ray Serve" in said, said
         assert ("application 'from-cli'): engines funasr x1, whisper x0 (passed until a replica runs); "
             "ingress x1") in said, said
@@ -297,6 +300,28 @@ def test_stt_core_serve_ray_serves_on_the_cluster_and_says_where_until_stopped(
             process.wait()
         if "from-cli" in serve.status().applications:
             serve.delete("from-cli")
+
+
+def test_an_address_where_nothing_listens_or_a_port_held_is_said_at_once(tmp_path: Path) -> None:
+    # Ray's own connection tried for minutes, printing only its warnings; a held port ended in
+    # Ray's traceback once the cluster had started.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "RAY_ADDRESS"))}
+    port = free_port()
+    command = [sys.executable, "-m", "stt_core.cli", "serve", "--chain", "whisper"]
+    done = subprocess.run([*command, "--ray-address", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0, done.stderr
+    assert done.stderr.splitlines()[-1] == f"error: cannot connect to the Ray cluster at 127.0.0.1:{port}: " \
+        "Connection refused", done.stderr
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        held = other.getsockname()[1]
+        done = subprocess.run([*command, "--ray", "--port", str(held)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"error: stt-core serve: cannot listen on 127.0.0.1:{held}: "
+                                        "Address already in use"], done.stderr
 
 
 def test_bad_ray_settings_are_refused_before_ray_is_asked() -> None:

@@ -7,11 +7,13 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 
 import ray
 from ray import serve
+from ray.serve.context import _get_global_client
 from ray.serve.schema import DeploymentStatusOverview
 
 from stt_core import LoadedConfig, ProviderUnavailable
@@ -43,6 +45,8 @@ def serve_on_ray(
     else:
         say(f"stt-core serve --ray: connecting to {address}")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not "connecting to existing Serve app"
+    if not own_cluster:
+        answers(address)
     try:
         # A given address may be 127.0.0.1: Ray then names the node by its host's address, as it prints.
         ray.init(address=address, num_cpus=cpus, logging_level=logging.WARNING, log_to_driver=False)
@@ -57,6 +61,13 @@ def serve_on_ray(
         # Proxies on every node bind [serve] host and port; on a cluster 127.0.0.1 reaches only
         # each node's own (host = "0.0.0.0" to be reached from elsewhere).
         serve.start(http_options={"host": serving.host, "port": serving.port})
+        client = _get_global_client()  # serve.start made it, or found it
+        assert client is not None
+        http = client.http_config  # a Serve already running keeps the options it had
+        if (http.host, http.port) != (serving.host, serving.port):
+            say(f"Ray Serve already runs on this cluster, listening on {http.host}:{http.port}: [serve] "
+                f"host and port ({serving.host}:{serving.port}) do not apply (`serve shutdown` first to "
+                "change them)")
         say("deploying: each engine's replicas load their models, then the ingress starts")
         # Not serve.run: it waits for every replica, forever for one no node can place (num_gpus = 1
         # on a cluster without a GPU). The ingress waits for the engines itself (engine_wait), so
@@ -66,7 +77,7 @@ def serve_on_ray(
                        wait_for_applications_running=False)
         if not ingress_started(settings.app_name, stop):
             return
-        url = f"http://{serving.host}:{serving.port}{settings.route_prefix.rstrip('/')}/v1"
+        url = f"http://{http.host}:{http.port}{settings.route_prefix.rstrip('/')}/v1"
         say(f"serving {url} on Ray Serve (cluster {ray.get_runtime_context().gcs_address}, application "
             f"{settings.app_name!r}): {replicas_said(settings.app_name)}")
         stop.wait()
@@ -89,6 +100,19 @@ def cpus_asked(config: LoadedConfig, settings: RaySettings, names: list[str] | N
             least = max(own.autoscaling.min_replicas, 1) if own.autoscaling else own.replicas  # its first
             asked += least * own.num_cpus
     return asked
+
+
+def answers(address: str, timeout: float = 5.0) -> None:
+    """Whether anything listens at a ``host:port`` address, asked first: where nothing does, Ray's
+    own connection tries for minutes, saying only its warnings ("auto" and other forms: Ray's)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ProviderUnavailable(f"cannot connect to the Ray cluster at {address}: "
+                                  f"{e.strerror or str(e) or type(e).__name__}") from None
 
 
 def unreachable(address: str, e: Exception) -> str:

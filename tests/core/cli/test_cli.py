@@ -51,6 +51,12 @@ def test_missing_file_is_exit_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
+def test_a_message_is_printed_as_it_is_not_read_for_emoji_codes(tmp_path: Path) -> None:
+    # rich turned ":1234:" (in "127.0.0.1:1234: Connection refused") into an emoji.
+    run = stt("transcribe", "take:1234:thumbs_up:.wav", "--chain", "whisper", cwd=tmp_path)
+    assert run.returncode == 2 and "take:1234:thumbs_up:.wav" in run.stderr, run.stderr
+
+
 def test_empty_file_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty.wav").write_bytes(b"")
     run = stt("transcribe", "empty.wav", cwd=tmp_path)
