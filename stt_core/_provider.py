@@ -32,7 +32,7 @@ from ._errors import (
     refused_key,
     validation_problems,
 )
-from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript
+from ._types import SETTINGS_MODEL, Capabilities, StreamEvent, Transcript, has_words
 
 logger = logging.getLogger("stt_core")
 
@@ -85,7 +85,9 @@ class Provider(abc.ABC):
         try:
             return cls.Settings(**fields)
         except ValidationError as e:
-            problem = _describe_validation(cls.name, cls.Settings, e, source)
+            where = f" in {source}" if source else ""
+            problem = f"bad settings for provider {cls.name!r}{where}: " + \
+                validation_problems(e, cls.Settings, f"{cls.name}.")
         # Raised out here, so the error carries no context: pydantic's holds the values, secrets too.
         raise ConfigError(problem)
 
@@ -171,6 +173,8 @@ class Provider(abc.ABC):
             )
         except Exception as e:
             raise self._map_unexpected(e) from e
+        if result.text and not has_words(result.text):  # "." alone: no word heard, so no text
+            result = result.replace(text="", segments=())
         # Stamped by the engine that answered; a chain passes its engine's stamp on untouched
         # (its own "model" is only a description of its members).
         answered: dict[str, Any] = (
@@ -348,27 +352,32 @@ async def file_transcripts(
 ) -> AsyncGenerator[tuple[float, float, Transcript | STTError]]:
     """Each request ``file`` goes in, in order: (start, end, its transcript, or the error no engine
     got past). A file that fits one request is one ``engine.transcribe``, its error raised; a long
-    file's piece that failed is that piece's loss (the caller keeps the others), unless the error
-    is the request's (``ConfigError``) or would be every later piece's too, which are raised."""
+    file's piece that failed is that piece's loss (the caller keeps the others). The request's own
+    mistake (``ConfigError``), or audio refused before any piece was heard (the file's format, most
+    likely), is raised; an error every later piece would meet too (a refused key) ends the file,
+    given as the loss of all that is left."""
     options: dict[str, Any] = {"language": language, "prompt": prompt, "word_timestamps": word_timestamps}
     if file.whole is not None:
         yield 0.0, file.whole.duration, await engine.transcribe(file.whole, **options)
         return
-    first = True
+    heard = asked = False
     for start, piece in file.pieces:  # a file that cannot be read raises here, whole
-        if piece.duration < MIN_AUDIO_SECONDS and not first:
+        if piece.duration < MIN_AUDIO_SECONDS and asked:
             continue  # a long file's last few samples: too short to hold a word, or to recognise
-        first = False
+        asked, end = True, start + piece.duration
         result: Transcript | STTError
         try:
             result = await engine._transcribe_piece(piece, **options)
-        except ConfigError:
-            raise
         except STTError as e:
-            if engine._fails_every_piece(e, language=language, word_timestamps=word_timestamps):
+            if isinstance(e, ConfigError) or (isinstance(e, InvalidAudioError) and not heard):
                 raise
             result = e
-        yield start, start + piece.duration, result
+        if isinstance(result, Transcript):
+            heard = True
+        elif engine._fails_every_piece(result, language=language, word_timestamps=word_timestamps):
+            yield start, max(end, file.duration or end), result
+            return
+        yield start, end, result
 
 
 def check_audio(audio: Audio) -> None:
@@ -389,6 +398,3 @@ def check_language(language: str | None) -> None:
                           "'auto' detects it)")
 
 
-def _describe_validation(provider: str, cls: type[BaseModel], e: ValidationError, source: str) -> str:
-    where = f" in {source}" if source else ""
-    return f"bad settings for provider {provider!r}{where}: " + validation_problems(e, cls, f"{provider}.")

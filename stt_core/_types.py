@@ -221,6 +221,11 @@ def glue(left: str, right: str) -> str:
     return left + ("" if wide else " ") + right
 
 
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds a word (a letter or digit), not only punctuation."""
+    return re.search(r"\w", text) is not None
+
+
 def joined_text(texts: Sequence[str]) -> str:
     """Consecutive pieces' texts as one, spacing made single. A recogniser closes each piece it
     hears as a sentence ("Please open the door."); where the next piece goes on in lower case ("and

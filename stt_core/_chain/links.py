@@ -33,7 +33,7 @@ from .._errors import (
 from .._provider import Provider
 from .._registry import UnusableEngine
 from .._text import first_line
-from .._types import Attempt, AttemptOutcome, Transcript
+from .._types import Attempt, AttemptOutcome, Transcript, has_words
 from . import policy, quality
 from .breaker import BreakerPolicy, CircuitBreaker, Gate
 
@@ -153,11 +153,13 @@ class Request:
     cloud_reasks: int = 0  # cloud engines asked after a doubted answer
 
     def heard_nothing(self) -> bool:
-        return any(not quality.has_words(answer.text) for answer, _ in self.doubted)
+        return any(not has_words(answer.text) for answer, _ in self.doubted)
 
     def best_doubted(self) -> Transcript:
-        """When no engine's answer was accepted: the best of the doubted ones (``quality.best``)."""
-        if not self.doubted:
+        """When no engine's answer was accepted: the best of the doubted ones (``quality.best``).
+        Not for a speculation: its answer would stand as the utterance's (real time keeps what the
+        preflight heard), so the final, which may ask a cloud engine, asks again."""
+        if not self.doubted or self.purpose == "speculation":
             raise self.failed()
         return quality.best(self.doubted).replace(attempts=tuple(self.attempts))
     purpose: policy.Purpose = "request"
@@ -247,7 +249,8 @@ class Links:
         """What the chain makes of ``link``'s answer (``quality.judge``)."""
         return quality.judge(answer, min_confidence=self.judging.min_confidence_of(link.name),
                              languages=link.provider.capabilities.languages,
-                             heard_nothing_before=request.heard_nothing())
+                             heard_nothing_before=request.heard_nothing(),
+                             heard_words_before=any(has_words(a.text) for a, _ in request.doubted))
 
     def doubt(self, link: Link, answer: Transcript, request: Request, reason: str) -> None:
         """Keep a doubted answer for ``best_doubted``."""

@@ -8,7 +8,8 @@ docs/benchmarks.md calibrates the bundled engines to that line). Per answer, ``j
     judging off (min_confidence 0) ─► Accept
     its language is one the engine does not transcribe ─► Reask
     the engine gives no confidence ─► Accept (nothing to judge by)
-    no text (no speech heard):
+    no words (no speech heard; "." alone is none either):
+        an engine before it, doubted, heard words ─► Reask   (the words win over silence)
         confidence >= min_confidence, or an engine before it heard nothing too ─► Accept
         otherwise ─► Reask                     (so silence costs at most two calls)
     confidence < min_confidence ─► Reask
@@ -19,7 +20,7 @@ Before an engine is asked after a doubted answer, ``may_reask``: a cloud engine 
 ``max_reasks``. An engine whose answer is doubted is not retried: no engine is asked twice.
 
 When no answer is accepted, ``best`` picks the one to give: the most confident of those in a
-language their engine transcribes, else the most confident of all.
+language their engine transcribes (words before none), else the most confident of all.
 
 ``whisper_speech`` is that scale for a Whisper model's own signals, per 30 s window (faster-whisper's
 segments, and ``verbose_json``'s from OpenAI, Groq or any server of Whisper): which windows hold
@@ -28,6 +29,7 @@ speech (not silence, not a phantom), and how sure the model is of them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -37,7 +39,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from .._types import SETTINGS_MODEL, Transcript, language_in
+from .._types import SETTINGS_MODEL, Transcript, has_words, language_in
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 """The line every engine's confidence is calibrated to (docs/benchmarks.md, "Quality")."""
@@ -94,9 +96,11 @@ def judge(
     min_confidence: float,
     languages: frozenset[str] | None,
     heard_nothing_before: bool,
+    heard_words_before: bool = False,
 ) -> Accept | Reask:
     """Whether to give ``answer`` or ask the next engine. ``languages``: what its engine declares
-    it transcribes (``None``: any); ``heard_nothing_before``: an earlier engine answered no text."""
+    it transcribes (``None``: any); ``heard_nothing_before``: an earlier engine answered no text;
+    ``heard_words_before``: an earlier one, doubted, heard words (silence is not sure then)."""
     if min_confidence <= 0:
         return Accept()
     if not language_in(answer.language, languages):
@@ -105,6 +109,8 @@ def judge(
     if confidence is None:
         return Accept()
     if not has_words(answer.text):  # "." alone is no speech heard either
+        if heard_words_before:  # one engine heard words, this one none: not silence for sure
+            return Reask("heard no speech where an engine before it heard words")
         if confidence >= min_confidence or heard_nothing_before:
             return Accept()
         return Reask(f"heard no speech, with confidence {_below(confidence)} < {min_confidence:g}")
@@ -200,15 +206,15 @@ def finite(value: object) -> float | None:
 
 def whisper_speech(
     windows: Sequence[WhisperWindow], *, no_speech_threshold: float = 0.8,
-    heard_speech: Callable[[], bool] = lambda: False,
+    heard_speech: Callable[[int], bool] = lambda index: False,
 ) -> tuple[list[int], float]:
     """Which ``windows`` hold speech (their indices), and the confidence of the answer they make.
 
     A window is no speech when the model rates it likelier than ``no_speech_threshold`` to be none, or
     when it says a known phantom ("Thank you.") or loops on the same words while rating it at least 0.3
-    likely to be none (or below Whisper's own -1.0 log probability), unless ``heard_speech()`` (a VAD
-    over the audio, asked only then) hears speech: "Yeah." and "Okay." are said too. A phantom is left
-    out, not re-asked. Confidence of speech: the mean word probability (else the average log
+    likely to be none (or below Whisper's own -1.0 log probability), unless ``heard_speech(i)`` (a VAD
+    over window ``i``'s audio, asked only then) hears speech: "Yeah." and "Okay." are said too. A
+    phantom is left out, not re-asked. Confidence of speech: the mean word probability (else the average log
     probability), times the share of its word pairs that do not repeat, times 0.6 if a window fell back
     to sampling and 0.5 if it loops (compression ratio over 2.4), mapped so ``WORDS_LINE`` (or
     ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the confidence that there is none:
@@ -216,7 +222,8 @@ def whisper_speech(
     ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not sure enough); with no windows
     at all (the engine skipped them as silence), the line.
     """
-    kept = [i for i, w in enumerate(windows) if not _no_speech(w, no_speech_threshold, heard_speech)]
+    kept = [i for i, w in enumerate(windows)
+            if not _no_speech(w, no_speech_threshold, functools.partial(heard_speech, i))]
     if not kept:
         least = min((w.no_speech_prob for w in windows), default=no_speech_threshold)
         return [], _on_scale(least, no_speech_threshold)
@@ -234,11 +241,6 @@ def whisper_speech(
     if any(w.compression_ratio > REPETITIVE for w in speech):
         score *= 0.5
     return kept, _on_scale(score, line)
-
-
-def has_words(text: str) -> bool:
-    """Whether ``text`` holds a word (a letter or digit), not only punctuation."""
-    return re.search(r"\w", text) is not None
 
 
 def repeated_pairs(text: str) -> float:

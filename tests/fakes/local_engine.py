@@ -57,7 +57,7 @@ class LocalEngine(FakeProvider):
                     self.fails_once -= set(clips)
                     raise ProviderError(f"{self.name} crashed on {', '.join(clips)}", provider=self.name,
                                         retryable=True)
-                return Transcript(" ".join(clips), language="en")
+                return Transcript(" ".join(clips), language="en", confidence=self.confidence)
         finally:
             self.waiting -= 1
 

@@ -14,7 +14,7 @@ import pytest
 
 from fakes.local_engine import LocalEngine
 from speech import conversation, live
-from stt_core import AllProvidersFailed, Audio, BreakerPolicy, Chain, RetryPolicy, StreamEvent
+from stt_core import AllProvidersFailed, Audio, BreakerPolicy, Capabilities, Chain, RetryPolicy, StreamEvent
 from stt_core._audio.vad import FRAME, SileroVAD
 from stt_core._realtime import RealtimeSettings, realtime
 from stt_core._realtime.frames import Frames
@@ -104,6 +104,17 @@ async def test_an_engine_that_raises_cancelled_of_its_own_in_a_chain_hands_the_u
     # (the backup may hear lights in two parts, the preflight's and the rest: "lights lights" here)
     assert [(kind, set(text.split())) for kind, text in outcomes(events)] == [("final", {c}) for c in CLIPS]
     assert next(e.provider for e, _ in events if e.type == "final" and "lights" in e.text) == "backup"
+
+
+async def test_an_utterance_the_local_engine_is_doubted_on_reaches_the_cloud_engine_behind_it() -> None:
+    # A preflight may not re-ask a cloud engine (a paid call for a guess); its doubted answer then
+    # stood as what the preflight heard, and so as the final: the cloud engine was never asked.
+    audio, local = setup(per_second=0.05 / SPEED, confidence=0.2)
+    cloud = LocalEngine(audio, local.spans, name="cloud", confidence=0.9)
+    cloud.capabilities = Capabilities()  # not offline: each call is paid, re-asked within max_reasks
+    events = await run(Chain([local, cloud]), audio)
+    finals = [e for e, _ in events if e.type == "final"]
+    assert [(e.provider, set(e.text.split())) for e in finals] == [("cloud", {clip}) for clip in CLIPS]
 
 
 async def test_a_failed_speculation_opens_no_breaker_so_the_final_is_tried_and_answered() -> None:

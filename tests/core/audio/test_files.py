@@ -131,6 +131,11 @@ async def test_a_file_stops_at_the_first_piece_whose_failure_every_piece_would_m
     with pytest.raises(ProviderError, match="invalid api key"):
         await transcribe_file(alone, path, piece_seconds=10)
     assert len(alone.calls) == 1
+    revoked = FakeProvider(name="cloud", script=["one", "two", refused], text="never")  # mid-way
+    result = await transcribe_file(Chain([revoked]), path, piece_seconds=10)
+    assert result.text == "one two" and len(revoked.calls) == 3  # the pieces paid for are kept
+    [[start, end]] = result.metadata["untranscribed"]
+    assert end == pytest.approx(40.0) and 8 <= start < 20  # all that was left
 
 
 async def test_a_piece_an_engine_refuses_as_bad_audio_is_that_pieces_loss_only(tmp_path: Path) -> None:
@@ -141,3 +146,8 @@ async def test_a_piece_an_engine_refuses_as_bad_audio_is_that_pieces_loss_only(t
     result = await transcribe_file(Chain([engine]), path, piece_seconds=10)
     assert result.text.split() == ["one"] + ["more"] * (len(engine.calls) - 2)
     assert len(result.metadata["untranscribed"]) == 1
+    # refused before any piece was heard: the file's format, most likely, which every piece shares
+    first = FakeProvider(name="cloud", script=[InvalidAudioError("the engine could not decode it")] * 100)
+    with pytest.raises(InvalidAudioError, match="could not decode"):
+        await transcribe_file(Chain([first]), path, piece_seconds=10)
+    assert len(first.calls) == 1

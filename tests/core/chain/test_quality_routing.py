@@ -107,6 +107,18 @@ async def test_silence_costs_at_most_two_calls() -> None:
     assert outcomes(await Chain([confident, engine("b", 0.9)]).transcribe(AUDIO)) == [("a", "ok")]
 
 
+async def test_an_answer_of_punctuation_alone_is_no_text_and_words_win_over_it() -> None:
+    # SenseVoice's "." on a tone was given as the transcript, and beat whisper's doubted "Yes.".
+    dot = engine("sensevoice", 0.95)
+    dot.settings = dot.Settings(text=".")
+    assert (await dot.transcribe(AUDIO)).text == ""  # any engine: "." is no word heard
+    yes = engine("whisper", 0.4)
+    yes.settings = yes.Settings(text="Yes.")
+    result = await Chain([yes, dot]).transcribe(AUDIO)
+    assert result.text == "Yes."  # silence after words another engine heard is doubted: the words win
+    assert outcomes(result) == [("whisper", "low_confidence"), ("sensevoice", "low_confidence")]
+
+
 async def test_a_hedged_request_reasks_too() -> None:
     slow_low = engine("a", 0.2, delay=0.2)
     result = await Chain([slow_low, engine("b", 0.9)], hedge_after=0.05).transcribe(AUDIO)

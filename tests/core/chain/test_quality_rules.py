@@ -47,6 +47,12 @@ def test_judge(given: Transcript, min_confidence: float, languages: frozenset[st
                  heard_nothing_before=heard_nothing) == expected
 
 
+def test_silence_after_words_another_engine_heard_is_doubted_too() -> None:
+    sure_silence = answer("", confidence=0.95)
+    assert judge(sure_silence, min_confidence=0.5, languages=EN, heard_nothing_before=False,
+                 heard_words_before=True) == Reask("heard no speech where an engine before it heard words")
+
+
 @pytest.mark.parametrize(("offline", "cloud_reasks", "max_reasks", "speculation", "expected"), [
     (True, 5, 0, False, None),  # a local engine: re-asked without a count
     (False, 0, 1, False, None),
@@ -108,13 +114,16 @@ def test_whisper_speech(windows: list[WhisperWindow], kept: list[int], low: bool
 
 def test_a_phantom_is_kept_as_words_where_the_audio_holds_speech() -> None:
     yeah = W(" Yeah.", -0.8, 0.53, 0.5, 0.0, (0.4,))  # said, and rated half likely to be silence
-    asked: list[bool] = []
     assert whisper_speech([yeah])[0] == []  # no VAD's word: a phantom
-    assert whisper_speech([yeah], heard_speech=lambda: asked.append(True) or True)[0] == [0]
-    assert whisper_speech([CLEAR], heard_speech=lambda: asked.append(True) or True)[0] == [0]
-    assert asked == [True]  # asked only of a phantom, not of every window
+    asked: list[int] = []
+    assert whisper_speech([yeah], heard_speech=lambda i: asked.append(i) or True)[0] == [0]
+    assert whisper_speech([CLEAR], heard_speech=lambda i: asked.append(i) or True)[0] == [0]
+    assert asked == [0]  # asked only of a phantom, not of every window
     too_sure = W(" You", -0.97, 0.95, 0.3, 0.0, (0.03,))  # over no_speech_threshold: the model's own say
-    assert whisper_speech([too_sure], heard_speech=lambda: True)[0] == []
+    assert whisper_speech([too_sure], heard_speech=lambda i: True)[0] == []
+    # a phantom over the silence after speech is judged by its own window, not the speech before it
+    thanks = W(" Thank you.", -0.9, 0.6, 0.5, 0.0, (0.3, 0.3))
+    assert whisper_speech([CLEAR, thanks], heard_speech=lambda i: i == 0)[0] == [0]
 
 
 def test_whisper_speech_maps_its_lines_onto_the_default() -> None:
