@@ -14,7 +14,6 @@ object (CTranslate2 models are thread-safe); inference runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
 import math
 import os
@@ -179,8 +178,12 @@ class WhisperProvider(Provider):
                 decoded.append(s)
         except RuntimeError as e:
             raise ProviderError(f"whisper inference failed: {e}", provider=self.name) from e
+        def heard_speech(i: int) -> bool:  # in that window's own span: not a word said elsewhere in the clip
+            start, end = (round(t * SAMPLE_RATE) for t in (decoded[i].start, decoded[i].end))
+            return _holds_speech(samples[start:end])
+
         kept, confidence = whisper_speech([_window(s) for s in decoded], no_speech_threshold=threshold,
-                                          heard_speech=functools.cache(lambda: _holds_speech(samples)))
+                                          heard_speech=heard_speech)
         segments = [_segment(decoded[i], word_timestamps) for i in kept]
         return Transcript(
             text=" ".join(s.text for s in segments).strip(),
