@@ -26,6 +26,7 @@ one. No I/O: table-tested in tests/serve/test_deltas.py.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ AGREE = 3  # guesses in a row that must agree on a word before it is sent
 def squeeze(text: str) -> str:
     """``text`` with its spacing made single (engines differ in spaces, never in words)."""
     return " ".join(text.split())
+
+
+def join(parts: list[str]) -> str:
+    """An item's utterances as one text, spacing made single (``glue``: no space beside CJK). Unlike
+    a file's pieces (``joined_text``), no full stop is dropped: the delta that carried it is out."""
+    return functools.reduce(glue, (squeeze(part) for part in parts), "")
 
 
 @dataclass

@@ -26,8 +26,8 @@ from .._audio.audio import Audio
 from .._chain.chain import Chain
 from .._errors import STTError
 from .._realtime import RealtimeSettings, realtime
-from .._types import StreamEvent, joined_text
-from .deltas import Deltas
+from .._types import StreamEvent
+from .deltas import Deltas, join
 from .protocol import EMPTY_COMMIT, error_event, event, new_id
 
 Send = Callable[[dict[str, Any]], None]
@@ -167,7 +167,7 @@ class Listening:
         elif ev.type in ("interim", "preflight") and self.parts:
             part = self.parts[-1]  # the utterance being spoken
             item = part.item
-            if not part.dropped and (delta := item.deltas.guess(joined_text([*item.texts, ev.text]))):
+            if not part.dropped and (delta := item.deltas.guess(join([*item.texts, ev.text]))):
                 self.send(_delta(item, delta))
         elif ev.type == "speech_end" and self.parts:
             part = next(p for p in self.parts if not p.ended)
@@ -197,7 +197,7 @@ class Listening:
         if item.error is not None:
             self._failed(item, item.error)
             return
-        delta, transcript = item.deltas.final(joined_text(item.texts))
+        delta, transcript = item.deltas.final(join(item.texts))
         if delta:
             self.send(_delta(item, delta))
         fields: dict[str, Any] = {"item_id": item.id, "content_index": 0, "transcript": transcript,

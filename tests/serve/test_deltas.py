@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stt_core._serve.deltas import Deltas
+from stt_core._serve.deltas import Deltas, join
 from stt_core._types import joined_text
 
 CASES = [
@@ -73,5 +73,9 @@ def test_the_deltas_joined_are_always_a_prefix_of_the_transcript(guesses: list[l
 
 
 def test_join_spaces_words_not_cjk() -> None:
-    assert joined_text(["Hello  there.", "", "How are you?"]) == "Hello there. How are you?"
-    assert joined_text(["你好", "世界"]) == "你好世界"
+    assert join(["Hello  there.", "", "How are you?"]) == "Hello there. How are you?"
+    assert join(["你好", "世界"]) == "你好世界"
+    assert join(["Open the door.", "and the window."]) == "Open the door. and the window."  # sent: it stays
+    # a file's pieces, joined once their texts are all known: the cut's full stop goes
+    assert joined_text(["Hello  there.", "", "你好", "世界", "Open the door.", "and go."]) == \
+        "Hello there.你好世界Open the door and go."

@@ -512,7 +512,7 @@ async def test_a_long_upload_with_a_piece_no_engine_heard_is_an_error_the_client
     assert len(engine.calls) == 2  # no piece asked after it
 
 
-async def test_stream_true_gives_the_text_a_request_without_it_gets() -> None:
+async def test_stream_true_deltas_join_to_the_text_as_a_files_pieces_are_joined() -> None:
     # The deltas joined once kept a piece's closing full stop that the joined transcript drops
     # ("door. and turn"): a piece's full stop now waits for the next piece.
     from stt_core.testing import FakeProvider
@@ -527,7 +527,7 @@ async def test_stream_true_gives_the_text_a_request_without_it_gets() -> None:
     deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
     more = len(engine.calls) - len(said)  # the pieces cut at the silence's own pauses
     assert more >= 0 and events[-1]["type"] == "transcript.text.done"
-    # what Transcript.joined makes of the same pieces, for a request without stream=true
+    # what Transcript.joined makes of the same pieces (a long file's, without stream=true)
     text = " ".join(["Please open the door and turn on the lights. Thank you", *["and so on"] * more]) + "."
     assert "".join(deltas) == events[-1]["text"] == text
     assert deltas[0] == "Please open the door"  # sent before the second piece was heard
