@@ -20,13 +20,16 @@ from pipecat.frames.frames import (
     InterimTranscriptionFrame,
     MetricsFrame,
     STTMetadataFrame,
+    STTUpdateSettingsFrame,
     TranscriptionFrame,
     VADUserStartedSpeakingFrame,
     VADUserStoppedSpeakingFrame,
 )
 from pipecat.metrics.metrics import ProcessingMetricsData, STTUsageMetricsData, TTFBMetricsData
 from pipecat.pipeline.worker import PipelineParams
+from pipecat.services.settings import STTSettings
 from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.transcriptions.language import Language
 
 import speech
 import stt_core
@@ -237,6 +240,18 @@ async def test_a_language_no_engine_takes_marks_the_service_unusable_at_once() -
     _, up = await asyncio.wait_for(run_test(service, frames_to_send=frames), 60)
     (error,) = of(up, ErrorFrame)
     assert "does not support language 'de'" in error.error and not service.is_usable
+
+
+async def test_a_settings_update_that_makes_the_service_usable_hears_again() -> None:
+    # Pipecat gives a service another chance on any settings update; the stream loop had ended.
+    english = stt_core.Capabilities(streaming=True, languages=frozenset({"en"}))
+    service = ChainSTTService(Chain([FakeProvider(name="streamer", capabilities=english, final_every=5)]),
+                              language="de")
+    paced = [item for frame in silence(1.0) for item in (frame, SleepFrame(sleep=0.01))]
+    frames = [*paced, STTUpdateSettingsFrame(delta=STTSettings(language=Language.EN)), *paced, *paced]
+    down, up = await asyncio.wait_for(run_test(service, frames_to_send=frames), 60)
+    assert len(of(up, ErrorFrame)) == 1 and service.is_usable
+    assert [f.text for f in of(down, TranscriptionFrame)][:1] == ["hello world"]
 
 
 async def test_cancel_stops_recognition_in_flight_and_leaves_no_task() -> None:

@@ -1,18 +1,17 @@
 """Any stt-core engine or chain as a Pipecat STT service, a ``FrameProcessor`` in a pipeline.
 
-How it hears is ``stt_core.Hearing``'s rule, as for every adapter: the chain's own stream for a
-streaming first engine (Deepgram), real time for a local one (FunASR, whisper) when a Silero model
-is installed, and otherwise the pipeline's VAD cuts. Each way is a class of its own, the service's
-collaborator, as Pipecat splits its ``STTService`` (streams) and ``SegmentedSTTService``: every
-frame goes to one stream (``Continuous``), or each utterance the pipeline's VAD cut goes through the
-chain once, in order (``Segmented``). Each turns what it hears into the service's frames
-(``interim``, ``final``, ``failed``) and counts the utterances that came out (``answered``): how the
-service's end sees progress.
+How it hears is ``stt_core.Hearing``'s rule, as for every adapter: the chain's own stream for a streaming
+first engine (Deepgram), real time for a local one (FunASR, whisper) when a Silero model is installed, and
+otherwise the pipeline's VAD cuts. Each way is a class of its own, the service's collaborator, as Pipecat
+splits its ``STTService`` (streams) and ``SegmentedSTTService``: every frame goes to one stream
+(``Continuous``), or each utterance the pipeline's VAD cut goes through the chain once, in order
+(``Segmented``). Each turns what it hears into the service's frames (``interim``, ``final``, ``failed``) and
+counts the utterances that came out (``answered``): how the service's end sees progress.
 
-One retry layer: the chain retries and falls over. An ``ErrorFrame`` goes upstream only when the
-whole chain failed (in real time: for that utterance, and the stream goes on), and the service
-marks itself unusable only when no engine of the chain can ever serve (no key, no model, a key
-refused), so a ``ServiceSwitcher`` above it still has its say.
+One retry layer: the chain retries and falls over. An ``ErrorFrame`` goes upstream only when the whole chain
+failed (in real time: for that utterance, and the stream goes on), and the service marks itself unusable
+only when no engine of the chain can ever serve (no key, no model, a key refused), so a ``ServiceSwitcher``
+above it still has its say.
 """
 
 from __future__ import annotations
@@ -277,10 +276,7 @@ class ChainSTTService(STTService):
 
 
 def _pipecat_language(code: str | None) -> Language | None:
-    try:
-        return Language(code) if code else None
-    except ValueError:
-        return None
+    return next((language for language in Language if language == code), None) if code else None
 
 
 # -- the two ways of hearing ------------------------------------------------------------------------
@@ -320,11 +316,14 @@ class Continuous:
                     await self._one_stream()
             except STTError as e:
                 await service.failed(e)
-                if self._ending or not service.is_usable:
-                    return  # the chain has just failed (or can never serve): nothing waits on it
-                # Not at once: a chain that fails before it reads (every breaker open) would send
-                # an error per frame. The audio of that second waits in the queue for the next.
-                await asyncio.sleep(_RESTART_AFTER)
+                # A second before the next stream (failing before it reads, it would send an error per
+                # frame; the audio waits queued), or until a settings update makes the service usable.
+                while not self._ending:
+                    await asyncio.sleep(_RESTART_AFTER)
+                    if service.is_usable:
+                        break
+                if self._ending:
+                    return  # the chain has just failed: the pipeline's end does not wait on it
 
     async def _one_stream(self) -> None:
         """Real time's preflight (the utterance so far) goes out as an interim too; the bounds of
