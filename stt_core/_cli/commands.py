@@ -207,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except ImportError as e:
             raise ConfigError(f"stt-core serve --ray needs Ray Serve ({e.name} is missing): "
                               f"{install_command('ray')}") from None
-        if not (args.ray_address or os.environ.get("RAY_ADDRESS")):  # a cluster of its own: its proxy is here
+        if (args.ray_address or os.environ.get("RAY_ADDRESS") or "local") == "local":  # its own cluster, here
             _check_port(settings.host, settings.port)
         serve_on_ray(config, settings, names=_chain_names(args.chain), address=args.ray_address)
         return EXIT_OK

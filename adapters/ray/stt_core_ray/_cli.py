@@ -46,7 +46,7 @@ def serve_on_ray(
         say(f"stt-core serve --ray: connecting to {address}")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not "connecting to existing Serve app"
     if not own_cluster:
-        answers(address)
+        check_reachable(address)
     try:
         # A given address may be 127.0.0.1: Ray then names the node by its host's address, as it prints.
         ray.init(address=address, num_cpus=cpus, logging_level=logging.WARNING, log_to_driver=False)
@@ -102,9 +102,9 @@ def cpus_asked(config: LoadedConfig, settings: RaySettings, names: list[str] | N
     return asked
 
 
-def answers(address: str, timeout: float = 5.0) -> None:
-    """Whether anything listens at a ``host:port`` address, asked first: where nothing does, Ray's
-    own connection tries for minutes, saying only its warnings ("auto" and other forms: Ray's)."""
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuses a ``host:port`` address where nothing listens, before Ray is asked: Ray's own
+    connection tries for minutes there, saying only its warnings ("auto" and other forms: Ray's)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return
