@@ -187,7 +187,8 @@ def without_secrets(text: str, *secrets: str) -> str:
     return _SECRET_PATTERNS.sub(lambda m: (m.group("prefix") or "") + REDACTED, text)
 
 
-_SECRET_KEY = re.compile(r"key|token|secret|password", re.IGNORECASE)
+# A key that names a secret (api_key, apikey, auth_token, client_secret), not keywords or max_tokens.
+_SECRET_KEY = re.compile(r"(^|_)(apikey|key|token|secret|password|passwd)$", re.IGNORECASE)
 
 
 def without_secrets_in(table: Mapping[str, Any]) -> dict[str, Any]:

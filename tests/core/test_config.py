@@ -214,9 +214,9 @@ def test_config_show_hides_credentials_inside_a_url(tmp_path: Path) -> None:
     assert shown["vllm"]["base_url"] == "https://user:[redacted]@gpu-box:8000/v1?api_key=[redacted]"
 
 
-def test_config_shows_tables_within_tables_and_adapter_tables_scrubbed_too() -> None:
-    # Only a table's own strings were scrubbed, and the adapters' tables ([serve], [ray], a third
-    # party's) not at all.
+def test_secrets_are_scrubbed_in_tables_and_lists_within_a_table_and_only_there() -> None:
+    # Only a table's own strings were scrubbed (and the adapters' tables, [serve], [ray], a third
+    # party's, not at all: they go through this too now).
     from stt_core._errors import without_secrets_in
 
     table = {"upstream": {"url": "https://u:hunter2@box/v1", "token": "t0ps3cret"},
@@ -224,6 +224,8 @@ def test_config_shows_tables_within_tables_and_adapter_tables_scrubbed_too() -> 
     shown = without_secrets_in(table)
     assert "hunter2" not in repr(shown) and "t0ps3cret" not in repr(shown)
     assert shown["mirrors"][1] == "plain" and shown["api_key"] is None and shown["port"] == 8000
+    words = without_secrets_in({"keywords": ["deepgram"], "max_tokens": 5, "client_secret": "s3"})
+    assert words == {"keywords": ["deepgram"], "max_tokens": 5, "client_secret": "**********"}
 
 
 def test_min_confidence_at_the_top_per_engine_and_from_the_environment(
