@@ -151,15 +151,16 @@ class Request:
     doubted: list[tuple[Transcript, frozenset[str] | None]] = field(default_factory=list)
     """Answers the chain doubted, each with its engine's languages (``quality.best`` picks)."""
     cloud_reasks: int = 0  # cloud engines asked after a doubted answer
+    left_for_the_final: bool = False  # a speculation did not re-ask a cloud engine that the final may
 
     def heard_nothing(self) -> bool:
         return any(not has_words(answer.text) for answer, _ in self.doubted)
 
     def best_doubted(self) -> Transcript:
         """When no engine's answer was accepted: the best of the doubted ones (``quality.best``).
-        Not for a speculation: its answer would stand as the utterance's (real time keeps what the
-        preflight heard), so the final, which may ask a cloud engine, asks again."""
-        if not self.doubted or self.purpose == "speculation":
+        Not for a speculation that left a cloud engine to the final: its answer would stand as the
+        utterance's (real time keeps what the preflight heard), and that engine would never be asked."""
+        if not self.doubted or self.left_for_the_final:
             raise self.failed()
         return quality.best(self.doubted).replace(attempts=tuple(self.attempts))
     purpose: policy.Purpose = "request"
@@ -241,9 +242,11 @@ class Links:
         """Why ``link`` is not asked after a doubted answer (``quality.may_reask``), or ``None``."""
         if not request.doubted:
             return None
-        return quality.may_reask(offline=link.provider.capabilities.offline,
-                                 cloud_reasks=request.cloud_reasks, max_reasks=self.judging.max_reasks,
-                                 speculation=request.purpose == "speculation")
+        refusal = quality.may_reask(offline=link.provider.capabilities.offline,
+                                    cloud_reasks=request.cloud_reasks, max_reasks=self.judging.max_reasks,
+                                    speculation=request.purpose == "speculation")
+        request.left_for_the_final |= refusal is not None and request.purpose == "speculation"
+        return refusal
 
     def judged(self, link: Link, answer: Transcript, request: Request) -> quality.Accept | quality.Reask:
         """What the chain makes of ``link``'s answer (``quality.judge``)."""

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stt_core import Audio, Capabilities, Chain, QualityPolicy, Transcript
+from stt_core import AllProvidersFailed, Audio, Capabilities, Chain, QualityPolicy, Transcript
 from stt_core.testing import FakeProvider
 
 AUDIO = Audio.silence(1.0)
@@ -156,3 +156,15 @@ async def test_a_confident_stream_final_stands_and_silence_is_not_reasked() -> N
     quiet = FakeProvider(name="deepgram", confidence=0.0, final_every=2, text="")
     finals = [e async for e in Chain([quiet, batch]).stream(chunks(4)) if e.is_final]
     assert [f.text for f in finals] == ["", ""] and not batch.calls
+
+
+async def test_a_speculation_gives_a_doubted_answer_unless_it_left_a_cloud_engine_to_the_final() -> None:
+    # Real time keeps what a preflight heard as the utterance's: a doubted answer may stand only
+    # where the final would ask no one else (else the cloud engine behind was never asked).
+    alone = Chain([engine("local", 0.2, capabilities=LOCAL)])
+    assert (await alone.transcribe(AUDIO, purpose="speculation")).text == "local heard"
+    local, cloud = engine("local", 0.2, capabilities=LOCAL), engine("cloud", 0.9, capabilities=CLOUD)
+    with pytest.raises(AllProvidersFailed):
+        await Chain([local, cloud]).transcribe(AUDIO, purpose="speculation")
+    assert not cloud.calls
+    assert (await Chain([local, cloud]).transcribe(AUDIO, purpose="utterance")).text == "cloud heard"
