@@ -214,13 +214,13 @@ def whisper_speech(
     when it says a known phantom ("Thank you.") or loops on the same words while rating it at least 0.3
     likely to be none (or below Whisper's own -1.0 log probability), unless ``heard_speech(i)`` (a VAD
     over window ``i``'s audio, asked only then) hears speech: "Yeah." and "Okay." are said too. A
-    phantom is left out, not re-asked. Confidence of speech: the mean word probability (else the average log
-    probability), times the share of its word pairs that do not repeat, times 0.6 if a window fell back
-    to sampling and 0.5 if it loops (compression ratio over 2.4), mapped so ``WORDS_LINE`` (or
-    ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the confidence that there is none:
-    the least no-speech probability of the windows left out, mapped so ``no_speech_threshold`` is
-    ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not sure enough); with no windows
-    at all (the engine skipped them as silence), the line.
+    phantom is left out, not re-asked. Confidence of speech: the mean word probability (else the
+    average log probability), times the share of its word pairs that do not repeat within their window,
+    times 0.6 if a window fell back to sampling and 0.5 if it loops (compression ratio over 2.4),
+    mapped so ``WORDS_LINE`` (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the
+    confidence that there is none: the least no-speech probability of the windows left out, mapped so
+    ``no_speech_threshold`` is ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not
+    sure enough); with no windows at all (the engine skipped them as silence), the line.
     """
     kept = [i for i, w in enumerate(windows)
             if not _no_speech(w, no_speech_threshold, functools.partial(heard_speech, i))]
@@ -235,7 +235,10 @@ def whisper_speech(
         tokens = sum(max(1, w.tokens) for w in speech)
         score = math.exp(sum(w.avg_logprob * max(1, w.tokens) for w in speech) / tokens)
         line = math.exp(LOGPROB_LINE)
-    score *= 1 - repeated_pairs(" ".join(w.text for w in speech))
+    # Within each window (a loop is the model's, in one window); a long file that repeats what was
+    # said minutes before is speech, not a loop (a talk said four times read 0.10).
+    sizes = [max(1, len(w.text.split())) for w in speech]
+    score *= 1 - sum(repeated_pairs(w.text) * n for w, n in zip(speech, sizes, strict=True)) / sum(sizes)
     if any(w.temperature > 0 for w in speech):
         score *= FELL_BACK
     if any(w.compression_ratio > REPETITIVE for w in speech):

@@ -102,6 +102,7 @@ CLEAR = W(" Please open the door.", -0.3, 0.05, 0.9, 0.0, (0.9, 0.95, 0.9, 0.92)
     ([W(" Thank you.", -0.2, 0.05, 0.5, 0.0, (0.95, 0.95))], [0], False),  # said, not a phantom
     ([W(" .", -0.9, 0.5, 0.9, 0.0, ())], [], True),  # no word at all
     ([CLEAR, W(" You", -0.97, 0.95, 0.3, 0.0, (0.03,))], [0], False),  # silence after speech is left out
+    ([CLEAR, CLEAR], [0, 1], False),  # said again in the next window: speech, not a loop (it read low)
     ([W(" Please open the door.", -0.3, 0.05, 0.9)], [0], False),  # no word probabilities: log probability
     ([W(" mumble mumble stuff", -0.9, 0.05, 0.9)], [0], True),
 ])
