@@ -55,6 +55,7 @@ from .settings import RealtimeSettings
 from .utterance import Speculation, Speed, Utterance
 
 logger = logging.getLogger("stt_core.realtime")
+_AT_ONCE = 8.0  # audio this many times faster than its own length: read from a file, not spoken
 
 
 def interim_engine(engine: Provider) -> Provider | None:
@@ -353,9 +354,11 @@ class Session:
     def _warn_behind(self) -> None:
         """An utterance ended while the one before still awaits its final: the engine is slower
         than speech. Said once per stream; speculation is already off while finals wait."""
-        self.warned_behind = True
         oldest = self.finals[0][0]
         behind = time.monotonic() - (oldest.ended_at or time.monotonic())
+        if self.segmenter.frames * FRAME_SECONDS - (oldest.speech_end or 0.0) > _AT_ONCE * behind:
+            return  # the audio comes far faster than anyone speaks (a file read at once): finals queue
+        self.warned_behind = True
         logger.warning("real time is falling behind: %s is slower than speech (%.1f s behind, %d finals "
                        "waiting); interims are off until it catches up", self.engine.name, behind,
                        len(self.finals) + 1)

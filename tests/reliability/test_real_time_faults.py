@@ -209,3 +209,14 @@ async def test_no_failed_recognition_is_left_unretrieved(caplog: pytest.LogCaptu
         await asyncio.sleep(0.05)
     assert [e.type for e, _ in events if e.type in ("final", "failed")] == ["failed"]
     assert "never retrieved" not in caplog.text
+
+
+async def test_audio_pushed_at_once_is_no_engine_falling_behind(caplog: pytest.LogCaptureFixture) -> None:
+    # `stt-core listen --speed 0` reads a file as fast as it can: finals queue as they must, and the
+    # warning that the engine is slower than speech was noise.
+    audio, engine = setup(per_second=0.05)
+    with caplog.at_level(logging.WARNING, logger="stt_core.realtime"):
+        stream = realtime(engine, live(audio, chunk=0.02, pace=0.0), settings=RealtimeSettings())
+        events = [event async for event in stream]
+    assert [e.type for e in events].count("final") == len(CLIPS)
+    assert not [r for r in caplog.records if "falling behind" in r.message]
