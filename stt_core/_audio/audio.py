@@ -220,20 +220,21 @@ class Audio:
         return Audio(self._samples[first:max(first, last)], self.sample_rate)
 
     def split_at_silences(self, max_duration: float) -> list[tuple[float, Audio]]:
-        """Pieces of at most ``max_duration`` seconds, each ``(start, audio)``, cut at the quietest
-        100 ms in the second half of each piece, so words are not cut in half where there is a
-        pause to cut at. For engines with an upload limit."""
+        """Pieces of at most ``max_duration`` seconds, each ``(start, audio)``, cut in the middle of
+        the quietest half second in the second half of each piece, so words are not cut in half
+        where there is a pause to cut at, and the longest pause wins over a comma's (in digital
+        silence every 100 ms of a pause tied, and the first, often a comma's, was taken)."""
         if max_duration <= 0:
             raise ValueError("max_duration must be positive")
-        window = max(1, self.sample_rate // 10)
-        longest = max(window, int(max_duration * self.sample_rate))
+        longest = max(1, int(max_duration * self.sample_rate))
+        window = max(1, min(self.sample_rate // 2, longest // 4))
         mono = np.abs(self.mono_float32())
         pieces: list[tuple[float, Audio]] = []
         start = 0
         while self.num_frames - start > longest:
             search_from = start + max(window, longest // 2)
             stop = start + longest
-            # Summed level of each 100 ms window starting in [search_from, stop - window]
+            # Summed level of each half-second window starting in [search_from, stop - window]
             # (a running sum: linear in the length, however long the pieces).
             running = np.concatenate(([0.0], np.cumsum(mono[search_from:stop], dtype=np.float64)))
             levels = running[window:] - running[:-window]

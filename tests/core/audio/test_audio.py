@@ -155,3 +155,14 @@ def test_split_at_silences_cuts_in_the_pause_and_keeps_every_sample() -> None:
     assert [start for start, _ in audio.split_at_silences(10.0)] == [0.0]
     with pytest.raises(ValueError, match="max_duration must be positive"):
         audio.split_at_silences(0)
+
+
+def test_split_at_silences_takes_the_pause_between_sentences_not_a_commas() -> None:
+    # In digital silence every 100 ms of a pause tied, and the first (a comma's 0.25 s) was taken:
+    # a stream=true answer then read "last quarter. Mostly on travel".
+    def speech(seconds: float) -> Audio:
+        return Audio(np.full(int(seconds * 16_000), 0.3, dtype=np.float32), 16_000)
+
+    audio = Audio.concat([speech(16), Audio.silence(0.25), speech(8.75), Audio.silence(1.5), speech(13.5)])
+    (_, first), (second, _) = audio.split_at_silences(30.0)
+    assert 25.0 <= second <= 26.5 and first.duration == pytest.approx(second)
