@@ -9,8 +9,9 @@ final, each recognised again from the whole utterance so far. The rule:
    with one guess more: a small or busy engine's first guesses, on a second of audio, can agree
    twice and still be wrong): the longest common start of this guess and the two before, cut
    back to a word that is whole in each, and never the guess's last word (it may be a word cut
-   off mid-way). A guess that disagrees with what was already sent sends nothing; a later one
-   may agree again.
+   off mid-way). Where the agreed words start with the words sent, case and punctuation aside
+   (the engine, hearing more, added a comma), the words after them go out; a guess that changes
+   a word already sent sends nothing, and a later one may agree again.
 2. **At the final**: if it starts with what was sent, the rest is the last delta and the final
    is the transcript as the engine gave it.
 3. **If the final changed a word that was already sent** (the engine, hearing the whole
@@ -61,10 +62,15 @@ class Deltas:
         text = squeeze(text)
         stable = _agreed(list(self._before), text) if len(self._before) == AGREE - 1 else ""
         self._before.append(text)
-        if len(stable) <= len(self.sent) or not stable.startswith(self.sent):
-            return ""
-        delta = stable[len(self.sent):]
-        self.sent = stable
+        if stable.startswith(self.sent):
+            delta = stable[len(self.sent):]
+        else:  # sent words, their commas or case changed since: the words after them, if any
+            said, words = _WORD.findall(self.sent), list(_WORD.finditer(stable))
+            if [_plain(w) for w in said] != [_plain(w.group()) for w in words[:len(said)]]:
+                return ""
+            rest = stable[words[len(said)].start():] if len(words) > len(said) else ""
+            delta = glue(self.sent, rest)[len(self.sent):] if rest else ""
+        self.sent += delta
         return delta
 
     def final(self, text: str) -> tuple[str, str]:
