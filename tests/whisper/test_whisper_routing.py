@@ -67,4 +67,4 @@ def test_a_reply_whisper_also_invents_over_silence_stays_a_word_when_said() -> N
     # emptied. faster-whisper's VAD hears it said; the silence and noise above still come back empty.
     whisper = stt_core.get_provider("whisper", model="bundled")
     result = asyncio.run(whisper.transcribe(AUDIO / "yeah.wav"))
-    assert result.text.lower().strip(".!") == "yeah", result
+    assert result.text.lower().strip(".!") in ("yeah", "yes", "yeah yeah"), result  # a word, not ""
