@@ -210,14 +210,19 @@ _ABBREVIATIONS = {"etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "inc",
 
 WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 """Chinese, Japanese and Korean characters: each one a word, and no space between them."""
-_WIDE_CHAR = re.compile(f"[{WIDE}]")
+WIDE_CHAR = re.compile(f"[{WIDE}]")
+
+
+def squeeze(text: str) -> str:
+    """``text`` with its spacing made single (engines differ in spaces, never in words)."""
+    return " ".join(text.split())
 
 
 def glue(left: str, right: str) -> str:
     """Two texts one after the other: a space between words, none beside a CJK character."""
     if not left or not right:
         return left + right
-    wide = _WIDE_CHAR.match(left[-1]) or _WIDE_CHAR.match(right[0])
+    wide = WIDE_CHAR.match(left[-1]) or WIDE_CHAR.match(right[0])
     return left + ("" if wide else " ") + right
 
 
@@ -232,7 +237,7 @@ def joined_text(texts: Sequence[str]) -> str:
     turn on the lights."), that full stop was the cut's, not the speaker's, and goes (not an
     abbreviation's: "U.S. and", "etc. and")."""
     joined = ""
-    for text in (" ".join(t.split()) for t in texts):
+    for text in map(squeeze, texts):
         if not text:
             continue
         last = joined.rsplit(" ", 1)[-1]

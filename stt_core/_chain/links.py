@@ -156,6 +156,9 @@ class Request:
     def heard_nothing(self) -> bool:
         return any(not has_words(answer.text) for answer, _ in self.doubted)
 
+    def heard_words(self) -> bool:
+        return any(has_words(answer.text) for answer, _ in self.doubted)
+
     def best_doubted(self) -> Transcript:
         """When no engine's answer was accepted: the best of the doubted ones (``quality.best``).
         Not for a speculation that left a cloud engine to the final: its answer would stand as the
@@ -253,7 +256,7 @@ class Links:
         return quality.judge(answer, min_confidence=self.judging.min_confidence_of(link.name),
                              languages=link.provider.capabilities.languages,
                              heard_nothing_before=request.heard_nothing(),
-                             heard_words_before=any(has_words(a.text) for a, _ in request.doubted))
+                             heard_words_before=request.heard_words())
 
     def doubt(self, link: Link, answer: Transcript, request: Request, reason: str) -> None:
         """Keep a doubted answer for ``best_doubted``."""

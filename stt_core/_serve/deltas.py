@@ -32,16 +32,10 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from .._types import WIDE, glue
+from .._types import WIDE, WIDE_CHAR, glue, squeeze
 
 _WORD = re.compile(rf"[{WIDE}]|[^\s{WIDE}]+")
-_WIDE_CHAR = re.compile(rf"[{WIDE}]")
 AGREE = 3  # guesses in a row that must agree on a word before it is sent
-
-
-def squeeze(text: str) -> str:
-    """``text`` with its spacing made single (engines differ in spaces, never in words)."""
-    return " ".join(text.split())
 
 
 def join(parts: list[str]) -> str:
@@ -69,7 +63,7 @@ class Deltas:
             if [_plain(w) for w in said] != [_plain(w.group()) for w in words[:len(said)]]:
                 return ""
             rest = stable[words[len(said)].start():] if len(words) > len(said) else ""
-            delta = glue(self.sent, rest)[len(self.sent):] if rest else ""
+            delta = glue(self.sent, rest)[len(self.sent):]
         self.sent += delta
         return delta
 
@@ -97,7 +91,7 @@ def _agreed(before: list[str], now: str) -> str:
 
 def _ends_word(text: str, at: int) -> bool:
     """Whether a word of ``text`` ends at ``at`` (not "the" of "they")."""
-    return at == len(text) or text[at].isspace() or bool(_WIDE_CHAR.match(text[at - 1:at + 1]))
+    return at == len(text) or text[at].isspace() or bool(WIDE_CHAR.match(text[at - 1:at + 1]))
 
 
 def _after(sent: str, final: str) -> str:
