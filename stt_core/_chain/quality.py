@@ -159,6 +159,15 @@ LOGPROB_LINE = -0.7
 """Without word probabilities (``verbose_json`` has none), a window's average token log
 probability maps instead: -0.7, between a clean answer's (above -0.5) and the -1.0 at which
 Whisper itself decodes again, is the line."""
+SHORT_ANSWER = 2
+"""Words in an answer too short for the lines above: a sentence's later words lean on the ones before
+them; one or two words have nothing to lean on, and the bundled tiny.en rates short replies said
+clearly far lower than sentences ("Correct." 0.19, "Yes." 0.48 to 0.67)."""
+SHORT_WORDS_LINE = 0.15
+"""The line for a short answer's mean word probability: under the 0.19 of short English replies heard
+right (docs/benchmarks.md), over the 0.10 of Spanish "Gracias" heard as "Yes". What marks a short
+answer as misheard is Whisper's own doubt: a fallback to sampling (below)."""
+SHORT_LOGPROB_LINE = -1.0  # the same without word probabilities: Whisper's own line for decoding again
 FELL_BACK = 0.6  # a window decoded again with sampling (temperature > 0): the model was unsure
 REPETITIVE = 2.4  # Whisper's own compression ratio line for text that loops
 # What Whisper says over silence and noise, learnt from subtitled videos (lower case, no punctuation).
@@ -217,10 +226,12 @@ def whisper_speech(
     phantom is left out, not re-asked. Confidence of speech: the mean word probability (else the
     average log probability), times the share of its word pairs that do not repeat within their window,
     times 0.6 if a window fell back to sampling and 0.5 if it loops (compression ratio over 2.4),
-    mapped so ``WORDS_LINE`` (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``. With no speech, the
-    confidence that there is none: the least no-speech probability of the windows left out, mapped so
-    ``no_speech_threshold`` is ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not
-    sure enough); with no windows at all (the engine skipped them as silence), the line.
+    mapped so ``WORDS_LINE`` (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``; an answer of at most
+    ``SHORT_ANSWER`` words is mapped from ``SHORT_WORDS_LINE`` (``SHORT_LOGPROB_LINE``) instead, and a
+    fallback to sampling puts it under its line. With no speech, the confidence that there is none:
+    the least no-speech probability of the windows left out, mapped so ``no_speech_threshold`` is
+    ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not sure enough); with no windows
+    at all (the engine skipped them as silence), the line.
     """
     kept = [i for i, w in enumerate(windows)
             if not _no_speech(w, no_speech_threshold, functools.partial(heard_speech, i))]
@@ -229,18 +240,19 @@ def whisper_speech(
         return [], _on_scale(least, no_speech_threshold)
     speech = [windows[i] for i in kept]
     words = [p for w in speech for p in w.word_probabilities]
+    short = len(re.findall(r"[\w']+", " ".join(w.text for w in speech))) <= SHORT_ANSWER
     if words:
-        score, line = sum(words) / len(words), WORDS_LINE
+        score, line = sum(words) / len(words), SHORT_WORDS_LINE if short else WORDS_LINE
     else:
         tokens = sum(max(1, w.tokens) for w in speech)
         score = math.exp(sum(w.avg_logprob * max(1, w.tokens) for w in speech) / tokens)
-        line = math.exp(LOGPROB_LINE)
+        line = math.exp(SHORT_LOGPROB_LINE if short else LOGPROB_LINE)
     # Within each window (a loop is the model's, in one window); a long file that repeats what was
     # said minutes before is speech, not a loop (a talk said four times read 0.10).
     sizes = [max(1, len(w.text.split())) for w in speech]
     score *= 1 - sum(repeated_pairs(w.text) * n for w, n in zip(speech, sizes, strict=True)) / sum(sizes)
-    if any(w.temperature > 0 for w in speech):
-        score *= FELL_BACK
+    if any(w.temperature > 0 for w in speech):  # a short answer that fell back is doubted: under its line
+        score *= line if short else FELL_BACK
     if any(w.compression_ratio > REPETITIVE for w in speech):
         score *= 0.5
     return kept, _on_scale(score, line)

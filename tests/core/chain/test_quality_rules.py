@@ -105,6 +105,13 @@ CLEAR = W(" Please open the door.", -0.3, 0.05, 0.9, 0.0, (0.9, 0.95, 0.9, 0.92)
     ([CLEAR, CLEAR], [0, 1], False),  # said again in the next window: speech, not a loop (it read low)
     ([W(" Please open the door.", -0.3, 0.05, 0.9)], [0], False),  # no word probabilities: log probability
     ([W(" mumble mumble stuff", -0.9, 0.05, 0.9)], [0], True),
+    # one or two words: nothing before them to lean on, so their own lines
+    ([W(" Correct.", -0.93, 0.15, 0.6, 0.0, (0.19,))], [0], False),  # said clearly, rated low
+    ([W(" No thanks.", -0.85, 0.34, 0.6, 0.0, (0.66, 0.28))], [0], False),
+    ([W(" Yes", -0.58, 0.19, 0.5, 0.0, (0.10,))], [0], True),  # Spanish "Gracias"
+    ([W(" We.", -1.0, 0.2, 0.5, 1.0, (0.7,))], [0], True),  # fell back to sampling: doubted even if sure
+    ([W(" Sure.", -0.9, 0.3, 0.5)], [0], False),  # no word probabilities: Whisper's own -1.0 line
+    ([W(" Sure.", -1.1, 0.3, 0.5, 1.0)], [0], True),
 ])
 def test_whisper_speech(windows: list[WhisperWindow], kept: list[int], low: bool) -> None:
     speech, confidence = whisper_speech(windows)
@@ -132,6 +139,8 @@ def test_whisper_speech_maps_its_lines_onto_the_default() -> None:
     on_logprob_line = whisper_speech([W(" a b c d", -0.7, 0.1, 0.9)])[1]
     on_silence_line = whisper_speech([W(" You", -1.0, 0.8, 0.3)], no_speech_threshold=0.79)[1]
     assert on_words_line == pytest.approx(0.5) and on_logprob_line == pytest.approx(0.5)
+    assert whisper_speech([W(" a b", -0.5, 0.1, 0.9, 0.0, (0.15, 0.15))])[1] == pytest.approx(0.5)
+    assert whisper_speech([W(" a b", -1.0, 0.1, 0.9)])[1] == pytest.approx(0.5)
     assert on_silence_line == pytest.approx(0.5, abs=0.02)
     assert whisper_speech([])[1] == pytest.approx(0.5)  # every window skipped as silence: the line
 
