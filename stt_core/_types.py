@@ -226,6 +226,12 @@ def glue(left: str, right: str) -> str:
     return left + ("" if wide else " ") + right
 
 
+def words_of(text: str) -> list[str]:
+    """``text``'s words, lower case: runs of letters, digits and apostrophes (typed or typeset), and
+    each CJK character alone (unspaced Chinese is a word a character, not one word a sentence)."""
+    return re.findall(r"[\w'\u2019]+", WIDE_CHAR.sub(r" \g<0> ", text.lower()))
+
+
 def has_words(text: str) -> bool:
     """Whether ``text`` holds a word (a letter or digit), not only punctuation."""
     return re.search(r"\w", text) is not None

@@ -39,7 +39,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from .._types import SETTINGS_MODEL, Transcript, has_words, language_in
+from .._types import SETTINGS_MODEL, Transcript, has_words, language_in, words_of
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 """The line every engine's confidence is calibrated to (docs/benchmarks.md, "Quality")."""
@@ -227,20 +227,24 @@ def whisper_speech(
     average log probability), times the share of its word pairs that do not repeat within their window,
     times 0.6 if a window fell back to sampling and 0.5 if it loops (compression ratio over 2.4),
     mapped so ``WORDS_LINE`` (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``; an answer of at most
-    ``SHORT_ANSWER`` words is mapped from ``SHORT_WORDS_LINE`` (``SHORT_LOGPROB_LINE``) instead, and a
+    ``SHORT_ANSWER`` words (each CJK character one) is mapped from ``SHORT_WORDS_LINE``
+    (``SHORT_LOGPROB_LINE``) instead, unless it is a phantom ``heard_speech`` did not hear, and a
     fallback to sampling puts it under its line. With no speech, the confidence that there is none:
     the least no-speech probability of the windows left out, mapped so ``no_speech_threshold`` is
     ``DEFAULT_MIN_CONFIDENCE`` (a phantom rated 0.5 likely silence is not sure enough); with no windows
     at all (the engine skipped them as silence), the line.
     """
+    heard = functools.cache(heard_speech)  # a VAD's run: once per window at most
     kept = [i for i, w in enumerate(windows)
-            if not _no_speech(w, no_speech_threshold, functools.partial(heard_speech, i))]
+            if not _no_speech(w, no_speech_threshold, functools.partial(heard, i))]
     if not kept:
         least = min((w.no_speech_prob for w in windows), default=no_speech_threshold)
         return [], _on_scale(least, no_speech_threshold)
     speech = [windows[i] for i in kept]
     words = [p for w in speech for p in w.word_probabilities]
-    short = len(re.findall(r"[\w']+", " ".join(w.text for w in speech))) <= SHORT_ANSWER
+    # The short line is for words said: a phantom ("Thank you.") no VAD heard keeps the sentences' line.
+    short = (len(words or words_of(" ".join(w.text for w in speech))) <= SHORT_ANSWER
+             and not any(phantom(windows[i].text) and not heard(i) for i in kept))
     if words:
         score, line = sum(words) / len(words), SHORT_WORDS_LINE if short else WORDS_LINE
     else:
@@ -252,7 +256,7 @@ def whisper_speech(
     sizes = [max(1, len(w.text.split())) for w in speech]
     score *= 1 - sum(repeated_pairs(w.text) * n for w, n in zip(speech, sizes, strict=True)) / sum(sizes)
     if any(w.temperature > 0 for w in speech):  # a short answer that fell back is doubted: under its line
-        score *= line if short else FELL_BACK
+        score *= line * FELL_BACK if short else FELL_BACK
     if any(w.compression_ratio > REPETITIVE for w in speech):
         score *= 0.5
     return kept, _on_scale(score, line)
@@ -261,7 +265,7 @@ def whisper_speech(
 def repeated_pairs(text: str) -> float:
     """The share of a text's word pairs that it has said before ("three, three, four" has none;
     "gen 1 gen 1 gen 1" has 3 of 5): speech seldom repeats itself within a few seconds."""
-    words = re.findall(r"\w+", text.lower())
+    words = re.findall(r"\w+", text.lower())  # a CJK run is one: its character pairs repeat in speech
     pairs = list(itertools.pairwise(words))
     return (len(pairs) - len(set(pairs))) / len(pairs) if pairs else 0.0
 

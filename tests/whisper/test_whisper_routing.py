@@ -54,8 +54,8 @@ def test_english_stays_on_whisper(chain: Chain, name: str) -> None:
     assert wer(name, result.text) <= MAX_WER, result.text
 
 
-# Short replies said clearly, and what tiny.en may hear in them on either CPU's float32 kernels.
-SHORT = {"right": ("right",), "sure": ("sure",), "no_thanks": ("no thanks", "no thanks you")}
+# Short replies said clearly (tiny.en's mean word probability here: 0.34, 0.22, 0.47).
+SHORT = {"right": "right", "sure": "sure", "no_thanks": "no thanks"}
 
 
 @pytest.mark.parametrize("name", list(SHORT))
@@ -64,11 +64,12 @@ def test_a_short_english_reply_stays_on_whisper(chain: Chain, name: str) -> None
     # each was re-asked, and SenseVoice's answer replaced whisper's right one.
     result = run(chain, AUDIO / f"{name}.wav")
     assert [(a.provider, a.outcome) for a in result.attempts] == [("whisper", "ok")], result.attempts
-    assert " ".join(result.text.lower().replace(",", "").strip(".!?").split()) in SHORT[name], result.text
+    assert " ".join(result.text.lower().replace(",", "").strip(".!?").split()) == SHORT[name], result.text
 
 
 def test_a_short_mandarin_reply_is_doubted_on_whisper_tiny_en(chain: Chain) -> None:
-    # "好的" (two syllables) comes back as English words; short answers' lower line must not keep it
+    # "好的" (two syllables) comes back as English words ("Hey, you're free, F5." here): a short
+    # Mandarin reply still goes to SenseVoice (test_quality_rules covers the short line itself)
     result = run(chain, AUDIO / "zh_okay.wav")
     assert [(a.provider, a.outcome) for a in result.attempts] == [("whisper", "low_confidence"),
                                                                   ("funasr", "ok")], result.attempts

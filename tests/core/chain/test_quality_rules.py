@@ -109,7 +109,9 @@ CLEAR = W(" Please open the door.", -0.3, 0.05, 0.9, 0.0, (0.9, 0.95, 0.9, 0.92)
     ([W(" Correct.", -0.93, 0.15, 0.6, 0.0, (0.19,))], [0], False),  # said clearly, rated low
     ([W(" No thanks.", -0.85, 0.34, 0.6, 0.0, (0.66, 0.28))], [0], False),
     ([W(" Yes", -0.58, 0.19, 0.5, 0.0, (0.10,))], [0], True),  # Spanish "Gracias"
-    ([W(" We.", -1.0, 0.2, 0.5, 1.0, (0.7,))], [0], True),  # fell back to sampling: doubted even if sure
+    ([W(" We.", -1.0, 0.2, 0.5, 1.0, (1.0,))], [0], True),  # fell back to sampling: doubted even if sure
+    ([W(" Thank you.", -0.8, 0.25, 0.5, 0.0, (0.3, 0.4))], [0], True),  # a phantom unheard: no short line
+    ([W(" 我们下午三点在会议室见面", -0.9, 0.1, 0.9)], [0], True),  # twelve words (characters), not one
     ([W(" Sure.", -0.9, 0.3, 0.5)], [0], False),  # no word probabilities: Whisper's own -1.0 line
     ([W(" Sure.", -1.1, 0.3, 0.5, 1.0)], [0], True),
 ])
@@ -127,6 +129,8 @@ def test_a_phantom_is_kept_as_words_where_the_audio_holds_speech() -> None:
     assert whisper_speech([yeah], heard_speech=lambda i: asked.append(i) or True)[0] == [0]
     assert whisper_speech([CLEAR], heard_speech=lambda i: asked.append(i) or True)[0] == [0]
     assert asked == [0]  # asked only of a phantom, not of every window
+    thanks_said = W(" Thank you.", -0.8, 0.25, 0.5, 0.0, (0.3, 0.4))  # not unsure enough to be left out
+    assert whisper_speech([thanks_said], heard_speech=lambda i: True)[1] >= 0.5  # heard: a short reply
     too_sure = W(" You", -0.97, 0.95, 0.3, 0.0, (0.03,))  # over no_speech_threshold: the model's own say
     assert whisper_speech([too_sure], heard_speech=lambda i: True)[0] == []
     # a phantom over the silence after speech is judged by its own window, not the speech before it
