@@ -46,6 +46,14 @@ SHORT_MORE = ["Maybe.", "Not really.", "Absolutely.", "Of course.", "Sounds good
 # ... and first heard after it was set: the check that it was not fitted to them.
 SHORT_HELD_OUT = ["Exactly.", "Definitely.", "Please.", "Goodbye.", "Nope.", "Good idea.", "Hold on.",
                   "Thank you.", "Not yet.", "Excuse me.", "Go on."]
+# An outside check's own replies, in a fourth voice too (made after the line was set, by a tester who
+# had not seen these sets).
+OUTSIDE = ["Sounds fine.", "Nope.", "Cheers.", "Hang on.", "Not now.", "Certainly.", "Understood.",
+           "Absolutely.", "Perfect.", "Maybe later.", "Go ahead.", "Thank you.", "Of course.", "Never mind.",
+           "Got it.", "Please.", "Hello.", "Goodbye.", "Sorry?", "Wait.", "Tomorrow.", "Monday.",
+           "Definitely not.", "Sure thing.", "All good.", "Stop.", "Cancel.", "Agreed.", "Excellent.",
+           "Fine."]
+OUTSIDE_VOICES = [*VOICES, "en-gb-x-rp"]
 # Three and four words: judged by the sentences' line.
 FEW_WORDS = ["I don't know.", "Yes, of course.", "That sounds great.", "See you tomorrow.",
              "What time is it?", "Call me later.", "Not right now.", "I think so.", "Thank you very much.",
@@ -94,6 +102,7 @@ def clips() -> dict[str, dict[str, Clip]]:
                  | said(ENGLISH, VOICES, "en"),
                  "English short replies": said(SHORT + SHORT_MORE, VOICES, "short"),
                  "English short replies, held out": said(SHORT_HELD_OUT, VOICES, "held"),
+                 "English short replies, an outside check's": said(OUTSIDE, OUTSIDE_VOICES, "outside"),
                  "English, three or four words": said(FEW_WORDS, VOICES, "few"),
                  "Mandarin": {n: Clip(Audio.from_file(AUDIO / f"{n}.wav")) for n in COMMITTED_ZH}
                  | said(MANDARIN, ["cmn"], "cmn", english=False),
@@ -237,7 +246,8 @@ def lines(results: dict[str, dict[str, list[Judged]]], added: dict[str, float],
            f"{len(ENGLISH)} sentences in {len(VOICES)} espeak-ng voices); English replies in the same "
            f"voices: {short} of one or two words (\"Yes.\", \"No thanks.\"), "
            f"{len(SHORT_HELD_OUT) * len(VOICES)} more held out (first heard after the line for short "
-           "answers was set), and "
+           f"answers was set), {len(OUTSIDE) * len(OUTSIDE_VOICES)} an outside check chose (in a fourth "
+           "voice too), and "
            f"{len(FEW_WORDS) * len(VOICES)} of three or four words; {mandarin} Mandarin clips (5 committed "
            f"fixtures, {len(MANDARIN)} spoken at run time) and {len(SHORT_MANDARIN)} short Mandarin replies "
            f"(\"好的\", \"谢谢\"); in other languages, {len(OTHER)} sentences in German, Spanish, French, "
@@ -245,9 +255,10 @@ def lines(results: dict[str, dict[str, list[Judged]]], added: dict[str, float],
            "\"Merci.\"); silence and noise. 'Would re-ask' is what a chain with the default "
            f"`min_confidence = {DEFAULT_MIN_CONFIDENCE}` does with the answer "
            "(below the line, or in a language the engine does not transcribe; an empty answer only when the "
-           "engine is unsure it heard nothing); 'heard right' counts those of them whose words were the "
-           "words said (English replies; case, punctuation and spellings such as OK aside).", "",
-           "| engine | input | clips | confidence: min / median / max | would re-ask | of them heard right "
+           "engine is unsure it heard nothing); 'heard right, re-asked': of the answers whose words were the "
+           "words said (English replies; case, punctuation and spellings such as OK aside), how many would "
+           "be re-asked all the same.", "",
+           "| engine | input | clips | confidence: min / median / max | would re-ask | heard right, re-asked "
            "| median s |",
            "|---|---|---:|---|---:|---:|---:|"]
     for engine, kinds in results.items():
@@ -257,7 +268,8 @@ def lines(results: dict[str, dict[str, list[Judged]]], added: dict[str, float],
                       if known else "none given")
             reasked = [row for row in rows if row.reasked]
             compared = engine.startswith("whisper") and all(row.clip.english for row in rows)
-            right = str(sum(bool(row.right) for row in reasked)) if compared else ""
+            heard_right = sum(bool(row.right) for row in rows)
+            right = f"{sum(bool(row.right) for row in reasked)} of {heard_right}" if compared else ""
             out.append(f"| {engine} | {kind} | {len(rows)} | {spread} | {len(reasked)} of {len(rows)} | "
                        f"{right} | {statistics.median(row.seconds for row in rows):.2f} |")
     plain, aligned = words
@@ -269,8 +281,8 @@ def lines(results: dict[str, dict[str, list[Judged]]], added: dict[str, float],
     kept = [row for kind in ("Mandarin, short replies", "other languages, short replies")
             for row in whisper[kind] if not row.reasked]
     out += ["", f"Of the {len(replies)} English replies, whisper heard {heard} right; {len(reasked)} would "
-            f"be re-asked, {reasked_right} of them heard right (the rest misheard, where a re-ask is what "
-            "the line is for).",
+            f"be re-asked, {reasked_right} of them heard right (1 in {heard / max(1, reasked_right):.0f} of "
+            "those heard right); the rest were misheard, where a re-ask is what the line is for.",
             "", "An answer of one or two words is judged by its own line (stt_core's `SHORT_WORDS_LINE`, "
             "README, \"How the chain judges an answer\"): tiny.en rates short replies said clearly far "
             "lower than sentences, having no words before them to go on. Not every short reply in another "
