@@ -226,10 +226,15 @@ def glue(left: str, right: str) -> str:
     return left + ("" if wide else " ") + right
 
 
+_UNSPACED_CHAR = re.compile("[\u2e80-\u9fff\uf900-\ufaff]")
+"""Chinese characters and Japanese kana: written without spaces, so each is a word (as faster-whisper
+splits them); Korean is written with spaces between words."""
+
+
 def words_of(text: str) -> list[str]:
     """``text``'s words, lower case: runs of letters, digits and apostrophes (typed or typeset), and
-    each CJK character alone (unspaced Chinese is a word a character, not one word a sentence)."""
-    return re.findall(r"[\w'\u2019]+", WIDE_CHAR.sub(r" \g<0> ", text.lower()))
+    each Chinese character or kana alone (unspaced Chinese is not one word a sentence long)."""
+    return re.findall(r"[\w'\u2019]+", _UNSPACED_CHAR.sub(r" \g<0> ", text.lower()))
 
 
 def has_words(text: str) -> bool:

@@ -165,8 +165,9 @@ them; one or two words have nothing to lean on, and the bundled tiny.en rates sh
 clearly far lower than sentences ("Correct." 0.19, "Yes." 0.48 to 0.67)."""
 SHORT_WORDS_LINE = 0.15
 """The line for a short answer's mean word probability: under the 0.19 of short English replies heard
-right (docs/benchmarks.md), over the 0.10 of Spanish "Gracias" heard as "Yes". What marks a short
-answer as misheard is Whisper's own doubt: a fallback to sampling (below)."""
+right, over the 0.10 of Spanish "Gracias" heard as "Yes" (faster-whisper's word probabilities on the
+quality benchmark's clips, benchmarks/quality.py). What marks a short answer as misheard is Whisper's
+own doubt: a fallback to sampling (below)."""
 SHORT_LOGPROB_LINE = -1.0  # the same without word probabilities: Whisper's own line for decoding again
 FELL_BACK = 0.6  # a window decoded again with sampling (temperature > 0): the model was unsure
 REPETITIVE = 2.4  # Whisper's own compression ratio line for text that loops
@@ -222,12 +223,12 @@ def whisper_speech(
     A window is no speech when the model rates it likelier than ``no_speech_threshold`` to be none, or
     when it says a known phantom ("Thank you.") or loops on the same words while rating it at least 0.3
     likely to be none (or below Whisper's own -1.0 log probability), unless ``heard_speech(i)`` (a VAD
-    over window ``i``'s audio, asked only then) hears speech: "Yeah." and "Okay." are said too. A
+    over window ``i``'s audio, asked only of phantoms) hears speech: "Yeah." and "Okay." are said too. A
     phantom is left out, not re-asked. Confidence of speech: the mean word probability (else the
     average log probability), times the share of its word pairs that do not repeat within their window,
     times 0.6 if a window fell back to sampling and 0.5 if it loops (compression ratio over 2.4),
     mapped so ``WORDS_LINE`` (or ``LOGPROB_LINE``) is ``DEFAULT_MIN_CONFIDENCE``; an answer of at most
-    ``SHORT_ANSWER`` words (each CJK character one) is mapped from ``SHORT_WORDS_LINE``
+    ``SHORT_ANSWER`` words (a Chinese character or kana is one) is mapped from ``SHORT_WORDS_LINE``
     (``SHORT_LOGPROB_LINE``) instead, unless it is a phantom ``heard_speech`` did not hear, and a
     fallback to sampling puts it under its line. With no speech, the confidence that there is none:
     the least no-speech probability of the windows left out, mapped so ``no_speech_threshold`` is
@@ -242,9 +243,10 @@ def whisper_speech(
         return [], _on_scale(least, no_speech_threshold)
     speech = [windows[i] for i in kept]
     words = [p for w in speech for p in w.word_probabilities]
-    # The short line is for words said: a phantom ("Thank you.") no VAD heard keeps the sentences' line.
-    short = (len(words or words_of(" ".join(w.text for w in speech))) <= SHORT_ANSWER
-             and not any(phantom(windows[i].text) and not heard(i) for i in kept))
+    text = " ".join(w.text for w in speech)
+    # The short line is for words said: a phantom ("Thank you.") no VAD heard keeps the longer line.
+    short = (len(words or words_of(text)) <= SHORT_ANSWER
+             and not (phantom(text) and not any(heard(i) for i in kept)))
     if words:
         score, line = sum(words) / len(words), SHORT_WORDS_LINE if short else WORDS_LINE
     else:
@@ -256,7 +258,7 @@ def whisper_speech(
     sizes = [max(1, len(w.text.split())) for w in speech]
     score *= 1 - sum(repeated_pairs(w.text) * n for w, n in zip(speech, sizes, strict=True)) / sum(sizes)
     if any(w.temperature > 0 for w in speech):  # a short answer that fell back is doubted: under its line
-        score *= line * FELL_BACK if short else FELL_BACK
+        score *= (line * FELL_BACK) if short else FELL_BACK
     if any(w.compression_ratio > REPETITIVE for w in speech):
         score *= 0.5
     return kept, _on_scale(score, line)

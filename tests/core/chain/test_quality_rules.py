@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from stt_core import QualityPolicy, Transcript, WhisperWindow, whisper_speech
 from stt_core._chain.quality import Accept, Reask, best, judge, may_reask, phantom, repeated_pairs
+from stt_core._types import words_of
 
 EN, FIVE = frozenset({"en"}), frozenset({"zh", "en", "yue", "ja", "ko"})
 
@@ -113,7 +114,8 @@ CLEAR = W(" Please open the door.", -0.3, 0.05, 0.9, 0.0, (0.9, 0.95, 0.9, 0.92)
     ([W(" Thank you.", -0.8, 0.25, 0.5, 0.0, (0.3, 0.4))], [0], True),  # a phantom unheard: no short line
     ([W(" 我们下午三点在会议室见面", -0.9, 0.1, 0.9)], [0], True),  # twelve words (characters), not one
     ([W(" Sure.", -0.9, 0.3, 0.5)], [0], False),  # no word probabilities: Whisper's own -1.0 line
-    ([W(" Sure.", -1.1, 0.3, 0.5, 1.0)], [0], True),
+    ([W(" Sure.", -0.4, 0.3, 0.5, 1.0)], [0], True),  # fell back: doubted though sure after (0.6x was not)
+    ([W(" Sure.", -0.75, 0.2, 0.5, 0.0, (0.3,)), W(" you", -0.3, 0.1, 0.5, 0.0, (0.9,))], [0, 1], False),
 ])
 def test_whisper_speech(windows: list[WhisperWindow], kept: list[int], low: bool) -> None:
     speech, confidence = whisper_speech(windows)
@@ -155,6 +157,14 @@ def test_whisper_speech_maps_its_lines_onto_the_default() -> None:
 ])
 def test_phantom(text: str, expected: bool) -> None:
     assert phantom(text) is expected
+
+
+def test_words_of() -> None:  # as faster-whisper splits words: Chinese and kana by character
+    assert words_of("Don\u2019t go, V4!") == ["don\u2019t", "go", "v4"]  # a typeset apostrophe
+    assert words_of("我们见面") == ["我", "们", "见", "面"]
+    assert words_of("ありがとう") == ["あ", "り", "が", "と", "う"]
+    assert words_of("감사합니다 친구") == ["감사합니다", "친구"]  # Korean is spaced
+    assert words_of("\uff0c\u3002") == []  # full-width punctuation
 
 
 def test_repeated_pairs() -> None:
