@@ -1,8 +1,8 @@
 """Quality: how confident each engine is on speech in its language, in another language, on silence
 and on noise; how often the chain's default ``min_confidence`` re-asks; and what a re-ask costs.
 
-Speech is espeak-ng's: the committed fixtures plus sentences spoken here at run time in three
-voices (espeak-ng must be installed), so the English set holds more than 20 clips."""
+Speech is espeak-ng's: the committed fixtures plus sentences and short replies spoken here at run
+time in several voices (espeak-ng must be installed)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 from common import AUDIO, ROOT, publish_alone, pyplot, run
 
 import stt_core
-from stt_core import DEFAULT_MIN_CONFIDENCE, Audio, Chain, Provider
+from stt_core import DEFAULT_MIN_CONFIDENCE, Audio, Chain, Provider, primary_language
 
 TITLE = "quality"
 PLOT = "benchmarks-quality.png"
@@ -53,7 +53,7 @@ OUTSIDE = ["Sounds fine.", "Nope.", "Cheers.", "Hang on.", "Not now.", "Certainl
            "Got it.", "Please.", "Hello.", "Goodbye.", "Sorry?", "Wait.", "Tomorrow.", "Monday.",
            "Definitely not.", "Sure thing.", "All good.", "Stop.", "Cancel.", "Agreed.", "Excellent.",
            "Fine."]
-OUTSIDE_VOICES = [*VOICES, "en-gb-x-rp"]
+OUTSIDE_VOICES = [*VOICES, "en-gb-x-rp"]  # clips already in the sets above are not counted twice
 # Three and four words: judged by the sentences' line.
 FEW_WORDS = ["I don't know.", "Yes, of course.", "That sounds great.", "See you tomorrow.",
              "What time is it?", "Call me later.", "Not right now.", "I think so.", "Thank you very much.",
@@ -86,13 +86,20 @@ class Clip:
     english: bool = False  # whether the engine's words are compared with what was said
 
 
+REPLIES = ("English short replies", "English short replies, held out",
+           "English short replies, an outside check's", "English, three or four words")
+
+
 def clips() -> dict[str, dict[str, Clip]]:
     """Each kind of input, by clip name."""
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
-        def said(texts: list[str], voices: list[str], key: str, english: bool = True) -> dict[str, Clip]:
+        def said(texts: list[str], voices: list[str], key: str, english: bool = True,
+                 unless: frozenset[tuple[str, str]] = frozenset()) -> dict[str, Clip]:
             return {f"{key}{i}-{v}": Clip(spoken(Path(folder), v, t, f"{key}{i}-{v}"), t, english)
-                    for i, t in enumerate(texts) for v in voices}
+                    for i, t in enumerate(texts) for v in voices if (t, v) not in unless}
+
+        before = frozenset((t, v) for t in SHORT + SHORT_MORE + SHORT_HELD_OUT for v in VOICES)
 
         def foreign(pairs: list[tuple[str, str]], key: str) -> dict[str, Clip]:
             return {f"{v}{i}": Clip(spoken(Path(folder), v, t, f"{key}{i}"), t)
@@ -102,7 +109,8 @@ def clips() -> dict[str, dict[str, Clip]]:
                  | said(ENGLISH, VOICES, "en"),
                  "English short replies": said(SHORT + SHORT_MORE, VOICES, "short"),
                  "English short replies, held out": said(SHORT_HELD_OUT, VOICES, "held"),
-                 "English short replies, an outside check's": said(OUTSIDE, OUTSIDE_VOICES, "outside"),
+                 "English short replies, an outside check's": said(OUTSIDE, OUTSIDE_VOICES, "outside",
+                                                                   unless=before),
                  "English, three or four words": said(FEW_WORDS, VOICES, "few"),
                  "Mandarin": {n: Clip(Audio.from_file(AUDIO / f"{n}.wav")) for n in COMMITTED_ZH}
                  | said(MANDARIN, ["cmn"], "cmn", english=False),
@@ -136,7 +144,8 @@ def judged(engine: Provider, clip: Clip) -> Judged:
     answer = run(engine.transcribe(clip.audio))
     took = time.perf_counter() - started
     languages = engine.capabilities.languages
-    wrong = bool(answer.language and languages is not None and answer.language.split("-")[0] not in languages)
+    wrong = bool(answer.language and languages is not None
+                 and primary_language(answer.language) not in languages)
     low = answer.confidence is not None and answer.confidence < DEFAULT_MIN_CONFIDENCE
     right = _plain(answer.text) == _plain(clip.said) if clip.english else None
     return Judged(answer.confidence, low or wrong, took, clip, answer.text, right)
@@ -273,16 +282,16 @@ def lines(results: dict[str, dict[str, list[Judged]]], added: dict[str, float],
             out.append(f"| {engine} | {kind} | {len(rows)} | {spread} | {len(reasked)} of {len(rows)} | "
                        f"{right} | {statistics.median(row.seconds for row in rows):.2f} |")
     plain, aligned = words
-    replies = [row for kind, rows in results["whisper tiny.en (bundled)"].items()
-               if kind.startswith(("English,", "English short")) for row in rows]
+    whisper = results["whisper tiny.en (bundled)"]
+    replies = [row for kind in REPLIES for row in whisper[kind]]
     reasked = [row for row in replies if row.reasked]
     heard, reasked_right = sum(bool(row.right) for row in replies), sum(bool(row.right) for row in reasked)
-    whisper = results["whisper tiny.en (bundled)"]
+    rate = f"1 in {heard / reasked_right:.0f}" if reasked_right else "none"
     kept = [row for kind in ("Mandarin, short replies", "other languages, short replies")
             for row in whisper[kind] if not row.reasked]
     out += ["", f"Of the {len(replies)} English replies, whisper heard {heard} right; {len(reasked)} would "
-            f"be re-asked, {reasked_right} of them heard right (1 in {heard / max(1, reasked_right):.0f} of "
-            "those heard right); the rest were misheard, where a re-ask is what the line is for.",
+            f"be re-asked, {reasked_right} of them heard right ({rate} of those heard right); the rest were "
+            "misheard, where a re-ask is what the line is for.",
             "", "An answer of one or two words is judged by its own line (stt_core's `SHORT_WORDS_LINE`, "
             "README, \"How the chain judges an answer\"): tiny.en rates short replies said clearly far "
             "lower than sentences, having no words before them to go on. Not every short reply in another "
