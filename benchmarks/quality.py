@@ -20,7 +20,7 @@ import numpy as np
 from common import AUDIO, ROOT, publish_alone, pyplot, run
 
 import stt_core
-from stt_core import DEFAULT_MIN_CONFIDENCE, Audio, Chain, Provider, primary_language
+from stt_core import DEFAULT_MIN_CONFIDENCE, Audio, Chain, Provider
 
 TITLE = "quality"
 PLOT = "benchmarks-quality.png"
@@ -143,9 +143,7 @@ def judged(engine: Provider, clip: Clip) -> Judged:
     started = time.perf_counter()
     answer = run(engine.transcribe(clip.audio))
     took = time.perf_counter() - started
-    languages = engine.capabilities.languages
-    wrong = bool(answer.language and languages is not None
-                 and primary_language(answer.language) not in languages)
+    wrong = not engine.capabilities.supports_language(answer.language)  # the chain's own rule
     low = answer.confidence is not None and answer.confidence < DEFAULT_MIN_CONFIDENCE
     right = _plain(answer.text) == _plain(clip.said) if clip.english else None
     return Judged(answer.confidence, low or wrong, took, clip, answer.text, right)
